@@ -1,0 +1,14 @@
+//! dockgc: report, verify and prune Docker's graphdriver data root offline.
+//!
+//! Flow: `store::load` (reads only) → `Snapshot` → `graph::Graph` (pure) →
+//! `usage` (df numbers) → `render` (table / json). Library code never prints
+//! and never exits; `main.rs` maps outcomes to exit codes.
+
+pub mod disk;
+pub mod graph;
+pub mod ids;
+pub mod render;
+pub mod store;
+pub mod synth;
+pub mod units;
+pub mod usage;
