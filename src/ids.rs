@@ -219,7 +219,9 @@ pub fn is_hex64(s: &str) -> bool {
 
 /// BuildKit snapshot keys: 25 characters of `[0-9a-z]` (`identity.NewID`).
 pub fn is_buildkit_key(s: &str) -> bool {
-    s.len() == 25 && s.bytes().all(|c| c.is_ascii_digit() || c.is_ascii_lowercase())
+    s.len() == 25
+        && s.bytes()
+            .all(|c| c.is_ascii_digit() || c.is_ascii_lowercase())
 }
 
 #[cfg(test)]

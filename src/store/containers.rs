@@ -1,0 +1,238 @@
+//! `containers/<id>/config.v2.json` and the container's json-file logs (§6).
+
+use super::fsread::{list_dir_opt, read_opt};
+use super::{Anomaly, AnomalyKind, Container, ContainerState};
+use crate::ids::{ContainerId, ImageId};
+use rayon::prelude::*;
+use serde::Deserialize;
+use std::collections::{BTreeMap, HashMap};
+use std::fs;
+use std::path::Path;
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct RawContainer {
+    #[serde(rename = "ID")]
+    id: Option<String>,
+    name: Option<String>,
+    image: Option<String>,
+    config: Option<RawConfig>,
+    driver: Option<String>,
+    created: Option<String>,
+    state: Option<RawState>,
+    mount_points: Option<HashMap<String, RawMountPoint>>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct RawConfig {
+    image: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "PascalCase")]
+struct RawState {
+    #[serde(default)]
+    running: bool,
+    #[serde(default)]
+    paused: bool,
+    #[serde(default)]
+    restarting: bool,
+    #[serde(default)]
+    dead: bool,
+    #[serde(default)]
+    pid: i64,
+    #[serde(default)]
+    exit_code: i64,
+    started_at: Option<String>,
+    finished_at: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct RawMountPoint {
+    #[serde(rename = "Type")]
+    kind: Option<String>,
+    #[serde(rename = "ID")]
+    id: Option<String>,
+    #[serde(rename = "Spec")]
+    spec: Option<RawSpec>,
+}
+
+#[derive(Deserialize)]
+struct RawSpec {
+    #[serde(rename = "Source")]
+    source: Option<String>,
+}
+
+/// Go's zero `time.Time`, which the daemon writes for "never".
+const ZERO_TIME: &str = "0001-01-01T00:00:00Z";
+
+pub fn read(containers_dir: &Path) -> (BTreeMap<ContainerId, Container>, Vec<Anomaly>) {
+    let mut anomalies = Vec::new();
+    let names = match list_dir_opt(containers_dir) {
+        Ok(l) => l.names,
+        Err(e) => {
+            anomalies.push(Anomaly {
+                kind: AnomalyKind::Unreadable,
+                path: containers_dir.to_path_buf(),
+                message: format!("cannot list containers: {e}"),
+            });
+            Vec::new()
+        }
+    };
+    let results: Vec<Result<Option<Container>, Anomaly>> = names
+        .par_iter()
+        .map(|n| read_one(&containers_dir.join(n), n))
+        .collect();
+    let mut out = BTreeMap::new();
+    for r in results {
+        match r {
+            Ok(Some(c)) => {
+                out.insert(c.id.clone(), c);
+            }
+            Ok(None) => {}
+            Err(a) => anomalies.push(a),
+        }
+    }
+    (out, anomalies)
+}
+
+fn read_one(dir: &Path, name: &str) -> Result<Option<Container>, Anomaly> {
+    let cfg = dir.join("config.v2.json");
+    let bad = |message: String| Anomaly {
+        kind: AnomalyKind::Container,
+        path: cfg.clone(),
+        message,
+    };
+    let Some(id) = ContainerId::parse(name) else {
+        return Ok(None); // not a container directory; the daemon skips it too
+    };
+    let bytes = match read_opt(&cfg) {
+        Ok(Some(b)) => b,
+        Ok(None) => return Err(bad("missing; the daemon cannot load this container".into())),
+        Err(e) => return Err(bad(format!("cannot read: {e}"))),
+    };
+    let raw: RawContainer =
+        serde_json::from_slice(&bytes).map_err(|e| bad(format!("invalid JSON: {e}")))?;
+    if raw.id.as_deref() != Some(name) {
+        return Err(bad(format!(
+            "ID {:?} does not match the directory name; the daemon cannot load this container",
+            raw.id.unwrap_or_default()
+        )));
+    }
+    let image = match raw.image.as_deref() {
+        None | Some("") => None,
+        Some(s) => Some(ImageId::parse(s).map_err(|e| bad(format!("Image: {e}")))?),
+    };
+    let st = raw.state.unwrap_or_default();
+    let started_at = st.started_at.filter(|s| s != ZERO_TIME);
+    let finished_at = st.finished_at.filter(|s| s != ZERO_TIME);
+    let state = ContainerState {
+        running: st.running,
+        paused: st.paused,
+        restarting: st.restarting,
+        dead: st.dead,
+        pid: st.pid,
+        exit_code: st.exit_code,
+        pid_alive: st.pid > 0 && Path::new(&format!("/proc/{}", st.pid)).exists(),
+        has_started: started_at.is_some(),
+    };
+    let mut image_mounts: Vec<(ImageId, String)> = raw
+        .mount_points
+        .unwrap_or_default()
+        .into_values()
+        .filter(|m| m.kind.as_deref() == Some("image"))
+        .filter_map(|m| {
+            let src = m.spec.and_then(|s| s.source)?;
+            Some((ImageId::parse(&src).ok()?, m.id.unwrap_or_default()))
+        })
+        .collect();
+    image_mounts.sort();
+    Ok(Some(Container {
+        log_bytes: log_bytes(dir, name),
+        id,
+        name: raw
+            .name
+            .map(|n| n.trim_start_matches('/').to_string())
+            .unwrap_or_default(),
+        image,
+        config_image: raw.config.and_then(|c| c.image),
+        driver: raw.driver,
+        state,
+        created: raw.created,
+        started_at,
+        finished_at,
+        image_mounts,
+    }))
+}
+
+/// json-file logs: `<id>-json.log` and its rotations `<id>-json.log.N[.gz]`.
+fn log_bytes(dir: &Path, id: &str) -> u64 {
+    let prefix = format!("{id}-json.log");
+    let Ok(rd) = fs::read_dir(dir) else { return 0 };
+    rd.filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().starts_with(&prefix))
+        .filter_map(|e| e.metadata().ok())
+        .filter(|m| m.is_file())
+        .map(|m| m.len())
+        .sum()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_state_image_mounts_and_logs() {
+        let t = tempfile::tempdir().unwrap();
+        let id = "c".repeat(64);
+        let img = format!("sha256:{}", "a".repeat(64));
+        let dir = t.path().join(&id);
+        fs::create_dir_all(&dir).unwrap();
+        fs::write(
+            dir.join("config.v2.json"),
+            format!(
+                r#"{{"ID":"{id}","Name":"/web","Image":"{img}","Config":{{"Image":"web:1"}},"Driver":"overlay2",
+                "State":{{"Running":false,"Pid":0,"ExitCode":3,"StartedAt":"2024-01-01T00:00:00Z","FinishedAt":"2024-01-02T00:00:00Z"}},
+                "MountPoints":{{"/data":{{"Type":"image","ID":"{m}","Spec":{{"Source":"{img}"}}}},"/v":{{"Type":"volume"}}}}}}
+"#,
+                m = "e".repeat(64)
+            ),
+        )
+        .unwrap();
+        fs::write(dir.join(format!("{id}-json.log")), "x".repeat(100)).unwrap();
+        fs::write(dir.join(format!("{id}-json.log.1")), "x".repeat(20)).unwrap();
+        fs::create_dir_all(t.path().join("not-a-container")).unwrap();
+
+        let (cs, a) = read(t.path());
+        assert!(a.is_empty(), "{a:?}");
+        let c = cs.values().next().unwrap();
+        assert_eq!(c.name, "web");
+        assert_eq!(c.state.word(), "exited");
+        assert_eq!(c.state.exit_code, 3);
+        assert!(!c.state.is_active());
+        assert_eq!(c.log_bytes, 120);
+        assert_eq!(c.image_mounts.len(), 1);
+        assert_eq!(c.config_image.as_deref(), Some("web:1"));
+    }
+
+    #[test]
+    fn never_started_is_created_and_bad_json_is_an_anomaly() {
+        let t = tempfile::tempdir().unwrap();
+        let id = "d".repeat(64);
+        let dir = t.path().join(&id);
+        fs::create_dir_all(&dir).unwrap();
+        fs::write(
+            dir.join("config.v2.json"),
+            format!(r#"{{"ID":"{id}","State":{{"StartedAt":"0001-01-01T00:00:00Z"}}}}"#),
+        )
+        .unwrap();
+        let (cs, _) = read(t.path());
+        assert_eq!(cs.values().next().unwrap().state.word(), "created");
+
+        fs::write(dir.join("config.v2.json"), "{\"ID\":").unwrap();
+        let (cs, a) = read(t.path());
+        assert!(cs.is_empty());
+        assert_eq!(a[0].path, dir.join("config.v2.json"));
+    }
+}

@@ -1,0 +1,34 @@
+//! Errors that stop a scan before it starts: the root is not something we read.
+//! Everything found *inside* a readable root is an `Anomaly` instead.
+
+use std::path::PathBuf;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("{path}: cannot read the data root: {source}")]
+    Unreadable {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}: not a Docker data root (no image/<driver>/ directory)")]
+    NotDockerRoot { path: PathBuf },
+    #[error(
+        "{path}: this root uses the containerd image store, which dockgc does not handle; \
+         use `docker image prune` or `ctr -n moby` instead"
+    )]
+    ContainerdStore { path: PathBuf },
+    #[error("{path}: graph driver {driver:?} is not supported (dockgc handles overlay2)")]
+    UnsupportedDriver { path: PathBuf, driver: String },
+    #[error(
+        "{path}: several graph drivers have state here ({drivers}); the daemon itself refuses \
+         such a root unless one is configured"
+    )]
+    AmbiguousDriver { path: PathBuf, drivers: String },
+    #[error("{path}: this is the parent of a user-namespace remapped root; pass --root {remapped}")]
+    UsernsParent { path: PathBuf, remapped: PathBuf },
+    #[error(
+        "{path}: this looks like a rootless Docker data root (~/.local/share/docker), \
+         which dockgc does not handle yet"
+    )]
+    Rootless { path: PathBuf },
+}

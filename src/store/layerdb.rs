@@ -1,0 +1,348 @@
+//! `image/<driver>/layerdb`: read-only layers, RW mounts, and leftovers of
+//! interrupted transactions (§3).
+
+use super::fsread::{list_dir_opt, read_text_opt};
+use super::{Anomaly, AnomalyKind, Layer, Mount, RemovingLayer};
+use crate::ids::{CacheId, ChainId, DiffId, MountId, is_hex64};
+use rayon::prelude::*;
+use std::collections::BTreeMap;
+use std::fs;
+use std::path::{Path, PathBuf};
+
+pub struct LayerDb {
+    pub layers: BTreeMap<ChainId, Layer>,
+    pub removing: Vec<RemovingLayer>,
+    pub write_sets: Vec<PathBuf>,
+    pub mounts: BTreeMap<String, Mount>,
+    pub anomalies: Vec<Anomaly>,
+}
+
+pub fn read(layerdb: &Path) -> LayerDb {
+    let mut anomalies = Vec::new();
+    let sha = layerdb.join("sha256");
+    let names = match list_dir_opt(&sha) {
+        Ok(l) => l.names,
+        Err(e) => {
+            anomalies.push(unreadable(
+                &sha,
+                format!("cannot list layers: {e}; the daemon will not start"),
+            ));
+            Vec::new()
+        }
+    };
+
+    let results: Vec<Entry> = names.par_iter().map(|n| read_entry(&sha, n)).collect();
+    let mut layers = BTreeMap::new();
+    let mut removing = Vec::new();
+    for r in results {
+        match r {
+            Entry::Layer(l) => {
+                layers.insert(l.chain_id, l);
+            }
+            Entry::Removing(r) => removing.push(r),
+            Entry::Bad(a) => anomalies.push(a),
+            Entry::Ignored => {}
+        }
+    }
+
+    let tmp = layerdb.join("tmp");
+    let write_sets = match list_dir_opt(&tmp) {
+        Ok(l) => l
+            .names
+            .into_iter()
+            .filter(|n| n.starts_with("write-set-"))
+            .map(|n| tmp.join(n))
+            .collect(),
+        Err(e) => {
+            anomalies.push(unreadable(&tmp, e.to_string()));
+            Vec::new()
+        }
+    };
+
+    let mounts_dir = layerdb.join("mounts");
+    let mut mounts = BTreeMap::new();
+    match list_dir_opt(&mounts_dir) {
+        Ok(l) => {
+            for name in l.names {
+                match read_mount(&mounts_dir.join(&name), &name) {
+                    Ok(m) => {
+                        mounts.insert(name, m);
+                    }
+                    Err(a) => anomalies.push(a),
+                }
+            }
+        }
+        Err(e) => anomalies.push(unreadable(
+            &mounts_dir,
+            format!("cannot list mounts: {e}; the daemon will not start"),
+        )),
+    }
+    LayerDb {
+        layers,
+        removing,
+        write_sets,
+        mounts,
+        anomalies,
+    }
+}
+
+enum Entry {
+    Layer(Layer),
+    Removing(RemovingLayer),
+    Bad(Anomaly),
+    Ignored,
+}
+
+fn read_entry(sha: &Path, name: &str) -> Entry {
+    let dir = sha.join(name);
+    if let Some(chain_id) = ChainId::from_hex(name) {
+        // The daemon lists only real directories (a symlink is skipped).
+        match fs::symlink_metadata(&dir) {
+            Ok(m) if m.is_dir() => {}
+            Ok(_) => {
+                return Entry::Bad(Anomaly {
+                    kind: AnomalyKind::Loop,
+                    path: dir,
+                    message: "layer entry is not a directory; the daemon ignores it".into(),
+                });
+            }
+            Err(e) => return Entry::Bad(unreadable(&dir, e.to_string())),
+        }
+        return match read_layer(&dir, chain_id) {
+            Ok(l) => Entry::Layer(l),
+            Err(a) => Entry::Bad(a),
+        };
+    }
+    if let Some(rest) = name.strip_suffix("-removing") {
+        let chain_hex = rest.split('-').next().unwrap_or("").to_string();
+        if is_hex64(&chain_hex) {
+            let cache_id = read_text_opt(&dir.join("cache-id"))
+                .ok()
+                .flatten()
+                .map(|s| s.trim().to_string())
+                .filter(|s| !s.is_empty())
+                .map(CacheId);
+            return Entry::Removing(RemovingLayer {
+                path: dir,
+                chain_hex,
+                cache_id,
+            });
+        }
+    }
+    Entry::Ignored
+}
+
+/// Reads one layer with the daemon's own tolerance (`filestore.go`): `diff`,
+/// `cache-id` and `parent` are trimmed; `size` is not, so a trailing newline
+/// makes the layer (and every layer above it) unloadable.
+pub fn read_layer(dir: &Path, chain_id: ChainId) -> Result<Layer, Anomaly> {
+    let bad = |file: &str, message: String| Anomaly {
+        kind: AnomalyKind::LayerFiles,
+        path: dir.join(file),
+        message,
+    };
+    let required = |file: &str| -> Result<String, Anomaly> {
+        match read_text_opt(&dir.join(file)) {
+            Ok(Some(s)) => Ok(s),
+            Ok(None) => Err(bad(
+                file,
+                "missing; the daemon cannot load this layer".into(),
+            )),
+            Err(e) => Err(bad(file, e)),
+        }
+    };
+    let diff_id =
+        DiffId::parse(required("diff")?.trim()).map_err(|e| bad("diff", e.to_string()))?;
+    let size_text = required("size")?;
+    let size = parse_size(&size_text).map_err(|m| bad("size", m))?;
+    let cache = required("cache-id")?;
+    let cache = cache.trim();
+    if cache.is_empty() {
+        return Err(bad(
+            "cache-id",
+            "empty; the daemon cannot load this layer".into(),
+        ));
+    }
+    let parent = match read_text_opt(&dir.join("parent")) {
+        Ok(None) => None,
+        Ok(Some(s)) => Some(ChainId::parse(s.trim()).map_err(|e| bad("parent", e.to_string()))?),
+        Err(e) => return Err(bad("parent", e)),
+    };
+    Ok(Layer {
+        chain_id,
+        diff_id,
+        size,
+        cache_id: CacheId(cache.to_string()),
+        parent,
+        has_tar_split: dir.join("tar-split.json.gz").exists(),
+    })
+}
+
+/// Go's `strconv.ParseInt(s, 10, 64)` with no trimming, negative sizes rejected.
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    if s.ends_with('\n') || s.ends_with(' ') || s.starts_with(' ') {
+        return Err(format!(
+            "{s:?} has surrounding whitespace; the daemon does not trim it and cannot load this layer"
+        ));
+    }
+    let digits = s.strip_prefix('+').unwrap_or(s);
+    if digits.is_empty() || !digits.bytes().all(|c| c.is_ascii_digit()) {
+        return Err(format!("{s:?} is not a decimal size"));
+    }
+    digits
+        .parse::<u64>()
+        .ok()
+        .filter(|n| *n <= i64::MAX as u64)
+        .ok_or_else(|| format!("{s:?} does not fit in int64"))
+}
+
+fn read_mount(dir: &Path, name: &str) -> Result<Mount, Anomaly> {
+    let bad = |file: &str, message: String| Anomaly {
+        kind: AnomalyKind::Mount,
+        path: dir.join(file),
+        message,
+    };
+    let mount_id = match read_text_opt(&dir.join("mount-id")) {
+        Ok(Some(s)) => MountId::parse(s.trim()).ok_or_else(|| {
+            bad(
+                "mount-id",
+                format!("{s:?} is not a valid mount ID; the daemon cannot load this mount"),
+            )
+        })?,
+        Ok(None) => {
+            return Err(bad(
+                "mount-id",
+                "missing; the daemon cannot load this mount".into(),
+            ));
+        }
+        Err(e) => return Err(bad("mount-id", e)),
+    };
+    let init_id = match read_text_opt(&dir.join("init-id")) {
+        Ok(None) => None,
+        Ok(Some(s)) if s.trim().is_empty() => None,
+        Ok(Some(s)) => Some(
+            MountId::parse(s.trim())
+                .ok_or_else(|| bad("init-id", format!("{s:?} is not a valid init ID")))?,
+        ),
+        Err(e) => return Err(bad("init-id", e)),
+    };
+    let parent = match read_text_opt(&dir.join("parent")) {
+        Ok(None) => None,
+        Ok(Some(s)) if s.trim().is_empty() => None,
+        Ok(Some(s)) => Some(ChainId::parse(s.trim()).map_err(|e| bad("parent", e.to_string()))?),
+        Err(e) => return Err(bad("parent", e)),
+    };
+    Ok(Mount {
+        name: name.to_string(),
+        mount_id,
+        init_id,
+        parent,
+    })
+}
+
+fn unreadable(path: &Path, message: String) -> Anomaly {
+    Anomaly {
+        kind: AnomalyKind::Unreadable,
+        path: path.to_path_buf(),
+        message,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const D: &str = "sha256:5f70bf18a086007016e948b04aed3b82103a36bea41755b6cddfaf10ace3c6ef";
+
+    fn layer_dir(root: &Path, files: &[(&str, &str)]) -> PathBuf {
+        let dir = root.join("sha256").join(&D[7..]);
+        fs::create_dir_all(&dir).unwrap();
+        for (f, c) in files {
+            fs::write(dir.join(f), c).unwrap();
+        }
+        dir
+    }
+
+    #[test]
+    fn size_is_strict_like_the_daemon() {
+        assert_eq!(parse_size("1234"), Ok(1234));
+        assert_eq!(parse_size("0"), Ok(0));
+        assert!(parse_size("1234\n").unwrap_err().contains("whitespace"));
+        assert!(parse_size("-1").is_err());
+        assert!(parse_size("").is_err());
+        assert!(parse_size("12a").is_err());
+        assert!(parse_size("99999999999999999999").is_err());
+    }
+
+    #[test]
+    fn reads_a_layer_and_leftovers() {
+        let t = tempfile::tempdir().unwrap();
+        layer_dir(
+            t.path(),
+            &[
+                ("diff", &format!("{D}\n")),
+                ("size", "42"),
+                ("cache-id", "abc\n"),
+            ],
+        );
+        let rm =
+            t.path()
+                .join("sha256")
+                .join(format!("{}-{}-removing", "c".repeat(64), "d".repeat(64)));
+        fs::create_dir_all(&rm).unwrap();
+        fs::write(rm.join("cache-id"), "zzz").unwrap();
+        fs::create_dir_all(t.path().join("tmp/write-set-123")).unwrap();
+        let mnt = t.path().join("mounts").join("e".repeat(64));
+        fs::create_dir_all(&mnt).unwrap();
+        fs::write(mnt.join("mount-id"), "f".repeat(64)).unwrap();
+        fs::write(mnt.join("init-id"), format!("{}-init", "f".repeat(64))).unwrap();
+        fs::write(mnt.join("parent"), D).unwrap();
+
+        let db = read(t.path());
+        assert!(db.anomalies.is_empty(), "{:?}", db.anomalies);
+        let l = db.layers.values().next().unwrap();
+        assert_eq!(l.size, 42);
+        assert_eq!(l.cache_id.0, "abc");
+        assert_eq!(l.parent, None);
+        assert!(!l.has_tar_split);
+        assert_eq!(db.removing.len(), 1);
+        assert_eq!(db.removing[0].cache_id.as_ref().unwrap().0, "zzz");
+        assert_eq!(db.write_sets.len(), 1);
+        let m = &db.mounts[&"e".repeat(64)];
+        assert!(m.init_id.is_some() && m.parent.is_some());
+    }
+
+    #[test]
+    fn broken_layers_name_the_file() {
+        let t = tempfile::tempdir().unwrap();
+        let dir = layer_dir(
+            t.path(),
+            &[("diff", D), ("size", "42\n"), ("cache-id", "abc")],
+        );
+        let db = read(t.path());
+        assert!(db.layers.is_empty());
+        assert_eq!(db.anomalies[0].path, dir.join("size"));
+
+        fs::write(dir.join("size"), "42").unwrap();
+        fs::remove_file(dir.join("cache-id")).unwrap();
+        let db = read(t.path());
+        assert_eq!(db.anomalies[0].path, dir.join("cache-id"));
+        assert!(db.anomalies[0].message.contains("missing"));
+
+        fs::write(dir.join("cache-id"), "abc").unwrap();
+        fs::remove_file(dir.join("diff")).unwrap();
+        let db = read(t.path());
+        assert_eq!(db.anomalies[0].path, dir.join("diff"));
+    }
+
+    #[test]
+    fn bad_mount_ids_are_anomalies() {
+        let t = tempfile::tempdir().unwrap();
+        let mnt = t.path().join("mounts").join("x");
+        fs::create_dir_all(&mnt).unwrap();
+        fs::write(mnt.join("mount-id"), "not-an-id").unwrap();
+        let db = read(t.path());
+        assert!(db.mounts.is_empty());
+        assert_eq!(db.anomalies[0].kind, AnomalyKind::Mount);
+    }
+}
