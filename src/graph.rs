@@ -56,6 +56,8 @@ pub enum DirRole {
     MountInit(String),
     /// The `cache-id` of a `-removing` layerdb entry: a deletion in progress.
     Removing,
+    /// The `cache-id` of a layerdb entry the daemon cannot load.
+    BrokenLayer(ChainId),
     /// Named in `buildkit/snapshots.db`.
     Buildkit,
     /// Left by the driver's feature probes (`check-overlayfs-support*`, ...).
@@ -287,6 +289,13 @@ fn classify_dirs(snap: &Snapshot) -> BTreeMap<String, DirRole> {
             by_name.insert(&i.0, DirRole::MountInit(m.name.clone()));
         }
     }
+    for b in &snap.broken_layers {
+        if let Some(c) = &b.cache_id {
+            by_name
+                .entry(&c.0)
+                .or_insert(DirRole::BrokenLayer(b.chain_id));
+        }
+    }
     for r in &snap.removing {
         if let Some(c) = &r.cache_id {
             by_name.entry(&c.0).or_insert(DirRole::Removing);
@@ -345,6 +354,7 @@ pub(crate) mod tests {
             driver_dirs: BTreeMap::new(),
             links: BTreeMap::new(),
             removing: vec![],
+            broken_layers: vec![],
             write_sets: vec![],
             buildkit: Buildkit::default(),
             anomalies: vec![],

@@ -4,9 +4,11 @@
 //! `usage` (df numbers) → `render` (table / json). Library code never prints
 //! and never exits; `main.rs` maps outcomes to exit codes.
 
+pub mod cli;
 pub mod disk;
 pub mod graph;
 pub mod ids;
+pub mod reconcile;
 pub mod render;
 pub mod store;
 pub mod synth;

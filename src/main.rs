@@ -1,1 +1,120 @@
-fn main() {}
+//! Thin shell: parse, call the library, render, map outcomes to exit codes.
+
+use clap::Parser;
+use dockgc::cli::{Cli, Command, DemoArgs, DfArgs, Format};
+use dockgc::disk::Progress;
+use dockgc::graph::Graph;
+use dockgc::render::{self, TableOptions, df_table};
+use dockgc::{reconcile, store, usage};
+use std::io::{IsTerminal, Write};
+use std::path::Path;
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+/// Exit statuses (README, "Exit status").
+const EXIT_OK: u8 = 0;
+const EXIT_CANNOT_RUN: u8 = 2;
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let code = if e.use_stderr() {
+                EXIT_CANNOT_RUN
+            } else {
+                EXIT_OK
+            };
+            let _ = e.print();
+            return ExitCode::from(code);
+        }
+    };
+    let result = match &cli.command {
+        Command::Df(args) => df(&cli.root, args),
+        Command::Demo(args) => demo(args),
+    };
+    match result {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            eprintln!("dockgc: {e:#}");
+            ExitCode::from(EXIT_CANNOT_RUN)
+        }
+    }
+}
+
+fn df(root: &Path, args: &DfArgs) -> anyhow::Result<u8> {
+    let snap = store::load(root)?;
+    let graph = Graph::build(&snap);
+    let mut u = usage::compute(
+        &graph,
+        &usage::Options {
+            shared_size: args.shared_size,
+        },
+    );
+    if args.disk {
+        u.disk = Some(with_progress(|p| reconcile::disk_usage(&graph, p))?);
+    }
+    let text = match args.format {
+        Format::Json => render::json(&u),
+        Format::Table => df_table(
+            &u,
+            &TableOptions {
+                verbose: args.verbose,
+                all: args.all,
+                now: jiff::Timestamp::now().as_second(),
+            },
+        ),
+    };
+    write_stdout(&text)?;
+    Ok(EXIT_OK)
+}
+
+fn demo(args: &DemoArgs) -> anyhow::Result<u8> {
+    let _ = args;
+    anyhow::bail!("demo is not wired yet")
+}
+
+/// Runs `work`, showing a spinner on stderr if it takes over a second and
+/// stderr is a terminal.
+fn with_progress<T>(work: impl FnOnce(&Progress) -> T + Send) -> T
+where
+    T: Send,
+{
+    let progress = Progress::default();
+    let done = AtomicBool::new(false);
+    std::thread::scope(|s| {
+        if std::io::stderr().is_terminal() {
+            s.spawn(|| {
+                for _ in 0..10 {
+                    std::thread::sleep(Duration::from_millis(100));
+                    if done.load(Ordering::Relaxed) {
+                        return;
+                    }
+                }
+                let bar = indicatif::ProgressBar::new_spinner();
+                while !done.load(Ordering::Relaxed) {
+                    bar.set_message(format!(
+                        "walking: {} entries, {}",
+                        progress.entries.load(Ordering::Relaxed),
+                        dockgc::units::human_size(progress.bytes.load(Ordering::Relaxed))
+                    ));
+                    bar.tick();
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+                bar.finish_and_clear();
+            });
+        }
+        let out = work(&progress);
+        done.store(true, Ordering::Relaxed);
+        out
+    })
+}
+
+/// Writes to stdout, treating a closed pipe (`dockgc df | head`) as success.
+fn write_stdout(text: &str) -> anyhow::Result<()> {
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|_| out.flush()) {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        other => Ok(other?),
+    }
+}

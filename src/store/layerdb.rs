@@ -2,7 +2,7 @@
 //! interrupted transactions (§3).
 
 use super::fsread::{list_dir_opt, read_text_opt};
-use super::{Anomaly, AnomalyKind, Layer, Mount, RemovingLayer};
+use super::{Anomaly, AnomalyKind, BrokenLayer, Layer, Mount, RemovingLayer};
 use crate::ids::{CacheId, ChainId, DiffId, MountId, is_hex64};
 use rayon::prelude::*;
 use std::collections::BTreeMap;
@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 pub struct LayerDb {
     pub layers: BTreeMap<ChainId, Layer>,
     pub removing: Vec<RemovingLayer>,
+    pub broken: Vec<BrokenLayer>,
     pub write_sets: Vec<PathBuf>,
     pub mounts: BTreeMap<String, Mount>,
     pub anomalies: Vec<Anomaly>,
@@ -34,6 +35,7 @@ pub fn read(layerdb: &Path) -> LayerDb {
     let results: Vec<Entry> = names.par_iter().map(|n| read_entry(&sha, n)).collect();
     let mut layers = BTreeMap::new();
     let mut removing = Vec::new();
+    let mut broken = Vec::new();
     for r in results {
         match r {
             Entry::Layer(l) => {
@@ -41,6 +43,10 @@ pub fn read(layerdb: &Path) -> LayerDb {
             }
             Entry::Removing(r) => removing.push(r),
             Entry::Bad(a) => anomalies.push(a),
+            Entry::Broken(b, a) => {
+                broken.push(b);
+                anomalies.push(a);
+            }
             Entry::Ignored => {}
         }
     }
@@ -80,6 +86,7 @@ pub fn read(layerdb: &Path) -> LayerDb {
     LayerDb {
         layers,
         removing,
+        broken,
         write_sets,
         mounts,
         anomalies,
@@ -90,6 +97,7 @@ enum Entry {
     Layer(Layer),
     Removing(RemovingLayer),
     Bad(Anomaly),
+    Broken(BrokenLayer, Anomaly),
     Ignored,
 }
 
@@ -110,7 +118,22 @@ fn read_entry(sha: &Path, name: &str) -> Entry {
         }
         return match read_layer(&dir, chain_id) {
             Ok(l) => Entry::Layer(l),
-            Err(a) => Entry::Bad(a),
+            Err(a) => {
+                let cache_id = read_text_opt(&dir.join("cache-id"))
+                    .ok()
+                    .flatten()
+                    .map(|s| s.trim().to_string())
+                    .filter(|s| !s.is_empty())
+                    .map(CacheId);
+                Entry::Broken(
+                    BrokenLayer {
+                        path: dir,
+                        chain_id,
+                        cache_id,
+                    },
+                    a,
+                )
+            }
         };
     }
     if let Some(rest) = name.strip_suffix("-removing") {

@@ -74,6 +74,7 @@ pub fn load(root: &Path) -> Result<Snapshot, StoreError> {
         driver_dirs: home.dirs,
         links: home.links,
         removing: ldb.removing,
+        broken_layers: ldb.broken,
         write_sets: ldb.write_sets,
         buildkit,
         anomalies,

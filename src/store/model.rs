@@ -26,6 +26,9 @@ pub struct Snapshot {
     pub links: BTreeMap<String, Link>,
     /// `layerdb/sha256/<hex>-<64hex>-removing`: interrupted layer deletions.
     pub removing: Vec<RemovingLayer>,
+    /// layerdb entries the daemon cannot load (see `anomalies`), with the
+    /// `cache-id` when it could still be read, so their driver dir stays claimed.
+    pub broken_layers: Vec<BrokenLayer>,
     /// `layerdb/tmp/write-set-*`: interrupted layer registrations.
     pub write_sets: Vec<PathBuf>,
     pub buildkit: Buildkit,
@@ -179,6 +182,13 @@ pub struct RemovingLayer {
     pub cache_id: Option<CacheId>,
 }
 
+#[derive(Debug, Clone, Serialize)]
+pub struct BrokenLayer {
+    pub path: PathBuf,
+    pub chain_id: ChainId,
+    pub cache_id: Option<CacheId>,
+}
+
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Buildkit {
     /// `<root>/buildkit` exists.
@@ -209,6 +219,9 @@ pub enum AnomalyKind {
     ConfigParse,
     /// imagedb metadata (`parent`, `lastUpdated`) unreadable or malformed.
     ImageMetadata,
+    /// An image whose config is fine but that the daemon would not restore
+    /// (a layer of its chain is missing or unloadable, or another OS).
+    ImageNotLoaded,
     /// A layerdb entry missing `diff`, `size` or `cache-id`, or with a malformed one.
     LayerFiles,
     /// A `layerdb/mounts` entry that the daemon cannot load.

@@ -1,0 +1,163 @@
+//! `df --disk`: the real allocated bytes under the root, walked once, charged
+//! to categories that add up to exactly what `du -s -B1` reports.
+
+use crate::disk::{Classifier, Progress, walk_allocated};
+use crate::graph::{DirRole, Graph};
+use crate::ids::ChainId;
+use serde::Serialize;
+use std::collections::{HashMap, HashSet};
+use std::ffi::{OsStr, OsString};
+use std::path::PathBuf;
+
+/// Report categories, in charging priority order (a hard-linked inode is
+/// charged to the first that holds a name for it).
+pub const CATEGORIES: [&str; 8] = [
+    "image-layers",
+    "image-metadata",
+    "container-rw",
+    "logs",
+    "volumes",
+    "build-cache",
+    "orphans",
+    "other",
+];
+const IMAGE_LAYERS: usize = 0;
+const IMAGE_METADATA: usize = 1;
+const CONTAINER_RW: usize = 2;
+const LOGS: usize = 3;
+const VOLUMES: usize = 4;
+const BUILD_CACHE: usize = 5;
+const ORPHANS: usize = 6;
+const OTHER: usize = 7;
+// Walk states that are not report categories; charged to "other".
+const DRIVER_HOME: usize = 8;
+const CONTAINERS_HOME: usize = 9;
+const CONTAINER_DIR: usize = 10;
+
+#[derive(Debug, Serialize)]
+pub struct DiskUsage {
+    /// Allocated bytes of everything under the root on its filesystem; equals
+    /// `du -s -B1 <root>` when nothing else is mounted below it.
+    pub total_bytes: u64,
+    pub entries: u64,
+    pub categories: Vec<Category>,
+    /// Directories that could not be read: their contents are not counted.
+    pub errors: Vec<WalkError>,
+    /// Mount points of other filesystems below the root, not descended into.
+    pub other_filesystems: Vec<PathBuf>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Category {
+    pub name: &'static str,
+    pub bytes: u64,
+}
+
+#[derive(Debug, Serialize)]
+pub struct WalkError {
+    pub path: PathBuf,
+    pub message: String,
+}
+
+struct RootClassifier {
+    top: HashMap<OsString, usize>,
+    driver_dirs: HashMap<OsString, usize>,
+    driver: OsString,
+}
+
+impl Classifier for RootClassifier {
+    fn root_category(&self) -> usize {
+        OTHER
+    }
+    fn categories(&self) -> usize {
+        11
+    }
+    fn child_category(&self, parent: usize, depth: usize, name: &OsStr, is_dir: bool) -> usize {
+        match (depth, parent) {
+            (1, _) if name == self.driver.as_os_str() => DRIVER_HOME,
+            (1, _) => self.top.get(name).copied().unwrap_or(OTHER),
+            (2, DRIVER_HOME) if name == "l" => IMAGE_LAYERS,
+            (2, DRIVER_HOME) => self.driver_dirs.get(name).copied().unwrap_or(OTHER),
+            (2, CONTAINERS_HOME) if is_dir => CONTAINER_DIR,
+            (2, CONTAINERS_HOME) => OTHER,
+            (3, CONTAINER_DIR) if name.to_string_lossy().contains("-json.log") => LOGS,
+            (3, CONTAINER_DIR) => OTHER,
+            (_, p) => p,
+        }
+    }
+}
+
+/// Walks the snapshot's root and charges every byte to one category.
+pub fn disk_usage(g: &Graph, progress: &Progress) -> std::io::Result<DiskUsage> {
+    let snap = g.snap;
+    let used: HashSet<ChainId> = g
+        .loaded
+        .iter()
+        .flat_map(|i| g.chains[i].iter().copied())
+        .chain(snap.mounts.values().flat_map(|m| {
+            std::iter::successors(m.parent, |c| snap.layers.get(c).and_then(|l| l.parent))
+        }))
+        .collect();
+    let owned: HashSet<&str> = snap
+        .containers
+        .values()
+        .flat_map(|c| {
+            std::iter::once(c.id.0.as_str()).chain(c.image_mounts.iter().map(|(_, m)| m.as_str()))
+        })
+        .collect();
+    let driver_dirs = g
+        .dir_roles
+        .iter()
+        .map(|(name, role)| {
+            let cat = match role {
+                DirRole::Layer(c) if used.contains(c) => IMAGE_LAYERS,
+                DirRole::Layer(c)
+                    if snap.buildkit.referenced_names.contains(&c.hex())
+                        || snap.buildkit.referenced_names.contains(name) =>
+                {
+                    BUILD_CACHE
+                }
+                DirRole::MountRw(m) | DirRole::MountInit(m) if owned.contains(m.as_str()) => {
+                    CONTAINER_RW
+                }
+                DirRole::Buildkit => BUILD_CACHE,
+                DirRole::Unknown(_) => OTHER,
+                _ => ORPHANS,
+            };
+            (OsString::from(name), cat)
+        })
+        .collect();
+    let top = [
+        ("image", IMAGE_METADATA),
+        ("containers", CONTAINERS_HOME),
+        ("volumes", VOLUMES),
+        ("buildkit", BUILD_CACHE),
+    ]
+    .into_iter()
+    .map(|(n, c)| (OsString::from(n), c))
+    .collect();
+    let classifier = RootClassifier {
+        top,
+        driver_dirs,
+        driver: OsString::from(&snap.driver),
+    };
+    let t = walk_allocated(&snap.root, &classifier, progress)?;
+    let mut bytes = t.by_category.clone();
+    let folded: u64 = bytes.drain(CATEGORIES.len()..).sum();
+    bytes[OTHER] += folded;
+    Ok(DiskUsage {
+        total_bytes: t.total_bytes,
+        entries: t.entries,
+        categories: CATEGORIES
+            .iter()
+            .zip(bytes)
+            .map(|(name, bytes)| Category { name, bytes })
+            .collect(),
+        errors: t
+            .errors
+            .into_iter()
+            .map(|(path, message)| WalkError { path, message })
+            .collect(),
+        other_filesystems: t.other_fs,
+    })
+}
