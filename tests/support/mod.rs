@@ -68,7 +68,9 @@ fn unavailable<T>(reason: &str, log: Option<&Path>) -> Option<T> {
              {reason}\n--- daemon log tail ---\n{log_tail}"
         );
     }
-    eprintln!(
+    // Straight to the stderr handle: libtest captures `eprintln!` of passing tests.
+    let _ = writeln!(
+        std::io::stderr(),
         "\n*** SKIPPED: real-Docker test skipped: {reason}. \
          Set DOCKGC_REQUIRE_DOCKER=1 to make this a failure. ***\n{log_tail}"
     );
@@ -986,7 +988,8 @@ fn build_scenario() -> Option<Scenario> {
     assert!(left.is_empty(), "mounts left under {root_s}: {left:#?}");
 
     let build_secs = t0.elapsed().as_secs_f64();
-    eprintln!(
+    let _ = writeln!(
+        std::io::stderr(),
         "scenario: built {} in {build_secs:.1} s (dockerd {server_version}; {} images, {} containers)",
         root.display(),
         images_all.len(),
