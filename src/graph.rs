@@ -84,8 +84,8 @@ pub struct Graph<'s> {
     pub containers_by_image: HashMap<ImageId, Vec<ContainerId>>,
     /// Images a container uses through `Image` or an image mount.
     pub used_by_containers: HashSet<ImageId>,
-    /// Role of each driver directory.
-    pub dir_roles: BTreeMap<String, DirRole>,
+    /// Role of each driver directory, by name.
+    pub dir_roles: BTreeMap<&'s str, DirRole>,
 }
 
 /// The OS the daemon runs on; images for another OS are not restored.
@@ -278,7 +278,7 @@ const PROBE_PREFIXES: &[&str] = &[
     "userxattr-check",
 ];
 
-fn classify_dirs(snap: &Snapshot) -> BTreeMap<String, DirRole> {
+fn classify_dirs(snap: &Snapshot) -> BTreeMap<&str, DirRole> {
     let mut by_name: HashMap<&str, DirRole> = HashMap::new();
     for l in snap.layers.values() {
         by_name.insert(&l.cache_id.0, DirRole::Layer(l.chain_id));
@@ -308,9 +308,9 @@ fn classify_dirs(snap: &Snapshot) -> BTreeMap<String, DirRole> {
         .map(String::as_str)
         .collect();
     snap.driver_dirs
-        .values()
-        .map(|d| {
-            let n = d.name.as_str();
+        .iter()
+        .map(|(name, d)| {
+            let n = name.as_str();
             let role = if let Some(r) = by_name.get(n) {
                 r.clone()
             } else if buildkit.contains(n) {
@@ -328,7 +328,7 @@ fn classify_dirs(snap: &Snapshot) -> BTreeMap<String, DirRole> {
             } else {
                 DirRole::Unknown("name the daemon never generates")
             };
-            (d.name.clone(), role)
+            (n, role)
         })
         .collect()
 }
@@ -375,7 +375,7 @@ pub(crate) mod tests {
         let diff_ids: Vec<DiffId> = diffs.iter().map(|d| diff(*d)).collect();
         let chain = ChainId::chain(&diff_ids);
         for (i, c) in chain.iter().enumerate() {
-            let cache = format!("{}", c.hex());
+            let cache = c.hex();
             s.layers.entry(*c).or_insert(Layer {
                 chain_id: *c,
                 diff_id: diff_ids[i],
@@ -405,15 +405,13 @@ pub(crate) mod tests {
         id
     }
 
-    pub fn dir(name: &str) -> DriverDir {
+    pub fn dir(_name: &str) -> DriverDir {
         DriverDir {
-            name: name.into(),
             is_dir: true,
             has_diff: true,
             link: None,
             lower: None,
             committed: false,
-            mtime: 0,
         }
     }
 
@@ -583,7 +581,7 @@ pub(crate) mod tests {
         s.driver_dirs
             .insert("metacopy-check123".into(), dir("metacopy-check123"));
         let g = Graph::build(&s);
-        assert_eq!(g.dir_roles[&orphan], DirRole::Orphan);
+        assert_eq!(g.dir_roles[orphan.as_str()], DirRole::Orphan);
         assert!(matches!(
             g.dir_roles["k2x9v0q8w7e6r5t4y3u2i1o0p"],
             DirRole::Unknown(_)
@@ -591,7 +589,7 @@ pub(crate) mod tests {
         assert_eq!(g.dir_roles["abcdefghij0123456789abcde"], DirRole::Buildkit);
         assert_eq!(g.dir_roles["metacopy-check123"], DirRole::Probe);
         assert!(matches!(
-            g.dir_roles[&g.chains[&a][0].hex()],
+            g.dir_roles[g.chains[&a][0].hex().as_str()],
             DirRole::Layer(_)
         ));
         assert_eq!(

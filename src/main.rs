@@ -55,7 +55,7 @@ fn df(root: &Path, args: &DfArgs) -> anyhow::Result<u8> {
         u.disk = Some(with_progress(|p| reconcile::disk_usage(&graph, p))?);
     }
     let text = match args.format {
-        Format::Json => render::json(&u),
+        Format::Json => return write_json(&u).map(|_| EXIT_OK),
         Format::Table => df_table(
             &u,
             &TableOptions {
@@ -69,9 +69,54 @@ fn df(root: &Path, args: &DfArgs) -> anyhow::Result<u8> {
     Ok(EXIT_OK)
 }
 
+/// Writes a small synthetic root and reports on it, so a person without a
+/// Docker root can see what dockgc shows.
 fn demo(args: &DemoArgs) -> anyhow::Result<u8> {
-    let _ = args;
-    anyhow::bail!("demo is not wired yet")
+    let tmp;
+    let root = match &args.dir {
+        Some(d) => {
+            if d.exists() {
+                anyhow::bail!(
+                    "{}: already exists; demo writes a new root there",
+                    d.display()
+                );
+            }
+            d.clone()
+        }
+        None => {
+            tmp = tempfile::Builder::new().prefix("dockgc-demo-").tempdir()?;
+            tmp.path().join("docker")
+        }
+    };
+    let report = dockgc::synth::generate(&root, &dockgc::synth::SynthSpec::demo())
+        .map_err(|e| anyhow::anyhow!("{}: cannot write the demo root: {e}", root.display()))?;
+    eprintln!(
+        "dockgc demo: wrote a synthetic Docker root with {} images, {} layers and {} containers at {}{}",
+        report.images,
+        report.layers,
+        report.containers,
+        root.display(),
+        if args.dir.is_some() {
+            ""
+        } else {
+            " (removed on exit; use --dir to keep it)"
+        }
+    );
+    eprintln!(
+        "dockgc demo: running `dockgc --root {} df{}`\n",
+        root.display(),
+        if args.verbose { " -v" } else { "" }
+    );
+    df(
+        &root,
+        &DfArgs {
+            verbose: args.verbose,
+            all: false,
+            format: Format::Table,
+            disk: true,
+            shared_size: None,
+        },
+    )
 }
 
 /// Runs `work`, showing a spinner on stderr if it takes over a second and
@@ -108,6 +153,16 @@ where
         done.store(true, Ordering::Relaxed);
         out
     })
+}
+
+/// Streams JSON to stdout (a 10,000-image report is megabytes; no need to
+/// hold it twice), treating a closed pipe as success.
+fn write_json<T: serde::Serialize>(value: &T) -> anyhow::Result<()> {
+    let out = std::io::BufWriter::new(std::io::stdout().lock());
+    match render::json_to(out, value) {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        other => Ok(other?),
+    }
 }
 
 /// Writes to stdout, treating a closed pipe (`dockgc df | head`) as success.

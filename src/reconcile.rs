@@ -113,7 +113,7 @@ pub fn disk_usage(g: &Graph, progress: &Progress) -> std::io::Result<DiskUsage> 
                 DirRole::Layer(c) if used.contains(c) => IMAGE_LAYERS,
                 DirRole::Layer(c)
                     if snap.buildkit.referenced_names.contains(&c.hex())
-                        || snap.buildkit.referenced_names.contains(name) =>
+                        || snap.buildkit.referenced_names.iter().any(|n| n == name) =>
                 {
                     BUILD_CACHE
                 }

@@ -4,7 +4,7 @@
 use crate::disk::docker_size;
 use crate::graph::{DirRole, Graph};
 use crate::ids::{ChainId, ContainerId, ImageId};
-use crate::store::{Anomaly, AnomalyKind, Snapshot};
+use crate::store::{Anomaly, AnomalyKind, LinkTarget, Snapshot};
 use rayon::prelude::*;
 use serde::Serialize;
 use std::collections::{HashMap, HashSet};
@@ -429,11 +429,11 @@ fn layers_in_use(g: &Graph) -> HashSet<ChainId> {
 fn build_cache(g: &Graph, h: &Holders) -> (u64, u64) {
     let snap = g.snap;
     let home = snap.root.join(&snap.driver);
-    let dirs: Vec<&String> = g
+    let dirs: Vec<&str> = g
         .dir_roles
         .iter()
         .filter(|(_, r)| **r == DirRole::Buildkit)
-        .map(|(n, _)| n)
+        .map(|(n, _)| *n)
         .collect();
     let dir_bytes: u64 = dirs.par_iter().map(|n| docker_size(&home.join(n))).sum();
     let bk_layers: Vec<u64> = snap
@@ -559,14 +559,15 @@ fn orphans(g: &Graph, h: &Holders) -> Vec<Orphan> {
             0,
         ));
     }
-    for l in snap.links.values() {
+    for (name, l) in &snap.links {
         if !l.resolves {
             let reason = match &l.target {
-                Some(t) => format!("its target {t} does not exist"),
-                None => "not a symlink".to_string(),
+                LinkTarget::DriverDir(d) => format!("its target ../{d}/diff does not exist"),
+                LinkTarget::Other(t) => format!("its target {t} does not resolve"),
+                LinkTarget::NotSymlink => "not a symlink".to_string(),
             };
             found.push((
-                home.join("l").join(&l.name),
+                home.join("l").join(name),
                 OrphanKind::DanglingLink,
                 reason,
                 vec![],
@@ -722,7 +723,7 @@ mod tests {
         let orphan = "9".repeat(64);
         s.driver_dirs.insert(orphan.clone(), dir(&orphan));
         s.mounts.insert(
-            "m".repeat(1),
+            "m".to_string(),
             crate::store::Mount {
                 name: "m".into(),
                 mount_id: crate::ids::MountId("8".repeat(64)),

@@ -8,10 +8,9 @@ pub use table::{TableOptions, df_table};
 
 use serde::Serialize;
 
-/// Pretty JSON with a trailing newline: the documented, stable contract.
-pub fn json<T: Serialize>(value: &T) -> String {
-    let mut s =
-        serde_json::to_string_pretty(value).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"));
-    s.push('\n');
-    s
+/// Pretty JSON and a newline, streamed to `w`: the documented, stable contract.
+pub fn json_to<W: std::io::Write, T: Serialize>(mut w: W, value: &T) -> std::io::Result<()> {
+    serde_json::to_writer_pretty(&mut w, value)?;
+    w.write_all(b"\n")?;
+    w.flush()
 }

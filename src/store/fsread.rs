@@ -24,25 +24,35 @@ pub fn read_text_opt(path: &Path) -> Result<Option<String>, String> {
     }
 }
 
-/// The names of a directory's entries, sorted; non-UTF-8 names are returned
+/// A directory's entries, sorted by name; non-UTF-8 names are returned
 /// separately so they can be reported instead of silently dropped.
 pub struct Listing {
     pub names: Vec<String>,
+    /// Whether each entry of `names` is a real directory (not a symlink to one),
+    /// from the directory listing itself, so no extra stat is needed.
+    pub is_dir: Vec<bool>,
     pub odd_names: Vec<std::ffi::OsString>,
 }
 
 pub fn list_dir(path: &Path) -> std::io::Result<Listing> {
-    let mut names = Vec::new();
+    let mut entries = Vec::new();
     let mut odd_names = Vec::new();
     for e in fs::read_dir(path)? {
         let e = e?;
+        // d_type from getdents; falls back to an lstat where the fs lacks it.
+        let is_dir = e.file_type().map(|t| t.is_dir()).unwrap_or(false);
         match e.file_name().into_string() {
-            Ok(s) => names.push(s),
+            Ok(s) => entries.push((s, is_dir)),
             Err(o) => odd_names.push(o),
         }
     }
-    names.sort();
-    Ok(Listing { names, odd_names })
+    entries.sort_unstable();
+    let (names, is_dir) = entries.into_iter().unzip();
+    Ok(Listing {
+        names,
+        is_dir,
+        odd_names,
+    })
 }
 
 /// Like `list_dir`, but a missing directory is an empty listing.
@@ -50,14 +60,9 @@ pub fn list_dir_opt(path: &Path) -> std::io::Result<Listing> {
     match list_dir(path) {
         Err(e) if e.kind() == ErrorKind::NotFound => Ok(Listing {
             names: Vec::new(),
+            is_dir: Vec::new(),
             odd_names: Vec::new(),
         }),
         other => other,
     }
-}
-
-/// Modification time in Unix seconds, 0 when unknown.
-pub fn mtime(meta: &fs::Metadata) -> i64 {
-    use std::os::unix::fs::MetadataExt;
-    meta.mtime()
 }

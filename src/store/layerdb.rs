@@ -6,7 +6,6 @@ use super::{Anomaly, AnomalyKind, BrokenLayer, Layer, Mount, RemovingLayer};
 use crate::ids::{CacheId, ChainId, DiffId, MountId, is_hex64};
 use rayon::prelude::*;
 use std::collections::BTreeMap;
-use std::fs;
 use std::path::{Path, PathBuf};
 
 pub struct LayerDb {
@@ -21,18 +20,27 @@ pub struct LayerDb {
 pub fn read(layerdb: &Path) -> LayerDb {
     let mut anomalies = Vec::new();
     let sha = layerdb.join("sha256");
-    let names = match list_dir_opt(&sha) {
-        Ok(l) => l.names,
+    let listing = match list_dir_opt(&sha) {
+        Ok(l) => l,
         Err(e) => {
             anomalies.push(unreadable(
                 &sha,
                 format!("cannot list layers: {e}; the daemon will not start"),
             ));
-            Vec::new()
+            super::fsread::Listing {
+                names: Vec::new(),
+                is_dir: Vec::new(),
+                odd_names: Vec::new(),
+            }
         }
     };
 
-    let results: Vec<Entry> = names.par_iter().map(|n| read_entry(&sha, n)).collect();
+    let results: Vec<Entry> = listing
+        .names
+        .par_iter()
+        .zip(listing.is_dir.par_iter())
+        .map(|(n, is_dir)| read_entry(&sha, n, *is_dir))
+        .collect();
     let mut layers = BTreeMap::new();
     let mut removing = Vec::new();
     let mut broken = Vec::new();
@@ -101,20 +109,18 @@ enum Entry {
     Ignored,
 }
 
-fn read_entry(sha: &Path, name: &str) -> Entry {
+fn read_entry(sha: &Path, name: &str, is_dir: bool) -> Entry {
     let dir = sha.join(name);
     if let Some(chain_id) = ChainId::from_hex(name) {
         // The daemon lists only real directories (a symlink is skipped).
-        match fs::symlink_metadata(&dir) {
-            Ok(m) if m.is_dir() => {}
-            Ok(_) => {
-                return Entry::Bad(Anomaly {
-                    kind: AnomalyKind::Loop,
-                    path: dir,
-                    message: "layer entry is not a directory; the daemon ignores it".into(),
-                });
-            }
-            Err(e) => return Entry::Bad(unreadable(&dir, e.to_string())),
+        if !is_dir {
+            return Entry::Bad(Anomaly {
+                kind: AnomalyKind::Loop,
+                path: dir,
+                message:
+                    "layer entry is not a directory (a symlink or file); the daemon ignores it"
+                        .into(),
+            });
         }
         return match read_layer(&dir, chain_id) {
             Ok(l) => Entry::Layer(l),
@@ -274,6 +280,7 @@ fn unreadable(path: &Path, message: String) -> Anomaly {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::fs;
 
     const D: &str = "sha256:5f70bf18a086007016e948b04aed3b82103a36bea41755b6cddfaf10ace3c6ef";
 

@@ -150,29 +150,67 @@ impl ContainerState {
     }
 }
 
+/// One entry of the driver home; its name is the key it is stored under.
 #[derive(Debug, Clone, Serialize)]
 pub struct DriverDir {
-    pub name: String,
     pub is_dir: bool,
     pub has_diff: bool,
     /// Contents of `<dir>/link` (short link ID), if present.
     pub link: Option<String>,
-    /// Contents of `<dir>/lower`, split on `:`.
-    pub lower: Option<Vec<String>>,
+    pub lower: Option<Lower>,
     pub committed: bool,
-    /// Last modification time of the directory (seconds), for grace periods.
-    pub mtime: i64,
 }
 
+/// `<dir>/lower` (`l/<parent link>:<parent's lower>`), kept compact: on a root
+/// with 30,000 layers the full strings would be most of the snapshot, and the
+/// rule "my lower = l/<parent link> + : + parent's lower" only needs the first
+/// entry and hashes of the whole and of the rest.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Lower {
+    /// The first entry, e.g. `l/ABCDEF...`.
+    pub first: String,
+    pub entries: usize,
+    /// Hash of the whole string.
+    pub hash: u64,
+    /// Hash of everything after the first `:` (0 entries: hash of "").
+    pub tail_hash: u64,
+}
+
+impl Lower {
+    pub fn parse(s: &str) -> Lower {
+        let (first, tail) = s.split_once(':').unwrap_or((s, ""));
+        Lower {
+            first: first.to_string(),
+            entries: s.split(':').count(),
+            hash: fnv1a(s.as_bytes()),
+            tail_hash: fnv1a(tail.as_bytes()),
+        }
+    }
+}
+
+/// FNV-1a: deterministic across runs and platforms, unlike `DefaultHasher`'s keys.
+pub fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf29ce484222325, |h, b| {
+        (h ^ u64::from(*b)).wrapping_mul(0x100000001b3)
+    })
+}
+
+/// An entry of `<root>/overlay2/l/`; its name is the key it is stored under.
 #[derive(Debug, Clone, Serialize)]
 pub struct Link {
-    pub name: String,
-    /// Raw symlink target (`../<dir>/diff`), or None if not a symlink.
-    pub target: Option<String>,
-    /// The driver directory the target names, when it has the expected shape.
-    pub target_dir: Option<String>,
+    pub target: LinkTarget,
     /// The target exists on disk.
     pub resolves: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub enum LinkTarget {
+    /// `../<dir>/diff`, the only shape overlay2 writes.
+    DriverDir(String),
+    /// A symlink with any other target.
+    Other(String),
+    /// Not a symlink at all.
+    NotSymlink,
 }
 
 #[derive(Debug, Clone, Serialize)]

@@ -1,7 +1,7 @@
 //! The overlay2 home `<root>/overlay2`: layer directories and the `l/` links (§5).
 
-use super::fsread::{list_dir, mtime, read_text_opt};
-use super::{Anomaly, AnomalyKind, DriverDir, Link};
+use super::fsread::{list_dir, read_text_opt};
+use super::{Anomaly, AnomalyKind, DriverDir, Link, LinkTarget, Lower};
 use rayon::prelude::*;
 use std::collections::BTreeMap;
 use std::fs;
@@ -44,16 +44,17 @@ pub fn read(home: &Path) -> Home {
             message: "entry name is not UTF-8".into(),
         });
     }
-    let results: Vec<(DriverDir, Option<Anomaly>)> = listing
+    let results: Vec<(String, DriverDir, Option<Anomaly>)> = listing
         .names
         .par_iter()
-        .filter(|n| n.as_str() != "l")
-        .map(|n| read_dir_entry(home, n))
+        .zip(listing.is_dir.par_iter())
+        .filter(|(n, _)| n.as_str() != "l")
+        .map(|(n, is_dir)| read_dir_entry(home, n, *is_dir))
         .collect();
     let mut dirs = BTreeMap::new();
-    for (d, a) in results {
+    for (name, d, a) in results {
         anomalies.extend(a);
-        dirs.insert(d.name.clone(), d);
+        dirs.insert(name, d);
     }
     let links = read_links(&home.join("l"), &mut anomalies);
     Home {
@@ -63,32 +64,17 @@ pub fn read(home: &Path) -> Home {
     }
 }
 
-fn read_dir_entry(home: &Path, name: &str) -> (DriverDir, Option<Anomaly>) {
+fn read_dir_entry(home: &Path, name: &str, is_dir: bool) -> (String, DriverDir, Option<Anomaly>) {
     let path = home.join(name);
-    let meta = fs::symlink_metadata(&path);
-    let (is_dir, mtime) = match &meta {
-        Ok(m) => (m.is_dir(), mtime(m)),
-        Err(_) => (false, 0),
-    };
     let mut d = DriverDir {
-        name: name.to_string(),
         is_dir,
         has_diff: false,
         link: None,
         lower: None,
         committed: false,
-        mtime,
     };
-    if let Err(e) = meta {
-        let a = Anomaly {
-            kind: AnomalyKind::Unreadable,
-            path,
-            message: e.to_string(),
-        };
-        return (d, Some(a));
-    }
     if !is_dir {
-        return (d, None);
+        return (name.to_string(), d, None);
     }
     let mut anomaly = None;
     d.has_diff = fs::symlink_metadata(path.join("diff"))
@@ -105,10 +91,10 @@ fn read_dir_entry(home: &Path, name: &str) -> (DriverDir, Option<Anomaly>) {
         }
     }
     if let Ok(Some(lower)) = read_text_opt(&path.join("lower")) {
-        d.lower = Some(lower.trim().split(':').map(str::to_string).collect());
+        d.lower = Some(Lower::parse(lower.trim()));
     }
     d.committed = path.join("committed").exists();
-    (d, anomaly)
+    (name.to_string(), d, anomaly)
 }
 
 fn read_links(l_dir: &Path, anomalies: &mut Vec<Anomaly>) -> BTreeMap<String, Link> {
@@ -128,24 +114,22 @@ fn read_links(l_dir: &Path, anomalies: &mut Vec<Anomaly>) -> BTreeMap<String, Li
         .par_iter()
         .map(|name| {
             let p = l_dir.join(name);
-            let target = fs::read_link(&p)
-                .ok()
-                .map(|t| t.to_string_lossy().into_owned());
-            // `../<dir>/diff` is the only shape overlay2 writes.
-            let target_dir = target.as_deref().and_then(|t| {
-                let inner = t.strip_prefix("../")?.strip_suffix("/diff")?;
-                (!inner.is_empty() && !inner.contains('/')).then(|| inner.to_string())
-            });
-            let resolves = target.is_some() && fs::metadata(&p).is_ok();
-            (
-                name.clone(),
-                Link {
-                    name: name.clone(),
-                    target,
-                    target_dir,
-                    resolves,
-                },
-            )
+            let target = match fs::read_link(&p) {
+                Err(_) => LinkTarget::NotSymlink,
+                Ok(t) => {
+                    let t = t.to_string_lossy();
+                    match t
+                        .strip_prefix("../")
+                        .and_then(|x| x.strip_suffix("/diff"))
+                        .filter(|d| !d.is_empty() && !d.contains('/'))
+                    {
+                        Some(dir) => LinkTarget::DriverDir(dir.to_string()),
+                        None => LinkTarget::Other(t.into_owned()),
+                    }
+                }
+            };
+            let resolves = target != LinkTarget::NotSymlink && fs::metadata(&p).is_ok();
+            (name.clone(), Link { target, resolves })
         })
         .collect::<Vec<_>>()
         .into_iter()
@@ -176,15 +160,18 @@ mod tests {
         assert!(home.anomalies.is_empty());
         assert_eq!(home.dirs.len(), 2);
         assert!(home.dirs["aaa"].committed && home.dirs["aaa"].has_diff);
-        assert_eq!(
-            home.dirs["bbb"].lower.as_deref(),
-            Some(&["l/LINKA".to_string()][..])
-        );
+        assert_eq!(home.dirs["bbb"].lower, Some(Lower::parse("l/LINKA")));
         assert!(home.links["LINKA"].resolves);
-        assert_eq!(home.links["LINKA"].target_dir.as_deref(), Some("aaa"));
+        assert_eq!(
+            home.links["LINKA"].target,
+            LinkTarget::DriverDir("aaa".into())
+        );
         assert!(!home.links["DANGLING"].resolves);
-        assert_eq!(home.links["DANGLING"].target_dir.as_deref(), Some("gone"));
+        assert_eq!(
+            home.links["DANGLING"].target,
+            LinkTarget::DriverDir("gone".into())
+        );
         assert!(!home.links["LOOP"].resolves);
-        assert_eq!(home.links["LOOP"].target_dir, None);
+        assert_eq!(home.links["LOOP"].target, LinkTarget::Other("LOOP".into()));
     }
 }
