@@ -323,6 +323,10 @@ fn classify_dirs(snap: &Snapshot) -> BTreeMap<&str, DirRole> {
                 // BuildKit names its snapshots like this; without a readable
                 // snapshots.db there is no proof it is unused.
                 DirRole::Unknown("BuildKit-style name not found in buildkit/snapshots.db")
+            } else if crate::ids::MountId::parse(n).is_some() && !snap.unresolved.is_empty() {
+                DirRole::Unknown(
+                    "unreferenced, but an unreadable layer, mount or container may reference it",
+                )
             } else if crate::ids::MountId::parse(n).is_some() {
                 DirRole::Orphan
             } else {
@@ -358,6 +362,7 @@ pub(crate) mod tests {
             write_sets: vec![],
             buildkit: Buildkit::default(),
             anomalies: vec![],
+            unresolved: vec![],
         }
     }
 
@@ -599,5 +604,10 @@ pub(crate) mod tests {
                 .count(),
             1
         );
+        s.unresolved.push("/r/containers/x".into());
+        assert!(matches!(
+            Graph::build(&s).dir_roles[orphan.as_str()],
+            DirRole::Unknown(_)
+        ));
     }
 }

@@ -524,16 +524,25 @@ fn orphans(g: &Graph, h: &Holders) -> Vec<Orphan> {
         if owned.contains(m.name.as_str()) {
             continue;
         }
-        let reason = if crate::ids::is_buildkit_key(&m.name) {
-            "transient BuildKit mount left by an interrupted build"
+        let container_dir = snap.root.join("containers").join(&m.name);
+        let (kind, reason) = if snap.unresolved.contains(&container_dir) {
+            (
+                OrphanKind::Unknown,
+                "its container's config could not be read (see anomalies)",
+            )
+        } else if crate::ids::is_buildkit_key(&m.name) {
+            (
+                OrphanKind::Mount,
+                "transient BuildKit mount left by an interrupted build",
+            )
         } else {
-            "no container owns this RW layer"
+            (OrphanKind::Mount, "no container owns this RW layer")
         };
         let mut dirs = vec![home.join(&m.mount_id.0)];
         dirs.extend(m.init_id.iter().map(|i| home.join(&i.0)));
         found.push((
             layerdb.join("mounts").join(&m.name),
-            OrphanKind::Mount,
+            kind,
             reason.into(),
             dirs,
             0,

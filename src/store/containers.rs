@@ -7,7 +7,7 @@ use rayon::prelude::*;
 use serde::Deserialize;
 use std::collections::{BTreeMap, HashMap};
 use std::fs;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 #[derive(Deserialize)]
 #[serde(rename_all = "PascalCase")]
@@ -67,8 +67,12 @@ struct RawSpec {
 /// Go's zero `time.Time`, which the daemon writes for "never".
 const ZERO_TIME: &str = "0001-01-01T00:00:00Z";
 
-pub fn read(containers_dir: &Path) -> (BTreeMap<ContainerId, Container>, Vec<Anomaly>) {
+/// Containers, the anomalies met, and the container dirs that did not load.
+pub fn read(
+    containers_dir: &Path,
+) -> (BTreeMap<ContainerId, Container>, Vec<Anomaly>, Vec<PathBuf>) {
     let mut anomalies = Vec::new();
+    let mut unresolved = Vec::new();
     let names = match list_dir_opt(containers_dir) {
         Ok(l) => l.names,
         Err(e) => {
@@ -77,24 +81,28 @@ pub fn read(containers_dir: &Path) -> (BTreeMap<ContainerId, Container>, Vec<Ano
                 path: containers_dir.to_path_buf(),
                 message: format!("cannot list containers: {e}"),
             });
+            unresolved.push(containers_dir.to_path_buf());
             Vec::new()
         }
     };
-    let results: Vec<Result<Option<Container>, Anomaly>> = names
+    let results: Vec<(&String, Result<Option<Container>, Anomaly>)> = names
         .par_iter()
-        .map(|n| read_one(&containers_dir.join(n), n))
+        .map(|n| (n, read_one(&containers_dir.join(n), n)))
         .collect();
     let mut out = BTreeMap::new();
-    for r in results {
+    for (name, r) in results {
         match r {
             Ok(Some(c)) => {
                 out.insert(c.id.clone(), c);
             }
             Ok(None) => {}
-            Err(a) => anomalies.push(a),
+            Err(a) => {
+                unresolved.push(containers_dir.join(name));
+                anomalies.push(a);
+            }
         }
     }
-    (out, anomalies)
+    (out, anomalies, unresolved)
 }
 
 fn read_one(dir: &Path, name: &str) -> Result<Option<Container>, Anomaly> {
@@ -204,7 +212,7 @@ mod tests {
         fs::write(dir.join(format!("{id}-json.log.1")), "x".repeat(20)).unwrap();
         fs::create_dir_all(t.path().join("not-a-container")).unwrap();
 
-        let (cs, a) = read(t.path());
+        let (cs, a, _) = read(t.path());
         assert!(a.is_empty(), "{a:?}");
         let c = cs.values().next().unwrap();
         assert_eq!(c.name, "web");
@@ -227,11 +235,11 @@ mod tests {
             format!(r#"{{"ID":"{id}","State":{{"StartedAt":"0001-01-01T00:00:00Z"}}}}"#),
         )
         .unwrap();
-        let (cs, _) = read(t.path());
+        let (cs, _, _) = read(t.path());
         assert_eq!(cs.values().next().unwrap().state.word(), "created");
 
         fs::write(dir.join("config.v2.json"), "{\"ID\":").unwrap();
-        let (cs, a) = read(t.path());
+        let (cs, a, _) = read(t.path());
         assert!(cs.is_empty());
         assert_eq!(a[0].path, dir.join("config.v2.json"));
     }

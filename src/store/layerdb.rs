@@ -15,10 +15,13 @@ pub struct LayerDb {
     pub write_sets: Vec<PathBuf>,
     pub mounts: BTreeMap<String, Mount>,
     pub anomalies: Vec<Anomaly>,
+    /// Mounts and layers whose driver dirs could not be determined.
+    pub unresolved: Vec<PathBuf>,
 }
 
 pub fn read(layerdb: &Path) -> LayerDb {
     let mut anomalies = Vec::new();
+    let mut unresolved = Vec::new();
     let sha = layerdb.join("sha256");
     let listing = match list_dir_opt(&sha) {
         Ok(l) => l,
@@ -82,15 +85,27 @@ pub fn read(layerdb: &Path) -> LayerDb {
                     Ok(m) => {
                         mounts.insert(name, m);
                     }
-                    Err(a) => anomalies.push(a),
+                    Err(a) => {
+                        unresolved.push(mounts_dir.join(&name));
+                        anomalies.push(a);
+                    }
                 }
             }
         }
-        Err(e) => anomalies.push(unreadable(
-            &mounts_dir,
-            format!("cannot list mounts: {e}; the daemon will not start"),
-        )),
+        Err(e) => {
+            unresolved.push(mounts_dir.clone());
+            anomalies.push(unreadable(
+                &mounts_dir,
+                format!("cannot list mounts: {e}; the daemon will not start"),
+            ))
+        }
     }
+    unresolved.extend(
+        broken
+            .iter()
+            .filter(|b: &&BrokenLayer| b.cache_id.is_none())
+            .map(|b| b.path.clone()),
+    );
     LayerDb {
         layers,
         removing,
@@ -98,6 +113,7 @@ pub fn read(layerdb: &Path) -> LayerDb {
         write_sets,
         mounts,
         anomalies,
+        unresolved,
     }
 }
 

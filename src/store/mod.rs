@@ -55,6 +55,9 @@ pub fn load(root: &Path) -> Result<Snapshot, StoreError> {
     let buildkit = buildkit::read(root, candidates.chain(chain_hex.iter().map(String::as_str)));
 
     let mut anomalies = Vec::new();
+    let mut unresolved = ldb.unresolved;
+    unresolved.extend(containers.2);
+    unresolved.sort();
     anomalies.extend(refs.1);
     anomalies.extend(images.1);
     anomalies.extend(ldb.anomalies);
@@ -78,5 +81,6 @@ pub fn load(root: &Path) -> Result<Snapshot, StoreError> {
         write_sets: ldb.write_sets,
         buildkit,
         anomalies,
+        unresolved,
     })
 }

@@ -33,6 +33,12 @@ pub struct Snapshot {
     pub write_sets: Vec<PathBuf>,
     pub buildkit: Buildkit,
     pub anomalies: Vec<Anomaly>,
+    /// Entries whose references could not be read: a mount without a readable
+    /// `mount-id`, a broken layer without a `cache-id`, a container directory
+    /// whose config does not load, an area that could not be listed. While any
+    /// exist, data nothing else references may still belong to them, so it is
+    /// reported as unknown, never as an orphan.
+    pub unresolved: Vec<PathBuf>,
 }
 
 /// One entry of `repositories.json`.
