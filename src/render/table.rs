@@ -153,7 +153,10 @@ fn verbose(u: &Usage, o: &TableOptions) -> String {
     }
     out.push_str(&t.render());
 
-    out.push_str("\nOrphaned and leftover data (Docker shows none of this):\n\n");
+    out.push_str(&format!(
+        "\nOrphaned and leftover data under {} (Docker shows none of this):\n\n",
+        u.root.display()
+    ));
     if u.orphans.is_empty() {
         out.push_str("none\n");
     } else {
@@ -163,10 +166,12 @@ fn verbose(u: &Usage, o: &TableOptions) -> String {
                 .ok()
                 .and_then(|v| v.as_str().map(str::to_string))
                 .unwrap_or_default();
+            // Relative to the root: the table stays readable; JSON has full paths.
+            let path = x.path.strip_prefix(&u.root).unwrap_or(&x.path);
             t.row([
                 kind,
                 human_size(x.bytes),
-                x.path.display().to_string(),
+                path.display().to_string(),
                 x.reason.clone(),
             ]);
         }
