@@ -1,0 +1,1 @@
+//! tar-split.json.gz parsing (format doc §9). Being written.
