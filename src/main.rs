@@ -1,11 +1,11 @@
 //! Thin shell: parse, call the library, render, map outcomes to exit codes.
 
 use clap::Parser;
-use dockgc::cli::{Cli, Command, DemoArgs, DfArgs, Format};
+use dockgc::cli::{Cli, Command, DemoArgs, DfArgs, Format, VerifyArgs};
 use dockgc::disk::Progress;
 use dockgc::graph::Graph;
-use dockgc::render::{self, TableOptions, df_table};
-use dockgc::{reconcile, store, usage};
+use dockgc::render::{self, TableOptions, df_table, verify_table};
+use dockgc::{reconcile, store, usage, verify};
 use std::io::{IsTerminal, Write};
 use std::path::Path;
 use std::process::ExitCode;
@@ -14,6 +14,7 @@ use std::time::Duration;
 
 /// Exit statuses (README, "Exit status").
 const EXIT_OK: u8 = 0;
+const EXIT_FOUND: u8 = 1;
 const EXIT_CANNOT_RUN: u8 = 2;
 
 fn main() -> ExitCode {
@@ -31,6 +32,7 @@ fn main() -> ExitCode {
     };
     let result = match &cli.command {
         Command::Df(args) => df(&cli.root, args),
+        Command::Verify(args) => verify_cmd(&cli.root, args),
         Command::Demo(args) => demo(args),
     };
     match result {
@@ -67,6 +69,27 @@ fn df(root: &Path, args: &DfArgs) -> anyhow::Result<u8> {
     };
     write_stdout(&text)?;
     Ok(EXIT_OK)
+}
+
+fn verify_cmd(root: &Path, args: &VerifyArgs) -> anyhow::Result<u8> {
+    let snap = store::load(root)?;
+    let graph = Graph::build(&snap);
+    let opts = verify::Options {
+        deep: args.deep,
+        sizes: args.sizes,
+        images: args.images.clone(),
+    };
+    let report = if args.deep {
+        with_progress(|p| verify::run(&graph, &opts, &p.bytes))?
+    } else {
+        verify::run(&graph, &opts, &std::sync::atomic::AtomicU64::new(0))?
+    };
+    match args.format {
+        Format::Json => write_json(&report)?,
+        Format::Table => write_stdout(&verify_table(&report))?,
+    }
+    let failed = report.has_errors() || (args.strict && report.summary.warnings > 0);
+    Ok(if failed { EXIT_FOUND } else { EXIT_OK })
 }
 
 /// Writes a small synthetic root and reports on it, so a person without a
@@ -137,12 +160,23 @@ where
                     }
                 }
                 let bar = indicatif::ProgressBar::new_spinner();
+                let start = std::time::Instant::now();
                 while !done.load(Ordering::Relaxed) {
-                    bar.set_message(format!(
-                        "walking: {} entries, {}",
-                        progress.entries.load(Ordering::Relaxed),
-                        dockgc::units::human_size(progress.bytes.load(Ordering::Relaxed))
-                    ));
+                    let bytes = progress.bytes.load(Ordering::Relaxed);
+                    let rate = bytes as f64 / start.elapsed().as_secs_f64().max(0.001);
+                    let entries = progress.entries.load(Ordering::Relaxed);
+                    bar.set_message(if entries > 0 {
+                        format!(
+                            "walking: {entries} entries, {}",
+                            dockgc::units::human_size(bytes)
+                        )
+                    } else {
+                        format!(
+                            "hashing: {} ({}/s)",
+                            dockgc::units::human_size(bytes),
+                            dockgc::units::human_size(rate as u64)
+                        )
+                    });
                     bar.tick();
                     std::thread::sleep(Duration::from_millis(100));
                 }

@@ -3,8 +3,10 @@
 
 mod table;
 pub mod tabwriter;
+mod verify;
 
 pub use table::{TableOptions, df_table};
+pub use verify::verify_table;
 
 use serde::Serialize;
 

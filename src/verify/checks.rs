@@ -1,0 +1,689 @@
+//! Quick checks: metadata only, from the Snapshot and the graph.
+
+use super::select::Scope;
+use super::{Check, Finding, Impact, Subject, SubjectKind};
+use crate::disk::docker_size;
+use crate::graph::{DirRole, Graph};
+use crate::ids::{ChainId, ImageId, MountId};
+use crate::store::{Anomaly, AnomalyKind, LinkTarget, fnv1a};
+use rayon::prelude::*;
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+
+pub fn finding(
+    check: Check,
+    kind: SubjectKind,
+    id: String,
+    path: PathBuf,
+    message: String,
+) -> Finding {
+    Finding {
+        check,
+        severity: check.severity(),
+        subject: Subject { kind, id },
+        path,
+        message,
+        impact: Impact::default(),
+    }
+}
+
+pub fn layer_finding(check: Check, chain: ChainId, path: PathBuf, message: String) -> Finding {
+    finding(check, SubjectKind::Layer, chain.to_string(), path, message)
+}
+
+/// The name of the path component `up` levels above the file (0 = the file).
+fn component(path: &Path, up: usize) -> Option<String> {
+    path.ancestors()
+        .nth(up)
+        .and_then(|p| p.file_name())
+        .map(|n| n.to_string_lossy().into_owned())
+}
+
+fn from_anomaly(a: &Anomaly) -> Finding {
+    let image = |up| {
+        component(&a.path, up)
+            .and_then(|h| ImageId::from_hex(&h))
+            .map(|i| (SubjectKind::Image, i.to_string()))
+    };
+    let layer = |up| {
+        component(&a.path, up)
+            .and_then(|h| ChainId::from_hex(&h))
+            .map(|c| (SubjectKind::Layer, c.to_string()))
+    };
+    let path_subject = || (SubjectKind::Path, a.path.display().to_string());
+    let (check, subject) = match a.kind {
+        AnomalyKind::ConfigDigest => (Check::ConfigDigest, image(0)),
+        AnomalyKind::ConfigParse => (Check::ConfigParse, image(0)),
+        AnomalyKind::ImageMetadata => (Check::ImageParent, image(1)),
+        AnomalyKind::Refs => (Check::Refs, None),
+        AnomalyKind::LayerFiles => (Check::LayerFiles, layer(1)),
+        AnomalyKind::Loop => (Check::LayerFiles, layer(0)),
+        AnomalyKind::ImageNotLoaded => (Check::LayerChain, image(0)),
+        AnomalyKind::Mount => (
+            Check::Mounts,
+            component(&a.path, 1).map(|m| (SubjectKind::Mount, m)),
+        ),
+        AnomalyKind::Container => (
+            Check::ContainerConfig,
+            component(&a.path, 1).map(|c| (SubjectKind::Container, c)),
+        ),
+        AnomalyKind::DriverDir => (Check::DriverDir, None),
+        AnomalyKind::Link => (Check::DanglingLink, None),
+        AnomalyKind::Unreadable => (Check::Unreadable, None),
+    };
+    let (kind, id) = subject.unwrap_or_else(path_subject);
+    finding(check, kind, id, a.path.clone(), a.message.clone())
+}
+
+pub fn quick(g: &Graph, scope: &Scope) -> Vec<Finding> {
+    let snap = g.snap;
+    let img_dir = snap.root.join("image").join(&snap.driver);
+    let content = img_dir.join("imagedb/content/sha256");
+    let meta = img_dir.join("imagedb/metadata/sha256");
+    let layerdb = img_dir.join("layerdb");
+    let home = snap.root.join(&snap.driver);
+    let mut out: Vec<Finding> = snap.anomalies.iter().map(from_anomaly).collect();
+
+    // Images whose config file exists, even if it is damaged (those have their
+    // own finding; a reference to them is not also a dangling reference).
+    let mut present: HashSet<ImageId> = snap.images.keys().copied().collect();
+    present.extend(
+        snap.anomalies
+            .iter()
+            .filter(|a| matches!(a.kind, AnomalyKind::ConfigDigest | AnomalyKind::ConfigParse))
+            .filter_map(|a| component(&a.path, 0).and_then(|h| ImageId::from_hex(&h))),
+    );
+    let broken: HashSet<ChainId> = snap.broken_layers.iter().map(|b| b.chain_id).collect();
+    let layer_exists = |c: &ChainId| snap.layers.contains_key(c) || broken.contains(c);
+
+    for img in snap.images.values() {
+        if let Some(p) = img.parent
+            && !present.contains(&p)
+        {
+            out.push(finding(
+                Check::ImageParent,
+                SubjectKind::Image,
+                img.id.to_string(),
+                meta.join(img.id.hex()).join("parent"),
+                format!("parent {p} does not exist"),
+            ));
+        }
+        let chain = &g.chains[&img.id];
+        let missing: Vec<(usize, &ChainId)> = chain
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| !layer_exists(c))
+            .collect();
+        if let Some((i, c)) = missing.first() {
+            out.push(finding(
+                Check::LayerChain,
+                SubjectKind::Image,
+                img.id.to_string(),
+                content.join(img.id.hex()),
+                format!(
+                    "layer {c} (diff_ids[{i}] = {}) is missing from layerdb{}; the daemon does not load this image",
+                    img.diff_ids[*i],
+                    if missing.len() > 1 {
+                        format!(", and {} more", missing.len() - 1)
+                    } else {
+                        String::new()
+                    }
+                ),
+            ));
+        }
+    }
+
+    for r in &snap.refs {
+        if !present.contains(&r.image) {
+            out.push(finding(
+                Check::Refs,
+                SubjectKind::Reference,
+                r.reference.clone(),
+                img_dir.join("repositories.json"),
+                format!("names image {} which does not exist", r.image),
+            ));
+        }
+    }
+
+    layer_checks(g, &layerdb, &home, &layer_exists, &mut out);
+    mount_checks(g, &layerdb, &home, &present, &mut out);
+    leftover_warnings(g, &layerdb, &home, &mut out);
+
+    if !scope.all {
+        out.retain(|f| match f.subject.kind {
+            SubjectKind::Image => {
+                ImageId::parse(&f.subject.id).is_ok_and(|i| scope.images.contains(&i))
+            }
+            SubjectKind::Layer => {
+                ChainId::parse(&f.subject.id).is_ok_and(|c| scope.layers.contains(&c))
+            }
+            _ => false,
+        });
+    }
+    out
+}
+
+fn layer_checks(
+    g: &Graph,
+    layerdb: &Path,
+    home: &Path,
+    layer_exists: &dyn Fn(&ChainId) -> bool,
+    out: &mut Vec<Finding>,
+) {
+    let snap = g.snap;
+    let mut cache_owner: HashMap<&str, ChainId> = HashMap::new();
+    let empty_hash = fnv1a(b"");
+    for l in snap.layers.values() {
+        let dir = layerdb.join("sha256").join(l.chain_id.hex());
+        let lf = |check, path: PathBuf, msg: String| layer_finding(check, l.chain_id, path, msg);
+        // chain-id: recomputed from parent and diff, as registerWithDescriptor does.
+        let expected = ChainId::child(l.parent.as_ref(), &l.diff_id);
+        if expected != l.chain_id {
+            out.push(lf(
+                Check::ChainId,
+                dir.join(if l.parent.is_some() { "parent" } else { "diff" }),
+                format!(
+                    "chain ID recomputed from parent and diff is {expected}, not the directory name"
+                ),
+            ));
+        }
+        if let Some(p) = l.parent
+            && !layer_exists(&p)
+        {
+            out.push(lf(
+                Check::ChainId,
+                dir.join("parent"),
+                format!("parent layer {p} does not exist"),
+            ));
+        }
+
+        // driver-dir
+        let cache = l.cache_id.0.as_str();
+        if let Some(other) = cache_owner.insert(cache, l.chain_id) {
+            out.push(lf(
+                Check::DriverDir,
+                dir.join("cache-id"),
+                format!("cache-id {cache} is also the cache-id of layer {other}"),
+            ));
+        }
+        let path = home.join(cache);
+        let Some(d) = snap.driver_dirs.get(cache).filter(|d| d.is_dir) else {
+            out.push(lf(
+                Check::DriverDir,
+                path,
+                "the layer's driver directory (its cache-id) is missing".into(),
+            ));
+            continue;
+        };
+        if !d.has_diff {
+            out.push(lf(
+                Check::DriverDir,
+                path.join("diff"),
+                "diff/ is missing".into(),
+            ));
+        }
+        match &d.link {
+            None => out.push(lf(
+                Check::DriverDir,
+                path.join("link"),
+                "link file is missing".into(),
+            )),
+            Some(link) => match snap.links.get(link) {
+                None => out.push(lf(
+                    Check::DriverDir,
+                    home.join("l").join(link),
+                    format!("l/{link} is missing"),
+                )),
+                Some(lk) if lk.target != LinkTarget::DriverDir(cache.to_string()) => out.push(lf(
+                    Check::DriverDir,
+                    home.join("l").join(link),
+                    format!("l/{link} does not point to ../{cache}/diff"),
+                )),
+                Some(lk) if !lk.resolves => out.push(lf(
+                    Check::DriverDir,
+                    home.join("l").join(link),
+                    format!("l/{link} does not resolve"),
+                )),
+                Some(_) => {}
+            },
+        }
+        // lower = l/<parent link> followed by the parent's lower (§5.2).
+        let parent_dir = l
+            .parent
+            .and_then(|p| snap.layers.get(&p))
+            .and_then(|p| snap.driver_dirs.get(&p.cache_id.0));
+        match (l.parent, &d.lower, parent_dir) {
+            (None, Some(_), _) => out.push(lf(
+                Check::DriverDir,
+                path.join("lower"),
+                "a base layer has a lower file".into(),
+            )),
+            (Some(_), None, _) => out.push(lf(
+                Check::DriverDir,
+                path.join("lower"),
+                "lower file is missing".into(),
+            )),
+            (Some(_), Some(lower), Some(pd)) => {
+                let want_first = pd.link.as_ref().map(|k| format!("l/{k}"));
+                let want_tail = pd.lower.as_ref().map_or(empty_hash, |x| x.hash);
+                if want_first.as_deref() != Some(lower.first.as_str()) {
+                    out.push(lf(
+                        Check::DriverDir,
+                        path.join("lower"),
+                        format!(
+                            "lower starts with {}, not the parent's link {}",
+                            lower.first,
+                            want_first.unwrap_or_else(|| "(none)".into())
+                        ),
+                    ));
+                } else if lower.tail_hash != want_tail {
+                    out.push(lf(
+                        Check::DriverDir,
+                        path.join("lower"),
+                        "lower does not continue with the parent layer's lower".into(),
+                    ));
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+fn mount_checks(
+    g: &Graph,
+    layerdb: &Path,
+    home: &Path,
+    present: &HashSet<ImageId>,
+    out: &mut Vec<Finding>,
+) {
+    let snap = g.snap;
+    let owners: HashSet<&str> = snap
+        .containers
+        .values()
+        .flat_map(|c| {
+            std::iter::once(c.id.0.as_str()).chain(c.image_mounts.iter().map(|(_, m)| m.as_str()))
+        })
+        .collect();
+    for m in snap.mounts.values() {
+        let dir = layerdb.join("mounts").join(&m.name);
+        let mf = |path: PathBuf, msg: String| {
+            finding(Check::Mounts, SubjectKind::Mount, m.name.clone(), path, msg)
+        };
+        let has = |id: &MountId| {
+            snap.driver_dirs
+                .get(&id.0)
+                .is_some_and(|d| d.is_dir && d.has_diff)
+        };
+        if !has(&m.mount_id) {
+            out.push(mf(
+                home.join(&m.mount_id.0),
+                "the RW layer's directory (mount-id) is missing or has no diff/".into(),
+            ));
+        }
+        if let Some(i) = &m.init_id
+            && !has(i)
+        {
+            out.push(mf(
+                home.join(&i.0),
+                "the init layer's directory (init-id) is missing or has no diff/".into(),
+            ));
+        }
+        if let Some(p) = m.parent
+            && !snap.layers.contains_key(&p)
+        {
+            out.push(mf(
+                dir.join("parent"),
+                format!("parent layer {p} does not exist"),
+            ));
+        }
+        if !owners.contains(m.name.as_str())
+            && !snap
+                .unresolved
+                .contains(&snap.root.join("containers").join(&m.name))
+        {
+            out.push(mf(dir.clone(), "no container owns this mount".into()));
+        }
+    }
+    for c in snap.containers.values() {
+        let cfg = snap
+            .root
+            .join("containers")
+            .join(&c.id.0)
+            .join("config.v2.json");
+        match snap.mounts.get(&c.id.0) {
+            None => out.push(finding(
+                Check::Mounts,
+                SubjectKind::Container,
+                c.id.0.clone(),
+                layerdb.join("mounts").join(&c.id.0),
+                "the container's RW layer (layerdb/mounts entry) is missing".into(),
+            )),
+            Some(m) => {
+                let top = c
+                    .image
+                    .and_then(|i| g.chains.get(&i))
+                    .and_then(|ch| ch.last().copied());
+                if c.image.is_some_and(|i| g.chains.contains_key(&i)) && m.parent != top {
+                    out.push(finding(
+                        Check::Mounts,
+                        SubjectKind::Container,
+                        c.id.0.clone(),
+                        layerdb.join("mounts").join(&c.id.0).join("parent"),
+                        "the RW layer's parent is not the top layer of the container's image"
+                            .into(),
+                    ));
+                }
+            }
+        }
+        for img in c.image.iter().chain(c.image_mounts.iter().map(|(i, _)| i)) {
+            if !present.contains(img) {
+                out.push(finding(
+                    Check::ContainerImage,
+                    SubjectKind::Container,
+                    c.id.0.clone(),
+                    cfg.clone(),
+                    format!("image {img} does not exist"),
+                ));
+            }
+        }
+    }
+}
+
+fn leftover_warnings(g: &Graph, layerdb: &Path, home: &Path, out: &mut Vec<Finding>) {
+    let snap = g.snap;
+    for (name, role) in &g.dir_roles {
+        let path = home.join(name);
+        match role {
+            DirRole::Orphan | DirRole::Probe => out.push(finding(
+                Check::OrphanDir,
+                SubjectKind::Path,
+                path.display().to_string(),
+                path,
+                "no layer, mount or BuildKit snapshot references this driver directory".into(),
+            )),
+            DirRole::Unknown(why) => out.push(finding(
+                Check::UnknownDir,
+                SubjectKind::Path,
+                path.display().to_string(),
+                path,
+                why.to_string(),
+            )),
+            _ => {}
+        }
+    }
+    // Layers nothing holds: not in any image's chain, below no mount, not BuildKit's.
+    let mut held: HashSet<ChainId> = g.chains.values().flatten().copied().collect();
+    for m in snap.mounts.values() {
+        held.extend(
+            std::iter::successors(m.parent, |c| snap.layers.get(c).and_then(|l| l.parent))
+                .take(snap.layers.len() + 1),
+        );
+    }
+    let bk: HashSet<&str> = snap
+        .buildkit
+        .referenced_names
+        .iter()
+        .map(String::as_str)
+        .collect();
+    for l in snap.layers.values() {
+        if !held.contains(&l.chain_id)
+            && !bk.contains(l.chain_id.hex().as_str())
+            && !bk.contains(l.cache_id.0.as_str())
+        {
+            out.push(layer_finding(
+                Check::UnreferencedLayer,
+                l.chain_id,
+                layerdb.join("sha256").join(l.chain_id.hex()),
+                "no image, container or BuildKit snapshot uses this layer".into(),
+            ));
+        }
+    }
+    for r in &snap.removing {
+        out.push(finding(
+            Check::Removing,
+            SubjectKind::Path,
+            r.path.display().to_string(),
+            r.path.clone(),
+            "an interrupted layer deletion; the daemon finishes it only at a clean shutdown".into(),
+        ));
+    }
+    for w in &snap.write_sets {
+        out.push(finding(
+            Check::WriteSet,
+            SubjectKind::Path,
+            w.display().to_string(),
+            w.clone(),
+            "an interrupted layer registration; the daemon never cleans these".into(),
+        ));
+    }
+    for (name, l) in &snap.links {
+        if !l.resolves {
+            let path = home.join("l").join(name);
+            out.push(finding(
+                Check::DanglingLink,
+                SubjectKind::Path,
+                path.display().to_string(),
+                path,
+                match &l.target {
+                    LinkTarget::DriverDir(d) => format!("target ../{d}/diff does not exist"),
+                    LinkTarget::Other(t) => format!("target {t} does not resolve"),
+                    LinkTarget::NotSymlink => "not a symlink".into(),
+                },
+            ));
+        }
+    }
+}
+
+/// `--sizes`: a layer whose `size` file disagrees with `directory.Size` of its `diff/`.
+pub fn sizes(g: &Graph, scope: &Scope) -> Vec<Finding> {
+    let snap = g.snap;
+    let home = snap.root.join(&snap.driver);
+    scope
+        .layers
+        .par_iter()
+        .filter_map(|c| snap.layers.get(c))
+        .filter(|l| {
+            snap.driver_dirs
+                .get(&l.cache_id.0)
+                .is_some_and(|d| d.has_diff)
+        })
+        .filter_map(|l| {
+            let diff = home.join(&l.cache_id.0).join("diff");
+            let walked = docker_size(&diff);
+            (walked != l.size).then(|| {
+                layer_finding(
+                    Check::SizeMismatch,
+                    l.chain_id,
+                    diff,
+                    format!("size file says {} bytes, diff/ holds {walked}", l.size),
+                )
+            })
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::graph::tests::*;
+    use crate::ids::{DiffId, Digest};
+    use crate::store::{Link, Lower, Snapshot};
+    use crate::verify::select;
+
+    /// A consistent two-layer image with links and lowers, plus a container.
+    fn healthy() -> (Snapshot, ImageId) {
+        let mut s = empty_snapshot();
+        let img = add_image(&mut s, &[1, 2], 10, None);
+        tag(&mut s, "app:1", img);
+        let chain = ChainId::chain(&s.images[&img].diff_ids);
+        for (i, c) in chain.iter().enumerate() {
+            let name = c.hex();
+            let link = format!("LINK{i}");
+            let d = s.driver_dirs.get_mut(&name).unwrap();
+            d.link = Some(link.clone());
+            if i > 0 {
+                d.lower = Some(Lower::parse("l/LINK0"));
+            }
+            s.links.insert(
+                link,
+                Link {
+                    target: LinkTarget::DriverDir(name.clone()),
+                    resolves: true,
+                },
+            );
+        }
+        add_container(&mut s, 3, img, false);
+        (s, img)
+    }
+
+    fn checks_of(s: &Snapshot) -> Vec<(Check, String)> {
+        let g = Graph::build(s);
+        let scope = select::scope(&g, &[]).unwrap();
+        let mut v: Vec<(Check, String)> = quick(&g, &scope)
+            .into_iter()
+            .map(|f| (f.check, f.subject.id))
+            .collect();
+        v.sort();
+        v
+    }
+
+    #[test]
+    fn a_healthy_store_has_no_findings() {
+        let (s, _) = healthy();
+        assert_eq!(checks_of(&s), vec![]);
+    }
+
+    #[test]
+    fn each_damage_fires_its_check() {
+        let (s0, img) = healthy();
+        let chain = ChainId::chain(&s0.images[&img].diff_ids);
+
+        let mut s = s0.clone();
+        s.layers.get_mut(&chain[1]).unwrap().diff_id = DiffId(Digest::of_bytes(b"other"));
+        assert_eq!(checks_of(&s), vec![(Check::ChainId, chain[1].to_string())]);
+
+        let mut s = s0.clone();
+        s.driver_dirs.remove(&chain[0].hex());
+        assert_eq!(
+            checks_of(&s),
+            vec![(Check::DriverDir, chain[0].to_string())]
+        );
+
+        let mut s = s0.clone();
+        s.driver_dirs.get_mut(&chain[1].hex()).unwrap().lower = Some(Lower::parse("l/WRONG"));
+        assert_eq!(
+            checks_of(&s),
+            vec![(Check::DriverDir, chain[1].to_string())]
+        );
+
+        let mut s = s0.clone();
+        s.driver_dirs.get_mut(&chain[1].hex()).unwrap().lower =
+            Some(Lower::parse("l/LINK0:l/EXTRA"));
+        assert_eq!(
+            checks_of(&s),
+            vec![(Check::DriverDir, chain[1].to_string())]
+        );
+
+        let mut s = s0.clone();
+        s.links.get_mut("LINK1").unwrap().target = LinkTarget::DriverDir("elsewhere".into());
+        assert_eq!(
+            checks_of(&s),
+            vec![(Check::DriverDir, chain[1].to_string())]
+        );
+
+        let mut s = s0.clone();
+        let ghost = ImageId(Digest::of_bytes(b"ghost"));
+        tag(&mut s, "ghost:1", ghost);
+        assert_eq!(checks_of(&s), vec![(Check::Refs, "ghost:1".into())]);
+
+        let mut s = s0.clone();
+        s.images.get_mut(&img).unwrap().parent = Some(ghost);
+        assert_eq!(checks_of(&s), vec![(Check::ImageParent, img.to_string())]);
+
+        let mut s = s0.clone();
+        s.containers.values_mut().next().unwrap().image = Some(ghost);
+        let got = checks_of(&s);
+        assert!(
+            got.iter().any(|(c, _)| *c == Check::ContainerImage),
+            "{got:?}"
+        );
+
+        let mut s = s0.clone();
+        let m = s.mounts.values().next().unwrap().mount_id.0.clone();
+        s.driver_dirs.remove(&m);
+        let got = checks_of(&s);
+        assert_eq!(got.len(), 1);
+        assert_eq!(got[0].0, Check::Mounts);
+    }
+
+    #[test]
+    fn a_missing_middle_layer_is_layer_chain_and_chain_id() {
+        let (mut s, img) = healthy();
+        let chain = ChainId::chain(&s.images[&img].diff_ids);
+        s.layers.remove(&chain[0]);
+        let got = checks_of(&s);
+        assert!(
+            got.contains(&(Check::LayerChain, img.to_string())),
+            "{got:?}"
+        );
+        assert!(
+            got.contains(&(Check::ChainId, chain[1].to_string())),
+            "{got:?}"
+        );
+    }
+
+    #[test]
+    fn leftovers_are_warnings() {
+        let (mut s, _) = healthy();
+        let orphan = "9".repeat(64);
+        s.driver_dirs.insert(orphan.clone(), dir(&orphan));
+        s.write_sets
+            .push("/r/image/overlay2/layerdb/tmp/write-set-1".into());
+        s.links.insert(
+            "DANGLING".into(),
+            Link {
+                target: LinkTarget::DriverDir("gone".into()),
+                resolves: false,
+            },
+        );
+        let g = Graph::build(&s);
+        let f = quick(&g, &select::scope(&g, &[]).unwrap());
+        let checks: Vec<Check> = f.iter().map(|f| f.check).collect();
+        assert_eq!(checks.len(), 3);
+        assert!(checks.contains(&Check::OrphanDir));
+        assert!(checks.contains(&Check::WriteSet));
+        assert!(checks.contains(&Check::DanglingLink));
+        assert!(
+            f.iter()
+                .all(|f| f.severity == crate::verify::Severity::Warning)
+        );
+    }
+
+    #[test]
+    fn impact_names_every_image_and_container_on_a_layer() {
+        let (mut s, img) = healthy();
+        let other = add_image(&mut s, &[1, 7], 10, None);
+        let chain = ChainId::chain(&s.images[&img].diff_ids);
+        s.driver_dirs.remove(&chain[0].hex());
+        let g = Graph::build(&s);
+        let r = crate::verify::run(
+            &g,
+            &crate::verify::Options {
+                deep: false,
+                sizes: false,
+                images: vec![],
+            },
+            &std::sync::atomic::AtomicU64::new(0),
+        )
+        .unwrap();
+        let f = r
+            .findings
+            .iter()
+            .find(|f| f.check == Check::DriverDir && f.subject.id == chain[0].to_string())
+            .unwrap();
+        assert_eq!(f.impact.images.len(), 2);
+        assert!(f.impact.images.contains(&img) && f.impact.images.contains(&other));
+        assert_eq!(f.impact.containers.len(), 1);
+        assert!(r.has_errors());
+    }
+}
