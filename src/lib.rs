@@ -13,5 +13,5 @@ pub mod render;
 pub mod store;
 pub mod synth;
 pub mod units;
-pub mod verify;
 pub mod usage;
+pub mod verify;
