@@ -387,7 +387,6 @@ pub(crate) mod tests {
                 size,
                 cache_id: CacheId(cache.clone()),
                 parent: (i > 0).then(|| chain[i - 1]),
-                has_tar_split: true,
             });
             s.driver_dirs.entry(cache.clone()).or_insert(dir(&cache));
         }

@@ -219,7 +219,6 @@ pub fn read_layer(dir: &Path, chain_id: ChainId) -> Result<Layer, Anomaly> {
         size,
         cache_id: CacheId(cache.to_string()),
         parent,
-        has_tar_split: dir.join("tar-split.json.gz").exists(),
     })
 }
 
@@ -350,7 +349,6 @@ mod tests {
         assert_eq!(l.size, 42);
         assert_eq!(l.cache_id.0, "abc");
         assert_eq!(l.parent, None);
-        assert!(!l.has_tar_split);
         assert_eq!(db.removing.len(), 1);
         assert_eq!(db.removing[0].cache_id.as_ref().unwrap().0, "zzz");
         assert_eq!(db.write_sets.len(), 1);

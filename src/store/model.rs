@@ -84,7 +84,6 @@ pub struct Layer {
     pub size: u64,
     pub cache_id: CacheId,
     pub parent: Option<ChainId>,
-    pub has_tar_split: bool,
 }
 
 /// `layerdb/mounts/<name>`: a container's (or image mount's, or BuildKit's) RW layer.

@@ -56,7 +56,14 @@ pub fn read(home: &Path) -> Home {
         anomalies.extend(a);
         dirs.insert(name, d);
     }
-    let links = read_links(&home.join("l"), &mut anomalies);
+    let mut links = read_links(&home.join("l"), &mut anomalies);
+    // A canonical link resolves iff its target dir has diff/: known already,
+    // which saves a stat per link (tens of thousands on big hosts).
+    for l in links.values_mut() {
+        if let LinkTarget::DriverDir(d) = &l.target {
+            l.resolves = dirs.get(d).is_some_and(|d| d.has_diff);
+        }
+    }
     Home {
         dirs,
         links,
@@ -128,7 +135,8 @@ fn read_links(l_dir: &Path, anomalies: &mut Vec<Anomaly>) -> BTreeMap<String, Li
                     }
                 }
             };
-            let resolves = target != LinkTarget::NotSymlink && fs::metadata(&p).is_ok();
+            // Canonical targets are resolved by the caller from the dir listing.
+            let resolves = matches!(target, LinkTarget::Other(_)) && fs::metadata(&p).is_ok();
             (name.clone(), Link { target, resolves })
         })
         .collect::<Vec<_>>()
