@@ -1,0 +1,97 @@
+#!/usr/bin/env bash
+# `dockgc verify` benchmarks, each against its anchor in one run:
+#
+#   1. `verify --deep` on a large-file root and a small-file root (GB/s, files/s),
+#      against `sha256sum` over the same file bytes (parallel, one per core), and
+#      against `docker save` of every image (the only way Docker re-reads every
+#      layer), on a dockerd serving the same root;
+#   2. quick `verify` on a 10,000-image / 30,000-layer generated root.
+#
+# Prints a Markdown table for the README. Needs root (for dockerd).
+# Usage: scripts/bench-verify.sh [RUNS]   (default 3; the median is reported)
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+RUNS=${1:-3}
+command -v dockerd >/dev/null 2>&1 || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker.io >/dev/null; }
+cargo build --release --quiet --bin dockgc --example synth
+BIN=target/release/dockgc
+SYNTH=target/release/examples/synth
+WORK=$(mktemp -d /tmp/dockgc-benchv.XXXXXX)
+RUN=$(mktemp -d /tmp/dgv.XXXX)
+DOCKER=/usr/bin/docker; [ -x "$DOCKER" ] || DOCKER=docker
+cleanup() {
+    if [ -f "$RUN/docker.pid" ]; then
+        kill "$(cat "$RUN/docker.pid")" 2>/dev/null || true
+        for _ in $(seq 60); do [ -f "$RUN/docker.pid" ] || break; sleep 0.5; done
+    fi
+    rm -rf "$WORK" "$RUN"
+}
+trap cleanup EXIT
+secs() {
+    local s e
+    s=$(date +%s%N)
+    "$@" >/dev/null 2>&1
+    e=$(date +%s%N)
+    awk -v s="$s" -v e="$e" 'BEGIN { printf "%.4f\n", (e - s) / 1e9 }'
+}
+median() { sort -g | awk '{a[NR]=$1} END {printf "%.3f", a[int((NR+1)/2)]}'; }
+rate() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b / 1e9 }'; }
+per() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.0f", a / b }'; }
+field() { sed -n "s/.*\"$1\": \([0-9]*\).*/\1/p" | head -1; }
+
+start_daemon() {
+    setsid dockerd --data-root "$1" --exec-root "$RUN/exec" -H "unix://$RUN/docker.sock" \
+        --pidfile "$RUN/docker.pid" --iptables=false --ip6tables=false --bridge=none \
+        >"$WORK/dockerd.log" 2>&1 &
+    for _ in $(seq 60); do DOCKER_HOST="unix://$RUN/docker.sock" "$DOCKER" version >/dev/null 2>&1 && return; sleep 0.5; done
+    echo "bench-verify: dockerd did not start"; tail -20 "$WORK/dockerd.log"; exit 1
+}
+stop_daemon() {
+    kill "$(cat "$RUN/docker.pid")"
+    for _ in $(seq 60); do [ -f "$RUN/docker.pid" ] || break; sleep 0.5; done
+}
+
+rows=()
+measure() { # name root
+    local name=$1 root=$2 json bytes files
+    json=$("$BIN" --root "$root" verify --deep --format json)
+    bytes=$(echo "$json" | field bytes_hashed)
+    files=$(echo "$json" | field files_checked)
+    : >"$WORK/v"; : >"$WORK/s"; : >"$WORK/d"
+    start_daemon "$root"
+    ids=$(DOCKER_HOST="unix://$RUN/docker.sock" "$DOCKER" images -aq --no-trunc | sort -u)
+    save() { DOCKER_HOST="unix://$RUN/docker.sock" "$DOCKER" save -o /dev/null $ids; }
+    shas() { find "$root/overlay2" -path '*/diff/*' -type f -print0 | xargs -0 -P "$(nproc)" -n 256 sha256sum; }
+    for _ in $(seq "$RUNS"); do
+        secs "$BIN" --root "$root" verify --deep >>"$WORK/v"
+        secs shas >>"$WORK/s"
+        secs save >>"$WORK/d"
+    done
+    stop_daemon
+    local v s d
+    v=$(median <"$WORK/v"); s=$(median <"$WORK/s"); d=$(median <"$WORK/d")
+    rows+=("| $name: $(awk -v b="$bytes" 'BEGIN{printf "%.2f GB", b/1e9}'), $files files | ${v} s = $(rate "$bytes" "$v") GB/s, $(per "$files" "$v") files/s | ${s} s | ${d} s | $(awk -v a="$s" -v b="$v" 'BEGIN{printf "%.1f", a/b}')x / $(awk -v a="$d" -v b="$v" 'BEGIN{printf "%.1f", a/b}')x |")
+}
+
+"$SYNTH" "$WORK/large" 16 16 2 67108864 >/dev/null   # 16 layers x 2 x 64 MiB
+"$SYNTH" "$WORK/small" 100 200 1000 2048 >/dev/null  # 200 layers x 1000 x 2 KiB
+"$BIN" --root "$WORK/large" verify --deep >/dev/null || true # warm the cache
+"$BIN" --root "$WORK/small" verify --deep >/dev/null || true
+measure "large files" "$WORK/large"
+measure "small files" "$WORK/small"
+
+"$SYNTH" "$WORK/big" 10000 30000 >/dev/null
+"$BIN" --root "$WORK/big" verify >/dev/null || true
+: >"$WORK/q"
+for _ in $(seq "$RUNS"); do secs "$BIN" --root "$WORK/big" verify >>"$WORK/q"; done
+
+cat <<EOT
+
+Machine: $(nproc) cores, $(uname -r); $(date -u +%Y-%m-%d); median of $RUNS runs, warm cache.
+
+| root | \`verify --deep\` | \`sha256sum\` (one per core) | \`docker save\` all images | dockgc faster by (sha256sum / save) |
+|---|---|---|---|---|
+$(printf '%s\n' "${rows[@]}")
+
+Quick \`verify\`, 10,000 images / 30,000 layers: $(median <"$WORK/q") s (target < 1 s).
+EOT
