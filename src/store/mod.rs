@@ -3,6 +3,7 @@
 //! and only a root that is not a readable graphdriver root is an error.
 
 mod buildkit;
+pub mod daemon;
 mod containers;
 mod error;
 mod fsread;

@@ -1,0 +1,1 @@
+//! Is a daemon alive on this root? Being written.
