@@ -1,7 +1,7 @@
 //! Identifiers of the store. Each kind of ID is its own type so that a chain ID
 //! can never be passed where a diff ID belongs (the classic mix-up of this store).
 
-use serde::{Serialize, Serializer};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use sha2::{Digest as _, Sha256};
 use std::fmt;
 
@@ -89,10 +89,17 @@ impl Serialize for Digest {
     }
 }
 
+impl<'de> Deserialize<'de> for Digest {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        Digest::parse(&s).map_err(serde::de::Error::custom)
+    }
+}
+
 macro_rules! digest_id {
     ($(#[$m:meta])* $name:ident) => {
         $(#[$m])*
-        #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+        #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
         #[serde(transparent)]
         pub struct $name(pub Digest);
 
@@ -163,7 +170,7 @@ impl ChainId {
 }
 
 /// A 64-hex container ID (`containers/<id>`, `layerdb/mounts/<id>`).
-#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Debug, Serialize)]
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Debug, Serialize, Deserialize)]
 #[serde(transparent)]
 pub struct ContainerId(pub String);
 
@@ -184,12 +191,12 @@ impl fmt::Display for ContainerId {
 
 /// The graphdriver directory name of a layer (`cache-id`). Any string is allowed
 /// by the daemon: 64 hex for pulled and loaded layers, 25-char base36 for BuildKit.
-#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Debug, Serialize)]
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Debug, Serialize, Deserialize)]
 #[serde(transparent)]
 pub struct CacheId(pub String);
 
 /// The graphdriver directory of a RW layer (`mount-id`, `init-id`): `^[0-9a-f]{64}(-init)?$`.
-#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Debug, Serialize)]
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Debug, Serialize, Deserialize)]
 #[serde(transparent)]
 pub struct MountId(pub String);
 

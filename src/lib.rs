@@ -8,6 +8,7 @@ pub mod cli;
 pub mod disk;
 pub mod graph;
 pub mod ids;
+pub mod plan;
 pub mod policy;
 pub mod reconcile;
 pub mod render;

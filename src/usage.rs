@@ -93,7 +93,7 @@ pub struct ContainerUsage {
     pub log_bytes: u64,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, serde::Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum OrphanKind {
     /// A driver dir no layer, mount or BuildKit snapshot references.
