@@ -1,5 +1,6 @@
 //! Commands and flags. Every flag is documented where it is defined.
 
+use crate::policy::AgeBy;
 use crate::usage::SharedSizeRule;
 use clap::{Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
@@ -11,8 +12,10 @@ use std::path::PathBuf;
     about = "Report, verify and prune Docker's graphdriver data root, offline",
     long_about = "dockgc reads Docker's data root directly (graphdriver mode, overlay2), \
                   with the daemon running or stopped, and reports where the disk went.\n\n\
-                  Exit status: 0 success, 1 verify found errors (or warnings with --strict), \
-                  2 could not run (unreadable or unsupported root, unknown image, bad usage)."
+                  Exit status: 0 success (prune: done or nothing to do), 1 verify found errors \
+                  (or warnings with --strict) or prune was partly done, 2 could not run or \
+                  refused (unreadable or unsupported root, live daemon, stale plan, no \
+                  confirmation, unknown image, bad usage)."
 )]
 pub struct Cli {
     /// Docker data root to read.
@@ -34,6 +37,15 @@ pub enum Command {
     Df(DfArgs),
     /// Check the store's integrity: digests, chain IDs, links, files; --deep rebuilds every layer.
     Verify(VerifyArgs),
+    /// Remove images, layers and orphans by policy, with a plan first and a crash-safe order.
+    Prune(PruneArgs),
+    /// Apply a plan saved with `prune --plan-out`, if the store still matches it.
+    Apply(ApplyArgs),
+    /// List, restore or empty what `prune --trash` moved aside.
+    Trash {
+        #[command(subcommand)]
+        action: TrashAction,
+    },
     /// Write a small synthetic data root to a temporary directory and report on it.
     Demo(DemoArgs),
 }
@@ -86,6 +98,145 @@ pub struct VerifyArgs {
 }
 
 #[derive(clap::Args, Debug)]
+pub struct PruneArgs {
+    /// Select every image no container uses (default: only dangling images).
+    #[arg(short, long)]
+    pub all: bool,
+
+    /// Docker's filters: `until=<duration|timestamp>`, `label=k[=v]`, `label!=k[=v]`; repeatable.
+    #[arg(long = "filter", value_name = "FILTER")]
+    pub filters: Vec<String>,
+
+    /// Only images older than this (e.g. 7d, 12h), measured by --age-by.
+    #[arg(long, value_name = "DUR", value_parser = parse_duration)]
+    pub older_than: Option<i64>,
+
+    /// What --older-than measures.
+    #[arg(long, value_enum, default_value_t = AgeBy::Created)]
+    pub age_by: AgeBy,
+
+    /// Never remove images matching this: a glob over `repo:tag`, `repo@digest` or
+    /// `repo`, an ID prefix, or `label=k[=v]`; repeatable.
+    #[arg(long, value_name = "PATTERN")]
+    pub keep: Vec<String>,
+
+    /// In each repository, keep the images of the N most recently created tags.
+    #[arg(long, value_name = "N")]
+    pub keep_last: Option<usize>,
+
+    /// Disk watermark: act only when the root's filesystem is fuller than PCT percent ...
+    #[arg(long, value_name = "PCT", requires = "low")]
+    pub high: Option<f64>,
+
+    /// ... then evict least recently used eligible images until it is at most PCT percent full.
+    #[arg(long, value_name = "PCT", requires = "high")]
+    pub low: Option<f64>,
+
+    /// Evict least recently used eligible images until this much is free (e.g. 20G).
+    #[arg(long, value_name = "BYTES", value_parser = parse_bytes, conflicts_with = "high")]
+    pub free: Option<u64>,
+
+    /// Never evict images used or tagged more recently than this.
+    #[arg(long, value_name = "DUR", value_parser = parse_duration)]
+    pub min_age: Option<i64>,
+
+    /// Also remove unreferenced driver dirs, layers and mounts, `-removing`
+    /// leftovers, stale write-sets and dangling links (never BuildKit's, never unknown ones).
+    #[arg(long)]
+    pub orphans: bool,
+
+    /// With --orphans: leave anything modified more recently than this.
+    #[arg(long, value_name = "DUR", value_parser = parse_duration, default_value = "1h")]
+    pub grace: i64,
+
+    /// Print the plan and change nothing.
+    #[arg(long, short = 'n')]
+    pub dry_run: bool,
+
+    /// Save the plan as JSON, for `dockgc apply FILE`.
+    #[arg(long, value_name = "FILE")]
+    pub plan_out: Option<PathBuf>,
+
+    /// Do not ask for confirmation (needed when not on a terminal).
+    #[arg(short = 'f', long = "yes", alias = "force")]
+    pub yes: bool,
+
+    /// Move everything into <root>/dockgc-trash/<id>/ instead of deleting it.
+    #[arg(long)]
+    pub trash: bool,
+
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = Format::Table)]
+    pub format: Format,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct ApplyArgs {
+    /// A plan written by `prune --plan-out`.
+    pub plan: PathBuf,
+
+    /// Do not ask for confirmation (needed when not on a terminal).
+    #[arg(short = 'f', long = "yes", alias = "force")]
+    pub yes: bool,
+
+    /// Move everything into <root>/dockgc-trash/<id>/ instead of deleting it.
+    #[arg(long)]
+    pub trash: bool,
+
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = Format::Table)]
+    pub format: Format,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum TrashAction {
+    /// List trash entries.
+    List {
+        #[arg(long, value_enum, default_value_t = Format::Table)]
+        format: Format,
+    },
+    /// Move one run's items back, byte-identical.
+    Restore { id: String },
+    /// Delete trash entries, all or the older ones.
+    Empty {
+        #[arg(long, value_name = "DUR", value_parser = parse_duration)]
+        older_than: Option<i64>,
+    },
+}
+
+/// `7d`, `12h`, `90m`, `1h30m` as seconds.
+pub fn parse_duration(s: &str) -> Result<i64, String> {
+    humantime::parse_duration(s)
+        .map(|d| d.as_secs() as i64)
+        .map_err(|e| format!("{s:?}: {e} (examples: 7d, 12h, 90m)"))
+}
+
+/// `1048576`, `500M`, `20G`, `1.5TB`, `512MiB` as bytes (SI and IEC units).
+pub fn parse_bytes(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let split = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: f64 = num
+        .parse()
+        .map_err(|_| format!("{s:?} is not a size (examples: 20G, 512MiB)"))?;
+    let mult: f64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1.0,
+        "k" | "kb" => 1e3,
+        "m" | "mb" => 1e6,
+        "g" | "gb" => 1e9,
+        "t" | "tb" => 1e12,
+        "kib" => 1024.0,
+        "mib" => 1024f64.powi(2),
+        "gib" => 1024f64.powi(3),
+        "tib" => 1024f64.powi(4),
+        _ => return Err(format!("{s:?}: unknown unit {unit:?}")),
+    };
+    Ok((n * mult) as u64)
+}
+
+#[derive(clap::Args, Debug)]
 pub struct DemoArgs {
     /// Write the demo root here (must not exist) and keep it, instead of a temp dir.
     #[arg(long)]
@@ -100,4 +251,28 @@ pub struct DemoArgs {
 pub enum Format {
     Table,
     Json,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_and_durations_parse() {
+        assert_eq!(parse_bytes("1048576"), Ok(1_048_576));
+        assert_eq!(parse_bytes("20G"), Ok(20_000_000_000));
+        assert_eq!(parse_bytes("1.5TB"), Ok(1_500_000_000_000));
+        assert_eq!(parse_bytes("512MiB"), Ok(512 * 1024 * 1024));
+        assert!(parse_bytes("lots").is_err());
+        assert!(parse_bytes("5 parsecs").is_err());
+        assert_eq!(parse_duration("7d"), Ok(7 * 86400));
+        assert_eq!(parse_duration("1h30m"), Ok(5400));
+        assert!(parse_duration("soon").is_err());
+    }
+
+    #[test]
+    fn the_cli_definition_is_consistent() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
 }

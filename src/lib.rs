@@ -4,6 +4,7 @@
 //! `usage` (df numbers) → `render` (table / json). Library code never prints
 //! and never exits; `main.rs` maps outcomes to exit codes.
 
+pub mod apply;
 pub mod cli;
 pub mod disk;
 pub mod graph;
@@ -14,6 +15,7 @@ pub mod reconcile;
 pub mod render;
 pub mod store;
 pub mod synth;
+pub mod trash;
 pub mod units;
 pub mod usage;
 pub mod verify;

@@ -171,12 +171,15 @@ pub fn build(g: &Graph, sel: &Selection, o: &OrphanOptions, created: String) -> 
 
     // Orphan mounts, when asked: no container owns them and no unreadable
     // container directory might.
-    let mut mounts = Vec::new();
+    let mut mounts: Vec<PlanMount> = Vec::new();
     if o.enabled {
         let owners: HashSet<&str> = snap
             .containers
             .values()
-            .flat_map(|c| std::iter::once(c.id.0.as_str()).chain(c.image_mounts.iter().map(|(_, m)| m.as_str())))
+            .flat_map(|c| {
+                std::iter::once(c.id.0.as_str())
+                    .chain(c.image_mounts.iter().map(|(_, m)| m.as_str()))
+            })
             .collect();
         for m in snap.mounts.values() {
             let container_dir = snap.root.join("containers").join(&m.name);
@@ -210,17 +213,23 @@ pub fn build(g: &Graph, sel: &Selection, o: &OrphanOptions, created: String) -> 
     }
 
     // Sizes of directories to remove, in parallel.
-    let mut mounts = mounts;
     mounts.par_iter_mut().for_each(|m| {
         m.bytes = docker_size(&home.join(&m.mount_id.0))
-            + m.init_id.as_ref().map_or(0, |i| docker_size(&home.join(&i.0)));
+            + m.init_id
+                .as_ref()
+                .map_or(0, |i| docker_size(&home.join(&i.0)));
     });
-    orphans.par_iter_mut().chain(untouched.par_iter_mut()).for_each(|x| {
-        if x.kind != OrphanKind::DanglingLink {
-            x.bytes = docker_size(&snap.root.join(&x.path))
-                + x.cache_dir.as_ref().map_or(0, |c| docker_size(&home.join(c)));
-        }
-    });
+    orphans
+        .par_iter_mut()
+        .chain(untouched.par_iter_mut())
+        .for_each(|x| {
+            if x.kind != OrphanKind::DanglingLink {
+                x.bytes = docker_size(&snap.root.join(&x.path))
+                    + x.cache_dir
+                        .as_ref()
+                        .map_or(0, |c| docker_size(&home.join(c)));
+            }
+        });
 
     let mut reclaim = Reclaim {
         images: images.iter().map(|i| i.config_bytes).sum(),
@@ -254,6 +263,45 @@ pub fn build(g: &Graph, sel: &Selection, o: &OrphanOptions, created: String) -> 
     }
 }
 
+/// Layers something keeps when `removed_images` and `removed_mounts` go:
+/// the chains of every other image (loaded or not: an image the daemon skips
+/// may be repairable, and its data is not ours to take), of every other
+/// mount, and of everything BuildKit's snapshots.db names.
+pub fn held_layers(
+    g: &Graph,
+    removed_images: &HashSet<ImageId>,
+    removed_mounts: &HashSet<&str>,
+) -> HashSet<ChainId> {
+    let snap = g.snap;
+    let mut held: HashSet<ChainId> = HashSet::new();
+    for id in snap.images.keys().filter(|i| !removed_images.contains(i)) {
+        held.extend(g.chains[id].iter().copied());
+    }
+    let chain_of = |start: Option<ChainId>| {
+        std::iter::successors(start, |c| snap.layers.get(c).and_then(|l| l.parent))
+            .take(snap.layers.len() + 1)
+    };
+    for m in snap
+        .mounts
+        .values()
+        .filter(|m| !removed_mounts.contains(m.name.as_str()))
+    {
+        held.extend(chain_of(m.parent));
+    }
+    let bk: HashSet<&str> = snap
+        .buildkit
+        .referenced_names
+        .iter()
+        .map(String::as_str)
+        .collect();
+    for l in snap.layers.values() {
+        if bk.contains(l.chain_id.hex().as_str()) || bk.contains(l.cache_id.0.as_str()) {
+            held.extend(chain_of(Some(l.chain_id)));
+        }
+    }
+    held
+}
+
 /// Layers of removed images that nothing else holds, plus (with `--orphans`)
 /// layers nothing holds at all; never one with a child layer that stays.
 fn layers_to_remove(
@@ -263,38 +311,27 @@ fn layers_to_remove(
     o: &OrphanOptions,
 ) -> Vec<PlanLayer> {
     let snap = g.snap;
-    let mut held: HashSet<ChainId> = HashSet::new();
-    for id in g.loaded.iter().filter(|i| !sel.remove.contains_key(i)) {
-        held.extend(g.chains[id].iter().copied());
-    }
-    // Images the daemon does not load still name their layers; keep those too
-    // (their data may be repairable, and removing it is not ours to decide).
-    for id in snap.images.keys().filter(|i| !g.loaded.contains(i)) {
-        held.extend(g.chains[id].iter().copied());
-    }
+    let removed: HashSet<ImageId> = sel.remove.keys().copied().collect();
+    let held = held_layers(g, &removed, removed_mounts);
     let chain_of = |start: Option<ChainId>| {
-        std::iter::successors(start, |c| snap.layers.get(c).and_then(|l| l.parent)).take(snap.layers.len() + 1)
+        std::iter::successors(start, |c| snap.layers.get(c).and_then(|l| l.parent))
+            .take(snap.layers.len() + 1)
     };
-    for m in snap.mounts.values().filter(|m| !removed_mounts.contains(m.name.as_str())) {
-        held.extend(chain_of(m.parent));
-    }
-    let bk: HashSet<&str> = snap.buildkit.referenced_names.iter().map(String::as_str).collect();
-    for l in snap.layers.values() {
-        if bk.contains(l.chain_id.hex().as_str()) || bk.contains(l.cache_id.0.as_str()) {
-            held.extend(chain_of(Some(l.chain_id)));
-        }
-    }
-
     let mut reason: HashMap<ChainId, String> = HashMap::new();
-    for (id, _) in &sel.remove {
+    for id in sel.remove.keys() {
         for c in &g.chains[id] {
-            reason.entry(*c).or_insert_with(|| format!("layer of removed image {}", id.short()));
+            reason
+                .entry(*c)
+                .or_insert_with(|| format!("layer of removed image {}", id.short()));
         }
     }
     if o.enabled {
         for l in snap.layers.values() {
             if g.loadable.contains(&l.chain_id) && !reason.contains_key(&l.chain_id) {
-                reason.insert(l.chain_id, "unreferenced layer (no image, container or BuildKit snapshot)".into());
+                reason.insert(
+                    l.chain_id,
+                    "unreferenced layer (no image, container or BuildKit snapshot)".into(),
+                );
             }
         }
     }
@@ -327,7 +364,11 @@ fn layers_to_remove(
         .values()
         .filter(|l| !del.contains(&l.chain_id))
         .map(|l| l.cache_id.0.as_str())
-        .chain(snap.broken_layers.iter().filter_map(|b| b.cache_id.as_ref().map(|c| c.0.as_str())))
+        .chain(
+            snap.broken_layers
+                .iter()
+                .filter_map(|b| b.cache_id.as_ref().map(|c| c.0.as_str())),
+        )
         .collect();
     let depth = |c: &ChainId| chain_of(Some(*c)).count();
     let mut out: Vec<PlanLayer> = del
@@ -343,7 +384,10 @@ fn layers_to_remove(
                 parent: l.parent,
                 size: l.size,
                 reason: if shared {
-                    format!("{}; its driver dir is shared with a kept layer and stays", reason[c])
+                    format!(
+                        "{}; its driver dir is shared with a kept layer and stays",
+                        reason[c]
+                    )
                 } else {
                     reason[c].clone()
                 },
@@ -351,7 +395,11 @@ fn layers_to_remove(
         })
         .collect();
     // Children before parents; deterministic.
-    out.sort_by(|a, b| depth(&b.chain_id).cmp(&depth(&a.chain_id)).then(a.chain_id.cmp(&b.chain_id)));
+    out.sort_by(|a, b| {
+        depth(&b.chain_id)
+            .cmp(&depth(&a.chain_id))
+            .then(a.chain_id.cmp(&b.chain_id))
+    });
     out
 }
 
@@ -385,7 +433,12 @@ fn collect_orphans(
             std::iter::once(m.mount_id.0.as_str()).chain(m.init_id.iter().map(|i| i.0.as_str()))
         }))
         .collect();
-    let push = |list: &mut Vec<PlanOrphan>, path: PathBuf, kind, reason: &str, link: Option<String>, cache_dir| {
+    let push = |list: &mut Vec<PlanOrphan>,
+                path: PathBuf,
+                kind,
+                reason: &str,
+                link: Option<String>,
+                cache_dir| {
         let (ok, m) = old_enough(&path);
         if ok {
             list.push(PlanOrphan {
@@ -411,7 +464,14 @@ fn collect_orphans(
                 link,
                 None,
             ),
-            DirRole::Probe => push(orphans, path, OrphanKind::Probe, "overlay2 feature-probe leftover", link, None),
+            DirRole::Probe => push(
+                orphans,
+                path,
+                OrphanKind::Probe,
+                "overlay2 feature-probe leftover",
+                link,
+                None,
+            ),
             DirRole::Unknown(why) => untouched.push(PlanOrphan {
                 path: rel(&path),
                 kind: OrphanKind::Unknown,
@@ -438,12 +498,22 @@ fn collect_orphans(
             r.path.clone(),
             OrphanKind::PendingRemoval,
             "finish an interrupted layer deletion",
-            cache_dir.as_deref().and_then(|c| link_of.get(c)).map(|s| s.to_string()),
+            cache_dir
+                .as_deref()
+                .and_then(|c| link_of.get(c))
+                .map(|s| s.to_string()),
             cache_dir,
         );
     }
     for w in &snap.write_sets {
-        push(orphans, w.clone(), OrphanKind::WriteSet, "interrupted layer registration", None, None);
+        push(
+            orphans,
+            w.clone(),
+            OrphanKind::WriteSet,
+            "interrupted layer registration",
+            None,
+            None,
+        );
     }
     for (name, l) in &snap.links {
         if !l.resolves {
@@ -526,7 +596,11 @@ mod tests {
         let p = plan_for(&s, false);
         assert_eq!(p.images.len(), 1);
         assert!(p.images[0].id == a);
-        assert!(p.layers.is_empty(), "the leaked child holds the chain: {:?}", p.layers);
+        assert!(
+            p.layers.is_empty(),
+            "the leaked child holds the chain: {:?}",
+            p.layers
+        );
     }
 
     #[test]

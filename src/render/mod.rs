@@ -1,10 +1,12 @@
 //! Presentation: the computed structs become tables or JSON. Computing never
 //! formats; this module never decides.
 
+mod plan;
 mod table;
 pub mod tabwriter;
 mod verify;
 
+pub use plan::{outcome_table, plan_table};
 pub use table::{TableOptions, df_table};
 pub use verify::verify_table;
 
