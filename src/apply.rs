@@ -401,6 +401,15 @@ pub fn apply(g: &Graph, plan: &Plan, o: &Options) -> Outcome {
     // 2. Images: metadata, then the config (the daemon's order).
     let mut failed_images: HashSet<ImageId> = HashSet::new();
     for i in &plan.images {
+        // Children come first; a parent whose child could not go must stay.
+        if let Some(ch) = g.children.get(&i.id)
+            && let Some(c) = ch.iter().find(|c| failed_images.contains(c))
+        {
+            failed_images.insert(i.id);
+            let e = io::Error::other(format!("its child image {} could not be removed", c.short()));
+            fail(&mut out, format!("image {}", i.id), &img_dir.join("imagedb/content/sha256").join(i.id.hex()), e);
+            continue;
+        }
         let meta = img_dir.join("imagedb/metadata/sha256").join(i.id.hex());
         let content = img_dir.join("imagedb/content/sha256").join(i.id.hex());
         let r = x.remove(&meta).and_then(|_| x.remove(&content));
@@ -461,8 +470,11 @@ pub fn apply(g: &Graph, plan: &Plan, o: &Options) -> Outcome {
     let layerdb = img_dir.join("layerdb/sha256");
     // 4a. Every planned entry disappears from the daemon's view at once.
     let mut renamed: Vec<(&crate::plan::PlanLayer, PathBuf)> = Vec::new();
+    // Children come first; a layer whose child stays must stay too (§3.6).
+    let mut must_stay: HashSet<ChainId> = HashSet::new();
     for l in &plan.layers {
-        if held.contains(&l.chain_id) {
+        if held.contains(&l.chain_id) || must_stay.contains(&l.chain_id) {
+            must_stay.extend(l.parent);
             continue;
         }
         let from = layerdb.join(l.chain_id.hex());
@@ -474,7 +486,10 @@ pub fn apply(g: &Graph, plan: &Plan, o: &Options) -> Outcome {
         };
         match r {
             Ok(p) => renamed.push((l, p)),
-            Err(e) => fail(&mut out, format!("layer {}", l.chain_id), &from, e),
+            Err(e) => {
+                must_stay.extend(l.parent);
+                fail(&mut out, format!("layer {}", l.chain_id), &from, e)
+            }
         }
     }
     if !renamed.is_empty()

@@ -158,9 +158,17 @@ pub fn build(g: &Graph, sel: &Selection, o: &OrphanOptions, created: String) -> 
     }
     references.sort_by(|a, b| a.reference.cmp(&b.reference));
 
-    let images: Vec<PlanImage> = sel
-        .remove
-        .iter()
+    // Children before parents, as `docker rmi` walks up: a failure then never
+    // leaves a child whose `parent` names a removed image.
+    let depth = |id: &ImageId| {
+        std::iter::successors(Some(*id), |i| snap.images.get(i).and_then(|x| x.parent))
+            .take(snap.images.len() + 1)
+            .count()
+    };
+    let mut order: Vec<(&ImageId, &String)> = sel.remove.iter().collect();
+    order.sort_by_key(|(id, _)| (std::cmp::Reverse(depth(id)), **id));
+    let images: Vec<PlanImage> = order
+        .into_iter()
         .map(|(id, why)| PlanImage {
             id: *id,
             reason: why.clone(),

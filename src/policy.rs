@@ -129,7 +129,9 @@ impl KeepPattern {
         let hex = p.strip_prefix("sha256:").unwrap_or(p);
         if !hex.is_empty()
             && hex.len() <= 64
-            && hex.bytes().all(|c| c.is_ascii_digit() || (b'a'..=b'f').contains(&c))
+            && hex
+                .bytes()
+                .all(|c| c.is_ascii_digit() || (b'a'..=b'f').contains(&c))
         {
             return Ok(KeepPattern::IdPrefix(hex.to_string()));
         }
@@ -139,9 +141,11 @@ impl KeepPattern {
 
     fn matches(&self, g: &Graph, id: &ImageId) -> bool {
         match self {
-            KeepPattern::Label(k, v) => g.snap.images.get(id).is_some_and(|i| {
-                label_matches(&i.labels, &(k.clone(), v.clone()))
-            }),
+            KeepPattern::Label(k, v) => g
+                .snap
+                .images
+                .get(id)
+                .is_some_and(|i| label_matches(&i.labels, &(k.clone(), v.clone()))),
             KeepPattern::IdPrefix(h) => id.hex().starts_with(h.as_str()),
             // `repo:tag`, `repo@digest`, and the bare repository name, so
             // `--keep 'myorg/*'` keeps every tag of those repositories.
@@ -156,7 +160,10 @@ impl KeepPattern {
 /// used eligible images until usage is at or below `low`.
 #[derive(Debug, Clone, Copy)]
 pub enum Watermark {
-    Percent { high: f64, low: f64 },
+    Percent {
+        high: f64,
+        low: f64,
+    },
     /// Free space to reach, in bytes.
     Free(u64),
 }
@@ -232,7 +239,10 @@ pub fn select(g: &Graph, o: &Options) -> Selection {
             return Some(format!("--keep {name}"));
         }
         if let Some(repo) = keep_last.get(id) {
-            return Some(format!("--keep-last {} in {repo}", o.keep_last.unwrap_or(0)));
+            return Some(format!(
+                "--keep-last {} in {repo}",
+                o.keep_last.unwrap_or(0)
+            ));
         }
         if let (Some(min), Some(t)) = (o.min_age, last_used(g, id))
             && o.now - t < min
@@ -265,11 +275,19 @@ pub fn select(g: &Graph, o: &Options) -> Selection {
         {
             return false;
         }
-        if !o.filters.labels.iter().all(|l| label_matches(&img.labels, l)) {
+        if !o
+            .filters
+            .labels
+            .iter()
+            .all(|l| label_matches(&img.labels, l))
+        {
             return false;
         }
         if !o.filters.not_labels.is_empty()
-            && o.filters.not_labels.iter().all(|l| label_matches(&img.labels, l))
+            && o.filters
+                .not_labels
+                .iter()
+                .all(|l| label_matches(&img.labels, l))
         {
             return false;
         }
@@ -345,7 +363,12 @@ pub fn select(g: &Graph, o: &Options) -> Selection {
     sel.untag = untag;
 
     // Never remove a parent of an image that stays (Docker: "has children").
-    let stays: Vec<ImageId> = g.loaded.iter().filter(|i| !remove.contains_key(i)).copied().collect();
+    let stays: Vec<ImageId> = g
+        .loaded
+        .iter()
+        .filter(|i| !remove.contains_key(i))
+        .copied()
+        .collect();
     for id in stays {
         let mut cur = snap.images[&id].parent;
         while let Some(p) = cur {
@@ -365,10 +388,14 @@ pub fn select(g: &Graph, o: &Options) -> Selection {
             .filter_map(|c| snap.images[c].parent.map(|p| (p, *c)))
             .collect();
         for (p, child) in parents {
-            if remove.contains_key(&p) || !g.loaded.contains(&p) || g.refs_by_image.contains_key(&p) {
+            if remove.contains_key(&p) || !g.loaded.contains(&p) || g.refs_by_image.contains_key(&p)
+            {
                 continue;
             }
-            let all_children_go = g.children.get(&p).is_some_and(|ch| ch.iter().all(|c| remove.contains_key(c)));
+            let all_children_go = g
+                .children
+                .get(&p)
+                .is_some_and(|ch| ch.iter().all(|c| remove.contains_key(c)));
             if all_children_go && protect(&p).is_none() {
                 remove.insert(p, format!("untagged parent of {}", child.short()));
                 changed = true;
@@ -388,7 +415,9 @@ fn keep_last_set(g: &Graph, n: Option<usize>) -> HashMap<ImageId, String> {
     }
     let mut out = HashMap::new();
     for (repo, mut ids) in by_repo {
-        ids.sort_by_key(|id| std::cmp::Reverse((g.snap.images.get(id).and_then(|i| i.created_unix), *id)));
+        ids.sort_by_key(|id| {
+            std::cmp::Reverse((g.snap.images.get(id).and_then(|i| i.created_unix), *id))
+        });
         ids.dedup();
         for id in ids.into_iter().take(n) {
             out.insert(id, repo.to_string());
@@ -481,8 +510,14 @@ mod tests {
         let sel = select(&g, &opts());
         let got: Vec<&ImageId> = sel.remove.keys().collect();
         assert!(sel.remove.contains_key(&old));
-        assert!(sel.remove.contains_key(&mid), "untagged parent goes with it");
-        assert!(sel.remove.contains_key(&digest_only), "digest-only is dangling");
+        assert!(
+            sel.remove.contains_key(&mid),
+            "untagged parent goes with it"
+        );
+        assert!(
+            sel.remove.contains_key(&digest_only),
+            "digest-only is dangling"
+        );
         assert_eq!(got.len(), 3);
         assert!(sel.remove[&mid].starts_with("untagged parent"));
     }
@@ -498,7 +533,13 @@ mod tests {
         tag(&mut s, "other:1", other);
         add_container(&mut s, 4, app, false);
         let g = Graph::build(&s);
-        let sel = select(&g, &Options { all: true, ..opts() });
+        let sel = select(
+            &g,
+            &Options {
+                all: true,
+                ..opts()
+            },
+        );
         assert_eq!(sel.remove.keys().collect::<Vec<_>>(), vec![&other]);
         assert_eq!(sel.kept[&app], "used by a container");
         // base is tagged with a child that stays: untagged, not removed
@@ -512,7 +553,11 @@ mod tests {
         let b = add_image(&mut s, &[2], 10, None);
         created(&mut s, a, 1_000);
         created(&mut s, b, 5_000);
-        s.images.get_mut(&a).unwrap().labels.insert("env".into(), "ci".into());
+        s.images
+            .get_mut(&a)
+            .unwrap()
+            .labels
+            .insert("env".into(), "ci".into());
         let g = Graph::build(&s);
         let f = |specs: &[&str]| {
             let specs: Vec<String> = specs.iter().map(|s| s.to_string()).collect();
@@ -550,7 +595,10 @@ mod tests {
         let all = |keep: &[&str], last: Option<usize>| {
             let o = Options {
                 all: true,
-                keep: keep.iter().map(|p| KeepPattern::parse(p).unwrap()).collect(),
+                keep: keep
+                    .iter()
+                    .map(|p| KeepPattern::parse(p).unwrap())
+                    .collect(),
                 keep_last: last,
                 ..opts()
             };
@@ -559,9 +607,17 @@ mod tests {
         use std::collections::BTreeSet;
         assert_eq!(all(&["org/*"], None), BTreeSet::from([b]));
         assert_eq!(all(&["b:1"], None), BTreeSet::from([a1, a2, a3]));
-        assert_eq!(all(&["org/a"], None), BTreeSet::from([b]), "bare repository name");
+        assert_eq!(
+            all(&["org/a"], None),
+            BTreeSet::from([b]),
+            "bare repository name"
+        );
         assert_eq!(all(&[&b.hex()[..8]], None), BTreeSet::from([a1, a2, a3]));
-        assert_eq!(all(&[], Some(2)), BTreeSet::from([a1]), "keeps a3, a2 and b's only tag");
+        assert_eq!(
+            all(&[], Some(2)),
+            BTreeSet::from([a1]),
+            "keeps a3, a2 and b's only tag"
+        );
     }
 
     #[test]
@@ -577,13 +633,19 @@ mod tests {
             ..opts()
         };
         assert_eq!(select(&g, &o(AgeBy::Created)).remove.len(), 1);
-        assert_eq!(select(&g, &o(AgeBy::LastUsed)).remove.len(), 0, "tagged just now");
+        assert_eq!(
+            select(&g, &o(AgeBy::LastUsed)).remove.len(),
+            0,
+            "tagged just now"
+        );
     }
 
     #[test]
     fn watermarks_evict_least_recently_used_until_low() {
         let mut s = empty_snapshot();
-        let ids: Vec<ImageId> = (1..=4u8).map(|n| add_image(&mut s, &[n], 100, None)).collect();
+        let ids: Vec<ImageId> = (1..=4u8)
+            .map(|n| add_image(&mut s, &[n], 100, None))
+            .collect();
         for (i, id) in ids.iter().enumerate() {
             created(&mut s, *id, 1_000 + i as i64);
             tag(&mut s, &format!("r:{i}"), *id);

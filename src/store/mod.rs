@@ -3,8 +3,8 @@
 //! and only a root that is not a readable graphdriver root is an error.
 
 mod buildkit;
-pub mod daemon;
 mod containers;
+pub mod daemon;
 mod error;
 mod fsread;
 mod imagedb;

@@ -401,7 +401,7 @@ fn xattrs(path: &Path) -> Vec<(Vec<u8>, Vec<u8>)> {
     out
 }
 
-fn hash_entry(h: &mut Sha256, root: &Path, path: &Path) {
+fn hash_entry(h: &mut Sha256, root: &Path, path: &Path, with_ctime: bool) {
     let rel = path.strip_prefix(root).unwrap_or(path);
     h.update(b"\0P");
     h.update(rel.as_os_str().as_bytes());
@@ -431,6 +431,12 @@ fn hash_entry(h: &mut Sha256, root: &Path, path: &Path) {
         "?"
     };
     // No atime. ctime and ino are included: a write-then-restore still shows.
+    // (`with_ctime` false: for restores, which can put back everything but ctime.)
+    let ctime = if with_ctime {
+        (md.ctime(), md.ctime_nsec())
+    } else {
+        (0, 0)
+    };
     h.update(
         format!(
             "\0{kind} mode={:o} uid={} gid={} size={} mtime={}.{} ctime={}.{} ino={} nlink={} rdev={}",
@@ -440,8 +446,8 @@ fn hash_entry(h: &mut Sha256, root: &Path, path: &Path) {
             md.size(),
             md.mtime(),
             md.mtime_nsec(),
-            md.ctime(),
-            md.ctime_nsec(),
+            ctime.0,
+            ctime.1,
             md.ino(),
             md.nlink(),
             md.rdev()
@@ -485,7 +491,7 @@ fn hash_entry(h: &mut Sha256, root: &Path, path: &Path) {
                 let mut names: Vec<_> = rd.filter_map(|e| e.ok()).map(|e| e.file_name()).collect();
                 names.sort();
                 for n in names {
-                    hash_entry(h, root, &path.join(n));
+                    hash_entry(h, root, &path.join(n), with_ctime);
                 }
             }
             Err(e) => h.update(format!("\0ERR {e}").as_bytes()),
@@ -498,7 +504,17 @@ fn hash_entry(h: &mut Sha256, root: &Path, path: &Path) {
 /// and file contents (not atime). Symlinks are not followed.
 pub fn tree_hash(root: &Path) -> String {
     let mut h = Sha256::new();
-    hash_entry(&mut h, root, root);
+    hash_entry(&mut h, root, root, true);
+    hex(&h.finalize())
+}
+
+/// `tree_hash` without ctime, which no tool can set back: what "restored
+/// byte-identical" can mean (contents, modes, owners, mtimes, inodes, link
+/// counts, xattrs, symlink targets).
+#[allow(dead_code)]
+pub fn tree_hash_restorable(root: &Path) -> String {
+    let mut h = Sha256::new();
+    hash_entry(&mut h, root, root, false);
     hex(&h.finalize())
 }
 
