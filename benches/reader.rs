@@ -7,7 +7,7 @@
 use criterion::{Criterion, criterion_group, criterion_main};
 use dockgc::graph::Graph;
 use dockgc::synth::{SynthSpec, generate};
-use dockgc::{store, usage};
+use dockgc::{plan, policy, store, usage};
 use std::hint::black_box;
 
 fn env_or(name: &str, default: usize) -> usize {
@@ -47,6 +47,31 @@ fn pipeline(c: &mut Criterion) {
                 &graph,
                 &usage::Options { shared_size: None },
             ))
+        })
+    });
+    // Planning: `prune -a --orphans` selection and plan, from a loaded snapshot.
+    g.bench_function("prune plan", |b| {
+        b.iter(|| {
+            let sel = policy::select(
+                &graph,
+                &policy::Options {
+                    all: true,
+                    filters: policy::Filters::default(),
+                    older_than: None,
+                    age_by: policy::AgeBy::Created,
+                    keep: vec![],
+                    keep_last: None,
+                    watermark: None,
+                    min_age: None,
+                    now: 0,
+                },
+            );
+            let o = plan::OrphanOptions {
+                enabled: true,
+                grace: 0,
+                now: 0,
+            };
+            black_box(plan::build(&graph, &sel, &o, String::new()).reclaim.total)
         })
     });
     g.finish();
