@@ -39,6 +39,25 @@ fn main() -> ExitCode {
         Command::Apply(args) => apply_cmd(&cli.root, args),
         Command::Trash { action } => trash_cmd(&cli.root, action),
         Command::Demo(args) => demo(args),
+        Command::Completions { shell } => {
+            let mut cmd = <Cli as clap::CommandFactory>::command();
+            let mut buf = Vec::new();
+            clap_complete::generate(*shell, &mut cmd, "dockgc", &mut buf);
+            write_stdout(&String::from_utf8_lossy(&buf)).map(|_| EXIT_OK)
+        }
+        Command::Man { dir: Some(dir) } => {
+            clap_mangen::generate_to(<Cli as clap::CommandFactory>::command(), dir)
+                .map(|_| EXIT_OK)
+                .map_err(|e| anyhow::anyhow!("{}: {e}", dir.display()))
+        }
+        Command::Man { dir: None } => {
+            let mut buf = Vec::new();
+            clap_mangen::Man::new(<Cli as clap::CommandFactory>::command())
+                .render(&mut buf)
+                .map_err(anyhow::Error::from)
+                .and_then(|_| write_stdout(&String::from_utf8_lossy(&buf)))
+                .map(|_| EXIT_OK)
+        }
     };
     match result {
         Ok(code) => ExitCode::from(code),
