@@ -2,7 +2,8 @@
 # Run the whole test suite. On a fresh Debian 12 machine this first installs
 # what the real-daemon tests need: Debian's docker.io (dockerd 20.10, run
 # privately by the tests on their own data roots) and a static busybox (the
-# shell inside the test images). Extra arguments go to `cargo test`.
+# shell inside the test images), and Prometheus's promtool (the metrics
+# linter). Extra arguments go to `cargo test`.
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -20,6 +21,8 @@ static_busybox() {
     return 1
 }
 static_busybox || missing+=(busybox-static)
+# promtool lints the Prometheus output (tests/metrics.rs).
+command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
 # Also used, and Essential on Debian: coreutils (cp -a, du), tar, util-linux.
 
 if [ "${#missing[@]}" -gt 0 ]; then

@@ -18,14 +18,21 @@ use std::path::PathBuf;
                   confirmation, unknown image, bad usage)."
 )]
 pub struct Cli {
-    /// Docker data root to read.
-    #[arg(
-        long,
-        global = true,
-        env = "DOCKGC_ROOT",
-        default_value = "/var/lib/docker"
-    )]
-    pub root: PathBuf,
+    /// Docker data root to read [default: the config file's `root`, else /var/lib/docker].
+    #[arg(long, global = true, env = "DOCKGC_ROOT")]
+    pub root: Option<PathBuf>,
+
+    /// Config file [default: /etc/dockgc/config.toml when it exists].
+    #[arg(long, global = true, env = "DOCKGC_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    /// Log lines on stderr as text or as one JSON object per event.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+
+    /// Log errors only.
+    #[arg(short, long, global = true)]
+    pub quiet: bool,
 
     #[command(subcommand)]
     pub command: Command,
@@ -35,6 +42,11 @@ pub struct Cli {
 pub enum Command {
     /// Show where the disk went: images, containers, build cache, logs, orphans.
     Df(DfArgs),
+    /// Validate the config file and print the effective settings.
+    Config {
+        #[command(subcommand)]
+        action: ConfigAction,
+    },
     /// Check the store's integrity: digests, chain IDs, links, files; --deep rebuilds every layer.
     Verify(VerifyArgs),
     /// Remove images, layers and orphans by policy, with a plan first and a crash-safe order.
@@ -70,6 +82,11 @@ pub struct DfArgs {
     #[arg(short, long)]
     pub all: bool,
 
+    /// Also write the metrics (Prometheus text format) to FILE, atomically, for
+    /// node-exporter's textfile collector.
+    #[arg(long, value_name = "FILE")]
+    pub textfile: Option<PathBuf>,
+
     /// Output format.
     #[arg(long, value_enum, default_value_t = Format::Table)]
     pub format: Format,
@@ -102,12 +119,17 @@ pub struct VerifyArgs {
     #[arg(long)]
     pub strict: bool,
 
+    /// Also write the metrics (Prometheus text format) to FILE, atomically, for
+    /// node-exporter's textfile collector.
+    #[arg(long, value_name = "FILE")]
+    pub textfile: Option<PathBuf>,
+
     /// Output format.
     #[arg(long, value_enum, default_value_t = Format::Table)]
     pub format: Format,
 }
 
-#[derive(clap::Args, Debug)]
+#[derive(clap::Args, Debug, Clone)]
 pub struct PruneArgs {
     /// Select every image no container uses (default: only dangling images).
     #[arg(short, long)]
@@ -121,9 +143,9 @@ pub struct PruneArgs {
     #[arg(long, value_name = "DUR", value_parser = parse_duration)]
     pub older_than: Option<i64>,
 
-    /// What --older-than measures.
-    #[arg(long, value_enum, default_value_t = AgeBy::Created)]
-    pub age_by: AgeBy,
+    /// What --older-than measures [default: created].
+    #[arg(long, value_enum)]
+    pub age_by: Option<AgeBy>,
 
     /// Never remove images matching this: a glob over `repo:tag`, `repo@digest` or
     /// `repo`, an ID prefix, or `label=k[=v]`; repeatable.
@@ -155,9 +177,9 @@ pub struct PruneArgs {
     #[arg(long)]
     pub orphans: bool,
 
-    /// With --orphans: leave anything modified more recently than this.
-    #[arg(long, value_name = "DUR", value_parser = parse_duration, default_value = "1h")]
-    pub grace: i64,
+    /// With --orphans: leave anything modified more recently than this [default: 1h].
+    #[arg(long, value_name = "DUR", value_parser = parse_duration)]
+    pub grace: Option<i64>,
 
     /// Print the plan and change nothing.
     #[arg(long, short = 'n')]
@@ -174,6 +196,11 @@ pub struct PruneArgs {
     /// Move everything into <root>/dockgc-trash/<id>/ instead of deleting it.
     #[arg(long)]
     pub trash: bool,
+
+    /// Also write the metrics (Prometheus text format) to FILE, atomically, for
+    /// node-exporter's textfile collector.
+    #[arg(long, value_name = "FILE")]
+    pub textfile: Option<PathBuf>,
 
     /// Output format.
     #[arg(long, value_enum, default_value_t = Format::Table)]
@@ -193,9 +220,26 @@ pub struct ApplyArgs {
     #[arg(long)]
     pub trash: bool,
 
+    /// Also write the metrics (Prometheus text format) to FILE, atomically, for
+    /// node-exporter's textfile collector.
+    #[arg(long, value_name = "FILE")]
+    pub textfile: Option<PathBuf>,
+
     /// Output format.
     #[arg(long, value_enum, default_value_t = Format::Table)]
     pub format: Format,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ConfigAction {
+    /// Validate the config file; print the effective root and prune policy.
+    Check,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
 }
 
 #[derive(Subcommand, Debug)]
@@ -261,6 +305,8 @@ pub struct DemoArgs {
 pub enum Format {
     Table,
     Json,
+    /// Prometheus text exposition format (df, verify, prune, apply).
+    Prometheus,
 }
 
 #[cfg(test)]

@@ -6,6 +6,7 @@
 
 pub mod apply;
 pub mod cli;
+pub mod config;
 pub mod disk;
 pub mod graph;
 pub mod ids;

@@ -2,6 +2,7 @@
 //! formats; this module never decides.
 
 mod plan;
+pub mod prometheus;
 mod table;
 pub mod tabwriter;
 mod verify;

@@ -1,0 +1,42 @@
+//! The binary's command handlers: each loads, calls the library, renders,
+//! logs and returns an exit status. Only this side prints.
+
+pub mod config;
+pub mod demo;
+pub mod df;
+pub mod log;
+pub mod output;
+pub mod prune;
+pub mod trash;
+pub mod verify;
+
+use dockgc::config::Config;
+use std::path::PathBuf;
+
+/// Exit statuses (README, "Exit status").
+pub const EXIT_OK: u8 = 0;
+pub const EXIT_FOUND: u8 = 1;
+pub const EXIT_CANNOT_RUN: u8 = 2;
+
+/// What every handler gets: the effective root and the config it came from.
+pub struct Ctx {
+    pub root: PathBuf,
+    pub config: Config,
+    pub config_path: Option<PathBuf>,
+}
+
+/// A refusal: reported as is, exit status 2.
+#[derive(Debug)]
+pub struct Refused(pub String);
+
+impl std::fmt::Display for Refused {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Refused {}
+
+pub fn now() -> i64 {
+    jiff::Timestamp::now().as_second()
+}

@@ -1,0 +1,303 @@
+//! Prometheus text exposition (format 0.0.4), for node-exporter's textfile
+//! collector. Names are `dockgc_*` in base units; labels are bounded sets
+//! (types, kinds, checks, categories), never image or container IDs.
+
+use crate::apply::Outcome;
+use crate::plan::Plan;
+use crate::usage::Usage;
+use crate::verify::{Report, Severity};
+use std::collections::BTreeMap;
+use std::fmt::Write;
+
+/// Collects metric families and prints them with HELP and TYPE lines.
+#[derive(Default)]
+pub struct Metrics {
+    families: Vec<Family>,
+}
+
+struct Family {
+    name: String,
+    help: String,
+    samples: Vec<(Vec<(&'static str, String)>, f64)>,
+}
+
+fn escape(v: &str) -> String {
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+impl Metrics {
+    /// Adds a gauge sample; samples of one name are grouped under one HELP/TYPE.
+    pub fn gauge(&mut self, name: &str, help: &str, labels: &[(&'static str, &str)], value: f64) {
+        let labels = labels.iter().map(|(k, v)| (*k, v.to_string())).collect();
+        match self.families.iter_mut().find(|f| f.name == name) {
+            Some(f) => f.samples.push((labels, value)),
+            None => self.families.push(Family {
+                name: name.to_string(),
+                help: help.to_string(),
+                samples: vec![(labels, value)],
+            }),
+        }
+    }
+
+    /// The standard pair every command writes: when it ran and for how long.
+    pub fn run(&mut self, command: &str, timestamp: f64, seconds: f64) {
+        self.gauge(
+            "dockgc_last_run_timestamp_seconds",
+            "Unix time the last dockgc run of this command finished.",
+            &[("command", command)],
+            timestamp,
+        );
+        self.gauge(
+            "dockgc_last_run_duration_seconds",
+            "Wall time of the last dockgc run of this command.",
+            &[("command", command)],
+            seconds,
+        );
+    }
+
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        for f in &self.families {
+            let _ = writeln!(out, "# HELP {} {}", f.name, f.help);
+            let _ = writeln!(out, "# TYPE {} gauge", f.name);
+            for (labels, v) in &f.samples {
+                let _ = write!(out, "{}", f.name);
+                if !labels.is_empty() {
+                    let l: Vec<String> = labels
+                        .iter()
+                        .map(|(k, v)| format!("{k}=\"{}\"", escape(v)))
+                        .collect();
+                    let _ = write!(out, "{{{}}}", l.join(","));
+                }
+                let _ = writeln!(out, " {v}");
+            }
+        }
+        out
+    }
+}
+
+fn word<T: serde::Serialize>(v: &T) -> String {
+    serde_json::to_value(v)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_string))
+        .unwrap_or_default()
+}
+
+pub fn df_metrics(m: &mut Metrics, u: &Usage) {
+    for r in &u.summary {
+        let t = [("type", r.kind)];
+        m.gauge(
+            "dockgc_objects",
+            "Objects per type, as in `docker system df` TOTAL.",
+            &t,
+            r.total as f64,
+        );
+        m.gauge(
+            "dockgc_active_objects",
+            "Active objects per type (ACTIVE).",
+            &t,
+            r.active as f64,
+        );
+        m.gauge(
+            "dockgc_size_bytes",
+            "Bytes per type (SIZE).",
+            &t,
+            r.size as f64,
+        );
+        m.gauge(
+            "dockgc_reclaimable_bytes",
+            "Reclaimable bytes per type (RECLAIMABLE).",
+            &t,
+            r.reclaimable as f64,
+        );
+    }
+    m.gauge(
+        "dockgc_layers_size_bytes",
+        "Distinct layer bytes of the listed images (Docker's LayersSize).",
+        &[],
+        u.layers_size as f64,
+    );
+    let mut orphans: BTreeMap<String, (u64, u64)> = BTreeMap::new();
+    for o in &u.orphans {
+        let e = orphans.entry(word(&o.kind)).or_default();
+        e.0 += 1;
+        e.1 += o.bytes;
+    }
+    for (kind, (n, bytes)) in &orphans {
+        m.gauge(
+            "dockgc_orphans",
+            "Orphaned or leftover items per kind.",
+            &[("kind", kind)],
+            *n as f64,
+        );
+        m.gauge(
+            "dockgc_orphan_bytes",
+            "Bytes of orphaned or leftover items per kind.",
+            &[("kind", kind)],
+            *bytes as f64,
+        );
+    }
+    let mut anomalies: BTreeMap<String, u64> = BTreeMap::new();
+    for a in &u.anomalies {
+        *anomalies.entry(word(&a.kind)).or_default() += 1;
+    }
+    for (kind, n) in &anomalies {
+        m.gauge(
+            "dockgc_anomalies",
+            "Problems met while reading the store, per kind.",
+            &[("kind", kind)],
+            *n as f64,
+        );
+    }
+    if let Some(d) = &u.disk {
+        for c in &d.categories {
+            m.gauge(
+                "dockgc_disk_allocated_bytes",
+                "Allocated bytes under the root per category (df --disk).",
+                &[("category", c.name)],
+                c.bytes as f64,
+            );
+        }
+        m.gauge(
+            "dockgc_disk_total_bytes",
+            "Allocated bytes under the root (du -s -B1).",
+            &[],
+            d.total_bytes as f64,
+        );
+    }
+}
+
+pub fn verify_metrics(m: &mut Metrics, r: &Report) {
+    let mut by: BTreeMap<(String, &'static str), u64> = BTreeMap::new();
+    for f in &r.findings {
+        let sev = match f.severity {
+            Severity::Error => "error",
+            Severity::Warning => "warning",
+        };
+        *by.entry((f.check.id(), sev)).or_default() += 1;
+    }
+    for ((check, sev), n) in &by {
+        m.gauge(
+            "dockgc_verify_findings",
+            "Findings of the last verify run per check and severity.",
+            &[("check", check), ("severity", sev)],
+            *n as f64,
+        );
+    }
+    let s = &r.summary;
+    m.gauge(
+        "dockgc_verify_errors",
+        "Errors found by the last verify run.",
+        &[],
+        s.errors as f64,
+    );
+    m.gauge(
+        "dockgc_verify_warnings",
+        "Warnings found by the last verify run.",
+        &[],
+        s.warnings as f64,
+    );
+    m.gauge(
+        "dockgc_verify_layers_checked",
+        "Layers the last verify run covered.",
+        &[],
+        s.layers_checked as f64,
+    );
+    m.gauge(
+        "dockgc_verify_images_checked",
+        "Images the last verify run covered.",
+        &[],
+        s.images_checked as f64,
+    );
+    m.gauge(
+        "dockgc_verify_hashed_bytes",
+        "Bytes hashed by the last deep verify run.",
+        &[],
+        s.bytes_hashed as f64,
+    );
+    m.gauge(
+        "dockgc_verify_unverifiable_layers",
+        "Layers the last deep verify run could not check offline.",
+        &[],
+        s.unverifiable as f64,
+    );
+    m.gauge(
+        "dockgc_verify_deep",
+        "1 if the last verify run was --deep.",
+        &[],
+        if r.deep { 1.0 } else { 0.0 },
+    );
+}
+
+pub fn prune_metrics(m: &mut Metrics, p: &Plan, o: Option<&Outcome>) {
+    let r = &p.reclaim;
+    for (cat, v) in [
+        ("images", r.images),
+        ("layers", r.layers),
+        ("mounts", r.mounts),
+        ("orphans", r.orphans),
+    ] {
+        m.gauge(
+            "dockgc_prune_planned_bytes",
+            "Bytes the last prune plan would reclaim, per category.",
+            &[("category", cat)],
+            v as f64,
+        );
+    }
+    let Some(o) = o else { return };
+    let rc = &o.reclaimed;
+    for (cat, v) in [
+        ("images", rc.images),
+        ("layers", rc.layers),
+        ("mounts", rc.mounts),
+        ("orphans", rc.orphans),
+    ] {
+        m.gauge(
+            "dockgc_prune_reclaimed_bytes",
+            "Bytes the last prune run reclaimed, per category.",
+            &[("category", cat)],
+            v as f64,
+        );
+    }
+    let c = &o.removed;
+    for (kind, v) in [
+        ("references", c.references),
+        ("images", c.images),
+        ("layers", c.layers),
+        ("mounts", c.mounts),
+        ("orphans", c.orphans),
+    ] {
+        m.gauge(
+            "dockgc_prune_removed",
+            "Items the last prune run removed, per kind.",
+            &[("kind", kind)],
+            v as f64,
+        );
+    }
+    m.gauge(
+        "dockgc_prune_failures",
+        "Items the last prune run could not remove.",
+        &[],
+        o.failures.len() as f64,
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn families_group_and_labels_escape() {
+        let mut m = Metrics::default();
+        m.gauge("dockgc_x_bytes", "X.", &[("type", "a\"b")], 1.0);
+        m.gauge("dockgc_x_bytes", "X.", &[("type", "c")], 2.5);
+        m.run("df", 1.7e9, 0.25);
+        let t = m.render();
+        assert_eq!(t.matches("# TYPE dockgc_x_bytes gauge").count(), 1);
+        assert!(t.contains("dockgc_x_bytes{type=\"a\\\"b\"} 1\n"));
+        assert!(t.contains("dockgc_x_bytes{type=\"c\"} 2.5\n"));
+        assert!(t.contains("dockgc_last_run_duration_seconds{command=\"df\"} 0.25\n"));
+    }
+}
