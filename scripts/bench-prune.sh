@@ -10,28 +10,13 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 IMAGES=${1:-2000}
 RUNS=${2:-3}
-command -v dockerd >/dev/null 2>&1 || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker.io >/dev/null; }
+. scripts/lib/bench-common.sh
+bench_need
 cargo build --release --quiet --bin dockgc --example synth
 BIN=$PWD/target/release/dockgc
 WORK=$(mktemp -d /tmp/dockgc-benchp.XXXXXX)
 RUN=$(mktemp -d /tmp/dgp.XXXX)
-DOCKER=/usr/bin/docker; [ -x "$DOCKER" ] || DOCKER=docker
-cleanup() {
-    if [ -f "$RUN/docker.pid" ]; then
-        kill "$(cat "$RUN/docker.pid")" 2>/dev/null || true
-        for _ in $(seq 60); do [ -f "$RUN/docker.pid" ] || break; sleep 0.5; done
-    fi
-    rm -rf "$WORK" "$RUN"
-}
-trap cleanup EXIT
-secs() {
-    local s e
-    s=$(date +%s%N)
-    "$@" >/dev/null 2>&1
-    e=$(date +%s%N)
-    awk -v s="$s" -v e="$e" 'BEGIN { printf "%.4f\n", (e - s) / 1e9 }'
-}
-median() { sort -g | awk '{a[NR]=$1} END {printf "%.3f", a[int((NR+1)/2)]}'; }
+trap bench_cleanup EXIT
 
 target/release/examples/synth "$WORK/gen" "$IMAGES" $((IMAGES * 3)) 4 4096 >/dev/null
 # The paths one plan removes, relative to the root.
@@ -53,12 +38,9 @@ for i in $(seq "$RUNS"); do
     sync
     secs "$BIN" --root "$WORK/a$i" prune -a --yes >>"$WORK/g"
     secs sh -c "cd '$WORK/b$i' && xargs rm -rf <'$WORK/paths'" >>"$WORK/r"
-    setsid dockerd --data-root "$WORK/c$i" --exec-root "$RUN/exec" -H "unix://$RUN/docker.sock" \
-        --pidfile "$RUN/docker.pid" --iptables=false --ip6tables=false --bridge=none >"$WORK/dockerd.log" 2>&1 &
-    for _ in $(seq 120); do DOCKER_HOST="unix://$RUN/docker.sock" "$DOCKER" version >/dev/null 2>&1 && break; sleep 0.5; done
-    secs env DOCKER_HOST="unix://$RUN/docker.sock" "$DOCKER" image prune -a -f >>"$WORK/d"
-    kill "$(cat "$RUN/docker.pid")"
-    for _ in $(seq 60); do [ -f "$RUN/docker.pid" ] || break; sleep 0.5; done
+    start_daemon "$WORK/c$i"
+    secs dk image prune -a -f >>"$WORK/d"
+    stop_daemon
     rm -rf "$WORK/a$i" "$WORK/b$i" "$WORK/c$i"
 done
 g=$(median <"$WORK/g"); r=$(median <"$WORK/r"); d=$(median <"$WORK/d")

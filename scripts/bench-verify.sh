@@ -12,44 +12,17 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 RUNS=${1:-3}
-command -v dockerd >/dev/null 2>&1 || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker.io >/dev/null; }
+. scripts/lib/bench-common.sh
+bench_need
 cargo build --release --quiet --bin dockgc --example synth
 BIN=target/release/dockgc
 SYNTH=target/release/examples/synth
 WORK=$(mktemp -d /tmp/dockgc-benchv.XXXXXX)
 RUN=$(mktemp -d /tmp/dgv.XXXX)
-DOCKER=/usr/bin/docker; [ -x "$DOCKER" ] || DOCKER=docker
-cleanup() {
-    if [ -f "$RUN/docker.pid" ]; then
-        kill "$(cat "$RUN/docker.pid")" 2>/dev/null || true
-        for _ in $(seq 60); do [ -f "$RUN/docker.pid" ] || break; sleep 0.5; done
-    fi
-    rm -rf "$WORK" "$RUN"
-}
-trap cleanup EXIT
-secs() {
-    local s e
-    s=$(date +%s%N)
-    "$@" >/dev/null 2>&1
-    e=$(date +%s%N)
-    awk -v s="$s" -v e="$e" 'BEGIN { printf "%.4f\n", (e - s) / 1e9 }'
-}
-median() { sort -g | awk '{a[NR]=$1} END {printf "%.3f", a[int((NR+1)/2)]}'; }
+trap bench_cleanup EXIT
 rate() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b / 1e9 }'; }
 per() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.0f", a / b }'; }
 field() { sed -n "s/.*\"$1\": \([0-9]*\).*/\1/p" | head -1; }
-
-start_daemon() {
-    setsid dockerd --data-root "$1" --exec-root "$RUN/exec" -H "unix://$RUN/docker.sock" \
-        --pidfile "$RUN/docker.pid" --iptables=false --ip6tables=false --bridge=none \
-        >"$WORK/dockerd.log" 2>&1 &
-    for _ in $(seq 60); do DOCKER_HOST="unix://$RUN/docker.sock" "$DOCKER" version >/dev/null 2>&1 && return; sleep 0.5; done
-    echo "bench-verify: dockerd did not start"; tail -20 "$WORK/dockerd.log"; exit 1
-}
-stop_daemon() {
-    kill "$(cat "$RUN/docker.pid")"
-    for _ in $(seq 60); do [ -f "$RUN/docker.pid" ] || break; sleep 0.5; done
-}
 
 rows=()
 measure() { # name root
@@ -59,8 +32,8 @@ measure() { # name root
     files=$(echo "$json" | field files_checked)
     : >"$WORK/v"; : >"$WORK/s"; : >"$WORK/d"
     start_daemon "$root"
-    ids=$(DOCKER_HOST="unix://$RUN/docker.sock" "$DOCKER" images -aq --no-trunc | sort -u)
-    save() { DOCKER_HOST="unix://$RUN/docker.sock" "$DOCKER" save -o /dev/null $ids; }
+    ids=$(dk images -aq --no-trunc | sort -u)
+    save() { dk save -o /dev/null $ids; }
     shas() { find "$root/overlay2" -path '*/diff/*' -type f -print0 | xargs -0 -P "$(nproc)" -n 256 sha256sum; }
     for _ in $(seq "$RUNS"); do
         secs "$BIN" --root "$root" verify --deep >>"$WORK/v"

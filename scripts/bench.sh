@@ -15,13 +15,8 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 RUNS=${1:-5}
-need=()
-command -v dockerd >/dev/null 2>&1 || need+=(docker.io)
-[ -x /usr/bin/time ] || need+=(time)
-command -v curl >/dev/null 2>&1 || need+=(curl)
-if [ "${#need[@]}" -gt 0 ]; then
-    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
-fi
+. scripts/lib/bench-common.sh
+bench_need
 
 cargo build --release --quiet --bin dockgc --example synth --example bare_read
 BIN=target/release/dockgc
@@ -30,36 +25,11 @@ BARE=target/release/examples/bare_read
 
 WORK=$(mktemp -d /tmp/dockgc-bench.XXXXXX)
 RUN=$(mktemp -d /tmp/dgb.XXXX) # short: the socket path must stay under 108 bytes
-cleanup() {
-    if [ -f "$RUN/docker.pid" ]; then
-        kill "$(cat "$RUN/docker.pid")" 2>/dev/null || true
-        for _ in $(seq 60); do [ -f "$RUN/docker.pid" ] || break; sleep 0.5; done
-    fi
-    rm -rf "$WORK" "$RUN"
-}
-trap cleanup EXIT
-
-# Seconds (wall) of one run of "$@", output discarded.
-secs() {
-    local s e
-    s=$(date +%s%N)
-    "$@" >/dev/null 2>&1
-    e=$(date +%s%N)
-    awk -v s="$s" -v e="$e" 'BEGIN { printf "%.4f\n", (e - s) / 1e9 }'
-}
-median() { sort -g | awk '{a[NR]=$1} END {m=a[int((NR+1)/2)]; printf "%.3f", m}'; }
+trap bench_cleanup EXIT
 
 # --- 1. against the daemon's warm /system/df ---------------------------------
 "$SYNTH" "$WORK/real" 300 900 >/dev/null
-setsid dockerd --data-root "$WORK/real" --exec-root "$RUN/exec" \
-    -H "unix://$RUN/docker.sock" --pidfile "$RUN/docker.pid" \
-    --iptables=false --ip6tables=false --bridge=none >"$WORK/dockerd.log" 2>&1 &
-for _ in $(seq 60); do
-    curl -sf --unix-socket "$RUN/docker.sock" http://x/_ping >/dev/null 2>&1 && break
-    sleep 0.5
-done
-curl -sf --unix-socket "$RUN/docker.sock" http://x/_ping >/dev/null ||
-    { echo "bench: dockerd did not start:"; tail -20 "$WORK/dockerd.log"; exit 1; }
+start_daemon "$WORK/real"
 api_df() { curl -sf --unix-socket "$RUN/docker.sock" http://x/system/df; }
 images_real=$(curl -sf --unix-socket "$RUN/docker.sock" 'http://x/images/json?all=1' | grep -o '"Id"' | wc -l)
 api_df >/dev/null; api_df >/dev/null # warm the daemon
@@ -68,8 +38,7 @@ for _ in $(seq "$RUNS"); do
     secs "$BIN" --root "$WORK/real" df --format json >>"$WORK/d1"
     secs api_df >>"$WORK/a1"
 done
-kill "$(cat "$RUN/docker.pid")"
-for _ in $(seq 60); do [ -f "$RUN/docker.pid" ] || break; sleep 0.5; done
+stop_daemon
 
 # --- 2. 10,000 images against a bare parallel read ---------------------------
 "$SYNTH" "$WORK/big" 10000 30000 >/dev/null
@@ -93,7 +62,6 @@ done
 d1=$(median <"$WORK/d1"); a1=$(median <"$WORK/a1")
 d2=$(median <"$WORK/d2"); b2=$(median <"$WORK/b2"); m2=$(median <"$WORK/m2")
 d3=$(median <"$WORK/d3"); u3=$(median <"$WORK/u3")
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
 rate() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.0f", a / b }'; }
 
 cat <<EOF

@@ -172,13 +172,7 @@ pub fn validate(g: &Graph, plan: &Plan) -> Result<(), Vec<String>> {
             ));
         }
     }
-    let owners: HashSet<&str> = snap
-        .containers
-        .values()
-        .flat_map(|c| {
-            std::iter::once(c.id.0.as_str()).chain(c.image_mounts.iter().map(|(_, m)| m.as_str()))
-        })
-        .collect();
+    let owners = &g.mount_owners;
     for m in &plan.mounts {
         match snap.mounts.get(&m.name) {
             Some(now)
@@ -406,8 +400,16 @@ pub fn apply(g: &Graph, plan: &Plan, o: &Options) -> Outcome {
             && let Some(c) = ch.iter().find(|c| failed_images.contains(c))
         {
             failed_images.insert(i.id);
-            let e = io::Error::other(format!("its child image {} could not be removed", c.short()));
-            fail(&mut out, format!("image {}", i.id), &img_dir.join("imagedb/content/sha256").join(i.id.hex()), e);
+            let e = io::Error::other(format!(
+                "its child image {} could not be removed",
+                c.short()
+            ));
+            fail(
+                &mut out,
+                format!("image {}", i.id),
+                &img_dir.join("imagedb/content/sha256").join(i.id.hex()),
+                e,
+            );
             continue;
         }
         let meta = img_dir.join("imagedb/metadata/sha256").join(i.id.hex());

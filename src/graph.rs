@@ -86,6 +86,9 @@ pub struct Graph<'s> {
     pub used_by_containers: HashSet<ImageId>,
     /// Role of each driver directory, by name.
     pub dir_roles: BTreeMap<&'s str, DirRole>,
+    /// Mount names some container owns: its own RW layer (named by the
+    /// container ID) and its image mounts' layers.
+    pub mount_owners: HashSet<&'s str>,
 }
 
 /// The OS the daemon runs on; images for another OS are not restored.
@@ -133,7 +136,16 @@ impl<'s> Graph<'s> {
             used_by_containers.extend(c.image_mounts.iter().map(|(i, _)| *i));
         }
         let dir_roles = classify_dirs(snap);
+        let mount_owners = snap
+            .containers
+            .values()
+            .flat_map(|c| {
+                std::iter::once(c.id.0.as_str())
+                    .chain(c.image_mounts.iter().map(|(_, m)| m.as_str()))
+            })
+            .collect();
         Graph {
+            mount_owners,
             snap,
             loadable,
             loaded,

@@ -181,14 +181,7 @@ pub fn build(g: &Graph, sel: &Selection, o: &OrphanOptions, created: String) -> 
     // container directory might.
     let mut mounts: Vec<PlanMount> = Vec::new();
     if o.enabled {
-        let owners: HashSet<&str> = snap
-            .containers
-            .values()
-            .flat_map(|c| {
-                std::iter::once(c.id.0.as_str())
-                    .chain(c.image_mounts.iter().map(|(_, m)| m.as_str()))
-            })
-            .collect();
+        let owners = &g.mount_owners;
         for m in snap.mounts.values() {
             let container_dir = snap.root.join("containers").join(&m.name);
             if owners.contains(m.name.as_str()) || snap.unresolved.contains(&container_dir) {
@@ -285,10 +278,7 @@ pub fn held_layers(
     for id in snap.images.keys().filter(|i| !removed_images.contains(i)) {
         held.extend(g.chains[id].iter().copied());
     }
-    let chain_of = |start: Option<ChainId>| {
-        std::iter::successors(start, |c| snap.layers.get(c).and_then(|l| l.parent))
-            .take(snap.layers.len() + 1)
-    };
+    let chain_of = |start: Option<ChainId>| snap.layer_chain(start);
     for m in snap
         .mounts
         .values()
@@ -321,10 +311,7 @@ fn layers_to_remove(
     let snap = g.snap;
     let removed: HashSet<ImageId> = sel.remove.keys().copied().collect();
     let held = held_layers(g, &removed, removed_mounts);
-    let chain_of = |start: Option<ChainId>| {
-        std::iter::successors(start, |c| snap.layers.get(c).and_then(|l| l.parent))
-            .take(snap.layers.len() + 1)
-    };
+    let chain_of = |start: Option<ChainId>| snap.layer_chain(start);
     let mut reason: HashMap<ChainId, String> = HashMap::new();
     for id in sel.remove.keys() {
         for c in &g.chains[id] {

@@ -446,10 +446,7 @@ impl<'g> Freer<'g> {
         let snap = g.snap;
         let mut pinned = HashSet::new();
         for m in snap.mounts.values() {
-            pinned.extend(
-                std::iter::successors(m.parent, |c| snap.layers.get(c).and_then(|l| l.parent))
-                    .take(snap.layers.len() + 1),
-            );
+            pinned.extend(snap.layer_chain(m.parent));
         }
         Freer {
             g,

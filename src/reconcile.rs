@@ -94,17 +94,13 @@ pub fn disk_usage(g: &Graph, progress: &Progress) -> std::io::Result<DiskUsage> 
         .loaded
         .iter()
         .flat_map(|i| g.chains[i].iter().copied())
-        .chain(snap.mounts.values().flat_map(|m| {
-            std::iter::successors(m.parent, |c| snap.layers.get(c).and_then(|l| l.parent))
-        }))
+        .chain(
+            snap.mounts
+                .values()
+                .flat_map(|m| snap.layer_chain(m.parent)),
+        )
         .collect();
-    let owned: HashSet<&str> = snap
-        .containers
-        .values()
-        .flat_map(|c| {
-            std::iter::once(c.id.0.as_str()).chain(c.image_mounts.iter().map(|(_, m)| m.as_str()))
-        })
-        .collect();
+    let owned = &g.mount_owners;
     let driver_dirs = g
         .dir_roles
         .iter()

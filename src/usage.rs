@@ -513,13 +513,7 @@ fn orphans(g: &Graph, h: &Holders) -> Vec<Orphan> {
     }
 
     // Mounts no container (or container image mount) owns.
-    let owned: HashSet<&str> = snap
-        .containers
-        .values()
-        .flat_map(|c| {
-            std::iter::once(c.id.0.as_str()).chain(c.image_mounts.iter().map(|(_, m)| m.as_str()))
-        })
-        .collect();
+    let owned = &g.mount_owners;
     for m in snap.mounts.values() {
         if owned.contains(m.name.as_str()) {
             continue;

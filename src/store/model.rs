@@ -41,6 +41,15 @@ pub struct Snapshot {
     pub unresolved: Vec<PathBuf>,
 }
 
+impl Snapshot {
+    /// `start` and its ancestors through the layers' `parent` files, child
+    /// first; bounded, so a `parent` cycle in damaged metadata cannot hang.
+    pub fn layer_chain(&self, start: Option<ChainId>) -> impl Iterator<Item = ChainId> + '_ {
+        std::iter::successors(start, |c| self.layers.get(c).and_then(|l| l.parent))
+            .take(self.layers.len() + 1)
+    }
+}
+
 /// One entry of `repositories.json`.
 #[derive(Debug, Clone, Serialize)]
 pub struct Reference {

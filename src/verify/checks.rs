@@ -297,13 +297,7 @@ fn mount_checks(
     out: &mut Vec<Finding>,
 ) {
     let snap = g.snap;
-    let owners: HashSet<&str> = snap
-        .containers
-        .values()
-        .flat_map(|c| {
-            std::iter::once(c.id.0.as_str()).chain(c.image_mounts.iter().map(|(_, m)| m.as_str()))
-        })
-        .collect();
+    let owners = &g.mount_owners;
     for m in snap.mounts.values() {
         let dir = layerdb.join("mounts").join(&m.name);
         let mf = |path: PathBuf, msg: String| {
@@ -414,10 +408,7 @@ fn leftover_warnings(g: &Graph, layerdb: &Path, home: &Path, out: &mut Vec<Findi
     // Layers nothing holds: not in any image's chain, below no mount, not BuildKit's.
     let mut held: HashSet<ChainId> = g.chains.values().flatten().copied().collect();
     for m in snap.mounts.values() {
-        held.extend(
-            std::iter::successors(m.parent, |c| snap.layers.get(c).and_then(|l| l.parent))
-                .take(snap.layers.len() + 1),
-        );
+        held.extend(snap.layer_chain(m.parent));
     }
     let bk: HashSet<&str> = snap
         .buildkit

@@ -19,8 +19,7 @@ pub fn fill(g: &Graph, findings: &mut [Finding]) {
             }
         }
         for m in snap.mounts.values() {
-            let chain =
-                std::iter::successors(m.parent, |c| snap.layers.get(c).and_then(|l| l.parent));
+            let chain = snap.layer_chain(m.parent);
             for c in chain.take(snap.layers.len() + 1) {
                 mounts_on.entry(c).or_default().push(&m.name);
             }
