@@ -571,10 +571,13 @@ pub struct Scenario {
     pub dangling_image: String,
     /// Seconds spent building the scenario.
     pub build_secs: f64,
+    /// `docker info` `DriverStatus` (e.g. `[["Native Overlay Diff","true"], ...]`).
+    pub driver_status: Value,
     _dir: PathBuf,
 }
 
 static SCENARIO: OnceLock<Result<Option<Scenario>, String>> = OnceLock::new();
+static SCENARIO_EXOTIC: OnceLock<Result<Option<Scenario>, String>> = OnceLock::new();
 static CLEANUP: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
 
 extern "C" fn cleanup_at_exit() {
@@ -588,8 +591,23 @@ extern "C" fn cleanup_at_exit() {
 /// The scenario, built once per test binary. `None` if skipped (no daemon).
 /// If building failed once, every caller panics with that first failure.
 pub fn scenario() -> Option<&'static Scenario> {
-    let r = SCENARIO.get_or_init(|| {
-        std::panic::catch_unwind(build_scenario).map_err(|p| {
+    scenario_in(&SCENARIO, None)
+}
+
+/// The scenario of [`scenario`] plus the images of [`add_exotic`] (two loaded
+/// images over two layers full of tar edge cases, and a container on the top
+/// one), built once per test binary. `scenario()` is unchanged; a test binary
+/// that uses only this one builds only this one.
+pub fn scenario_exotic() -> Option<&'static Scenario> {
+    scenario_in(&SCENARIO_EXOTIC, Some(add_exotic))
+}
+
+fn scenario_in(
+    cell: &'static OnceLock<Result<Option<Scenario>, String>>,
+    extra: Option<fn(&Daemon, &Path)>,
+) -> Option<&'static Scenario> {
+    let r = cell.get_or_init(|| {
+        std::panic::catch_unwind(|| build_scenario(extra)).map_err(|p| {
             p.downcast_ref::<String>()
                 .cloned()
                 .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
@@ -792,7 +810,7 @@ fn sorted_lines(s: &str) -> Vec<String> {
     v
 }
 
-fn build_scenario() -> Option<Scenario> {
+fn build_scenario(extra: Option<fn(&Daemon, &Path)>) -> Option<Scenario> {
     let t0 = Instant::now();
     let tmp = tempfile::Builder::new()
         .prefix("dockgc-scenario")
@@ -965,12 +983,21 @@ fn build_scenario() -> Option<Scenario> {
     let cp_src = work.join("cp/notes.txt");
     d.docker(&["cp", cp_src.to_str().unwrap(), "created:/srv/notes.txt"]);
 
+    if let Some(extra) = extra {
+        extra(&d, &work);
+    }
+
     // 5. The daemon's truth, captured while it runs.
     let system_df = d.api("/system/df");
     let images_all = sorted_lines(&d.docker(&["images", "-a", "--no-trunc", "-q"]));
     let images_listed = sorted_lines(&d.docker(&["images", "--no-trunc", "-q"]));
     let images_json_all = d.api("/images/json?all=1");
     let containers_json = d.api("/containers/json?all=1&size=1");
+    let driver_status: Value = serde_json::from_str(
+        d.docker(&["info", "--format", "{{json .DriverStatus}}"])
+            .trim(),
+    )
+    .unwrap_or(Value::Null);
     let server_version = d
         .docker(&["version", "--format", "{{.Server.Version}}"])
         .trim()
@@ -1023,6 +1050,453 @@ fn build_scenario() -> Option<Scenario> {
         containers,
         dangling_image,
         build_secs,
+        driver_status,
         _dir: dir,
     })
+}
+
+// ---------------------------------------------------------------------------
+// Exotic layers: tar edge cases, written byte by byte (see `scenario_exotic`).
+
+/// Tag of the one-layer exotic image (layer X1).
+pub const EXOTIC_1: &str = "exotic:1";
+/// Tag of the two-layer exotic image (X1 and X2).
+pub const EXOTIC_2: &str = "exotic:2";
+/// Name of the container created on `exotic:2`.
+pub const EXOTIC_CONTAINER: &str = "exotic-c";
+
+/// X1: a regular file whose name needs a GNU long-name (`L`) header. Whited out in X2.
+pub fn exotic_gnu_long() -> Vec<u8> {
+    format!("exotic/gnu-long-name-{}.txt", "g".repeat(130)).into_bytes()
+}
+/// X1: a regular file whose path (> 200 bytes) is carried by a PAX `path` record.
+pub fn exotic_pax_long() -> Vec<u8> {
+    format!(
+        "exotic/pax/{}/{}/pax-long-file.bin",
+        "p".repeat(90),
+        "q".repeat(90)
+    )
+    .into_bytes()
+}
+/// X1: a regular file with a non-UTF-8 name (tar-split stores it as `name_raw`).
+pub const EXOTIC_RAW: &[u8] = b"exotic/raw-\xff\xfe-name.dat";
+/// X1: a non-UTF-8 file whited out in X2.
+pub const EXOTIC_RAW_GONE: &[u8] = b"exotic/raw-\xff-gone.dat";
+/// X1: a directory with a non-UTF-8 name, made opaque in X2.
+pub const EXOTIC_RAW_DIR: &[u8] = b"exotic/d\xe9j\xe0";
+/// X1: JSON-escaped characters and UTF-8 in a name.
+pub const EXOTIC_HTML: &str = "exotic/a<b>&c caf\u{e9}.txt";
+/// X1: a newline in a name.
+pub const EXOTIC_NEWLINE: &str = "exotic/new\nline.txt";
+/// X1: a 1.5 MiB file.
+pub const EXOTIC_BIG: &str = "exotic/big.bin";
+/// X1: the target of two hard links (and replaced by new content in X2).
+pub const EXOTIC_HL_TARGET: &str = "exotic/hl-target";
+/// X1: an entry named `./exotic/dot-prefixed.txt` in the tar.
+pub const EXOTIC_DOT: &str = "exotic/dot-prefixed.txt";
+/// X1: an entry named `exotic/sub/../cleaned.txt` in the tar (lands here).
+pub const EXOTIC_CLEANED: &str = "exotic/cleaned.txt";
+/// X1: setuid, owned by 1234:5678.
+pub const EXOTIC_SUID: &str = "exotic/suid.bin";
+/// X2: a regular file whose path is carried by a PAX `path` record.
+pub fn exotic_x2_pax_long() -> Vec<u8> {
+    format!("exotic/x2/{}/x2-long.bin", "r".repeat(120)).into_bytes()
+}
+/// X2: a non-UTF-8 name longer than 100 bytes (GNU long name, `name_raw`).
+pub fn exotic_x2_raw_long() -> Vec<u8> {
+    let mut v = b"exotic/x2/".to_vec();
+    for _ in 0..60 {
+        v.extend_from_slice(b"\xf0\xf1");
+    }
+    v.extend_from_slice(b".bin");
+    v
+}
+
+/// A tar stream written header by header: ustar, PAX (`x`) and GNU long-name
+/// (`L`, `K`) headers, any name bytes.
+struct RawTar {
+    buf: Vec<u8>,
+}
+
+const MTIME: u64 = 1_560_000_000;
+
+fn octal(field: &mut [u8], v: u64) {
+    let s = format!("{:0w$o}", v, w = field.len() - 1);
+    assert!(s.len() < field.len(), "{v} does not fit a tar field");
+    field[..s.len()].copy_from_slice(s.as_bytes());
+    field[s.len()] = 0;
+}
+
+impl RawTar {
+    fn new() -> Self {
+        RawTar { buf: Vec::new() }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn header(
+        &mut self,
+        name: &[u8],
+        kind: u8,
+        size: u64,
+        mode: u32,
+        uid: u32,
+        gid: u32,
+        link: &[u8],
+        gnu: bool,
+    ) {
+        let mut h = [0u8; 512];
+        let n = name.len().min(100);
+        h[..n].copy_from_slice(&name[..n]);
+        octal(&mut h[100..108], mode as u64);
+        octal(&mut h[108..116], uid as u64);
+        octal(&mut h[116..124], gid as u64);
+        octal(&mut h[124..136], size);
+        octal(&mut h[136..148], MTIME);
+        h[156] = kind;
+        let l = link.len().min(100);
+        h[157..157 + l].copy_from_slice(&link[..l]);
+        if gnu {
+            h[257..265].copy_from_slice(b"ustar  \0");
+        } else {
+            h[257..263].copy_from_slice(b"ustar\0");
+            h[263..265].copy_from_slice(b"00");
+        }
+        let owner: &[u8] = if uid == 0 { b"root" } else { b"user" };
+        h[265..265 + owner.len()].copy_from_slice(owner);
+        h[297..297 + owner.len()].copy_from_slice(owner);
+        h[148..156].copy_from_slice(b"        ");
+        let sum: u64 = h.iter().map(|&b| b as u64).sum();
+        let c = format!("{sum:06o}\0 ");
+        h[148..156].copy_from_slice(c.as_bytes());
+        self.buf.extend_from_slice(&h);
+    }
+
+    fn data(&mut self, data: &[u8]) {
+        self.buf.extend_from_slice(data);
+        let pad = (512 - data.len() % 512) % 512;
+        self.buf.extend(std::iter::repeat_n(0u8, pad));
+    }
+
+    /// GNU `L` (name) or `K` (link name) pseudo-entry carrying `long`.
+    fn gnu_long(&mut self, kind: u8, long: &[u8]) {
+        let mut d = long.to_vec();
+        d.push(0);
+        self.header(
+            b"././@LongLink",
+            kind,
+            d.len() as u64,
+            0o644,
+            0,
+            0,
+            b"",
+            true,
+        );
+        self.data(&d);
+    }
+
+    /// An entry; names and link names over 100 bytes get GNU long headers.
+    #[allow(clippy::too_many_arguments)]
+    fn entry(&mut self, name: &[u8], kind: u8, data: &[u8], mode: u32, uid: u32, link: &[u8]) {
+        let long = name.len() > 100 || link.len() > 100;
+        if name.len() > 100 {
+            self.gnu_long(b'L', name);
+        }
+        if link.len() > 100 {
+            self.gnu_long(b'K', link);
+        }
+        self.header(name, kind, data.len() as u64, mode, uid, uid, link, long);
+        self.data(data);
+    }
+
+    fn file(&mut self, name: &[u8], data: &[u8]) {
+        self.entry(name, b'0', data, 0o644, 0, b"");
+    }
+
+    fn dir(&mut self, name: &[u8]) {
+        self.entry(name, b'5', b"", 0o755, 0, b"");
+    }
+
+    /// A regular file whose path and extra records travel in a PAX header.
+    fn pax_file(&mut self, name: &[u8], data: &[u8], extra: &[(&str, &str)]) {
+        let mut recs = Vec::new();
+        let mut add = |k: &[u8], v: &[u8]| {
+            let body = [b" ", k, b"=", v, b"\n"].concat();
+            let mut len = body.len() + 1;
+            while format!("{len}").len() + body.len() != len {
+                len += 1;
+            }
+            recs.extend_from_slice(format!("{len}").as_bytes());
+            recs.extend_from_slice(&body);
+        };
+        add(b"path", name);
+        for (k, v) in extra {
+            add(k.as_bytes(), v.as_bytes());
+        }
+        let mut pax_name = b"PaxHeaders/".to_vec();
+        pax_name.extend_from_slice(&name[name.len().saturating_sub(80)..]);
+        self.header(&pax_name, b'x', recs.len() as u64, 0o644, 0, 0, b"", false);
+        self.data(&recs);
+        self.header(
+            &name[..name.len().min(100)],
+            b'0',
+            data.len() as u64,
+            0o644,
+            0,
+            0,
+            b"",
+            false,
+        );
+        self.data(data);
+    }
+
+    /// End-of-archive blocks plus `extra_blocks` more zero blocks of padding
+    /// (all part of the layer's diff ID).
+    fn finish(mut self, extra_blocks: usize) -> Vec<u8> {
+        self.buf
+            .extend(std::iter::repeat_n(0u8, 1024 + 512 * extra_blocks));
+        self.buf
+    }
+}
+
+fn cat(a: &[u8], b: &[u8]) -> Vec<u8> {
+    [a, b].concat()
+}
+
+/// Layer X1: long names (GNU and PAX), non-UTF-8 names, JSON-escaped names,
+/// `./` and `..` in names, hard links (one to a long name), symlinks (relative,
+/// absolute, dangling, long target), empty files and dirs, a fifo, a setuid
+/// file of another owner, implicit parent dirs, a 1.5 MiB file.
+pub fn exotic_layer_1() -> Vec<u8> {
+    let mut t = RawTar::new();
+    t.dir(b"exotic/");
+    t.file(b"exotic/plain.txt", b"plain\n");
+    t.file(&exotic_gnu_long(), &pattern(4000, 21));
+    t.pax_file(
+        &exotic_pax_long(),
+        &pattern(5000, 22),
+        &[("mtime", "1560000000.123456789")],
+    );
+    t.file(EXOTIC_RAW, &pattern(3000, 23));
+    t.file(EXOTIC_RAW_GONE, b"gone in X2\n");
+    t.dir(&cat(EXOTIC_RAW_DIR, b"/"));
+    t.file(&cat(EXOTIC_RAW_DIR, b"/inner.txt"), b"inner\n");
+    t.file(&cat(EXOTIC_RAW_DIR, b"/inner2.bin"), &pattern(700, 24));
+    t.file(EXOTIC_HTML.as_bytes(), b"html <&>\n");
+    t.file(EXOTIC_NEWLINE.as_bytes(), b"newline\n");
+    t.file(format!("./{EXOTIC_DOT}").as_bytes(), b"dot\n");
+    t.file(b"exotic/sub/../cleaned.txt", b"cleaned\n");
+    t.file(EXOTIC_BIG.as_bytes(), &pattern(1536 * 1024, 25));
+    t.file(EXOTIC_HL_TARGET.as_bytes(), &b"hl v1\n".repeat(50));
+    t.entry(
+        b"exotic/hl-1",
+        b'1',
+        b"",
+        0o644,
+        0,
+        EXOTIC_HL_TARGET.as_bytes(),
+    );
+    t.entry(
+        b"exotic/hl-2",
+        b'1',
+        b"",
+        0o644,
+        0,
+        EXOTIC_HL_TARGET.as_bytes(),
+    );
+    t.entry(
+        b"exotic/hl-to-long",
+        b'1',
+        b"",
+        0o644,
+        0,
+        &exotic_gnu_long(),
+    );
+    t.entry(b"exotic/sym-rel", b'2', b"", 0o777, 0, b"plain.txt");
+    t.entry(b"exotic/sym-abs", b'2', b"", 0o777, 0, b"/etc/passwd");
+    t.entry(
+        b"exotic/sym-dangling",
+        b'2',
+        b"",
+        0o777,
+        0,
+        b"nowhere/at/all",
+    );
+    let long_target = format!("../exotic/{}", "t".repeat(150));
+    t.entry(
+        b"exotic/sym-long",
+        b'2',
+        b"",
+        0o777,
+        0,
+        long_target.as_bytes(),
+    );
+    t.file(b"exotic/empty-1", b"");
+    t.dir(b"exotic/empty-dir/");
+    t.entry(b"exotic/fifo", b'6', b"", 0o644, 0, b"");
+    t.entry(
+        EXOTIC_SUID.as_bytes(),
+        b'0',
+        &pattern(900, 26),
+        0o4755,
+        1234,
+        b"",
+    );
+    t.file(b"exotic/implicit/deep/file.txt", b"implicit parents\n");
+    t.dir(b"exotic/opq/");
+    t.file(b"exotic/opq/old-a.txt", b"old a\n");
+    t.file(b"exotic/opq/old-b.txt", b"old b\n");
+    t.finish(0)
+}
+
+/// Layer X2: whiteouts of a GNU-long-named and a non-UTF-8 file, opaque dirs
+/// (one with a non-UTF-8 name), a rewritten hard-link target, a PAX long name,
+/// a long non-UTF-8 name, and 18 blocks of padding after the end of archive.
+pub fn exotic_layer_2() -> Vec<u8> {
+    let mut t = RawTar::new();
+    t.dir(b"exotic/");
+    let gnu = exotic_gnu_long();
+    let base = &gnu[b"exotic/".len()..];
+    t.file(&cat(b"exotic/.wh.", base), b"");
+    t.file(
+        &cat(b"exotic/.wh.", &EXOTIC_RAW_GONE[b"exotic/".len()..]),
+        b"",
+    );
+    t.dir(b"exotic/opq/");
+    t.file(b"exotic/opq/.wh..wh..opq", b"");
+    t.file(b"exotic/opq/new.txt", b"new after opaque\n");
+    t.dir(&cat(EXOTIC_RAW_DIR, b"/"));
+    t.file(&cat(EXOTIC_RAW_DIR, b"/.wh..wh..opq"), b"");
+    t.file(&cat(EXOTIC_RAW_DIR, b"/after-opq.txt"), b"after opaque\n");
+    t.file(EXOTIC_HL_TARGET.as_bytes(), b"hl v2, rewritten\n");
+    t.pax_file(&exotic_x2_pax_long(), &pattern(7000, 27), &[]);
+    t.file(&exotic_x2_raw_long(), &pattern(2000, 28));
+    t.finish(18)
+}
+
+/// A PAX 1.0 sparse file (`GNU.sparse.*` records, what GNU tar `--sparse`
+/// writes) of 1 MiB logical size with 8 KiB of data, between two plain files.
+/// The daemon loads it (expanded, with holes), but its tar-split records the
+/// expanded body, so `docker save` cannot rebuild the stream (§9.6).
+pub fn sparse_layer() -> Vec<u8> {
+    let mut t = RawTar::new();
+    t.dir(b"sparse/");
+    t.file(b"sparse/plain.txt", b"next to a sparse file\n");
+    let real: u64 = 1024 * 1024;
+    let chunks = [(0u64, pattern(4096, 31)), (524_288u64, pattern(4096, 32))];
+    let mut map = format!("{}\n", chunks.len());
+    for (off, d) in &chunks {
+        map.push_str(&format!("{off}\n{}\n", d.len()));
+    }
+    let mut body = map.into_bytes();
+    body.resize(body.len().div_ceil(512) * 512, 0);
+    for (_, d) in &chunks {
+        body.extend_from_slice(d);
+    }
+    let mut recs = Vec::new();
+    for (k, v) in [
+        ("GNU.sparse.major", "1".to_string()),
+        ("GNU.sparse.minor", "0".to_string()),
+        ("GNU.sparse.name", "sparse/holes.bin".to_string()),
+        ("GNU.sparse.realsize", real.to_string()),
+    ] {
+        let rec = format!(" {k}={v}\n");
+        let mut len = rec.len() + 1;
+        while format!("{len}").len() + rec.len() != len {
+            len += 1;
+        }
+        recs.extend_from_slice(format!("{len}{rec}").as_bytes());
+    }
+    t.header(
+        b"sparse/PaxHeaders.0/holes.bin",
+        b'x',
+        recs.len() as u64,
+        0o644,
+        0,
+        0,
+        b"",
+        false,
+    );
+    t.data(&recs);
+    t.header(
+        b"sparse/GNUSparseFile.0/holes.bin",
+        b'0',
+        body.len() as u64,
+        0o644,
+        0,
+        0,
+        b"",
+        false,
+    );
+    t.data(&body);
+    t.file(b"sparse/after.txt", b"after the sparse file\n");
+    t.finish(0)
+}
+
+/// Writes a `docker save`-format archive under `dir` with one image per
+/// `(tag, layers)` (layers bottom first) and returns its path.
+pub fn write_image_archive(dir: &Path, name: &str, images: &[(&str, Vec<Vec<u8>>)]) -> PathBuf {
+    let tree = dir.join(name);
+    let mut manifest = Vec::new();
+    for (tag, layers) in images {
+        let mut diffs = Vec::new();
+        let mut paths = Vec::new();
+        for l in layers {
+            let d = sha256_digest(l);
+            let h = d.trim_start_matches("sha256:").to_string();
+            write(&tree.join(&h).join("layer.tar"), l);
+            paths.push(format!("{h}/layer.tar"));
+            diffs.push(d);
+        }
+        let history: Vec<Value> = diffs
+            .iter()
+            .map(|_| serde_json::json!({"created": "2021-02-03T04:05:06Z", "created_by": "dockgc test"}))
+            .collect();
+        let cfg = serde_json::json!({
+            "architecture": "amd64",
+            "os": "linux",
+            "created": "2021-02-03T04:05:06Z",
+            "config": {"Labels": {"org.example.archive": *tag}, "Cmd": ["/none"]},
+            "rootfs": {"type": "layers", "diff_ids": diffs},
+            "history": history,
+        });
+        let bytes = serde_json::to_vec(&cfg).unwrap();
+        let cname = format!(
+            "{}.json",
+            sha256_digest(&bytes).trim_start_matches("sha256:")
+        );
+        write(&tree.join(&cname), &bytes);
+        manifest.push(serde_json::json!({"Config": cname, "RepoTags": [tag], "Layers": paths}));
+    }
+    write(
+        &tree.join("manifest.json"),
+        serde_json::to_vec(&manifest).unwrap(),
+    );
+    let archive = dir.join(format!("{name}.tar"));
+    run(Command::new("tar")
+        .arg("-C")
+        .arg(&tree)
+        .arg("-cf")
+        .arg(&archive)
+        .arg("."));
+    archive
+}
+
+/// Loads `exotic:1` (X1) and `exotic:2` (X1, X2) from a `docker save`-format
+/// archive and creates the container `exotic-c` on `exotic:2`.
+pub fn add_exotic(d: &Daemon, work: &Path) {
+    let (l1, l2) = (exotic_layer_1(), exotic_layer_2());
+    let archive = write_image_archive(
+        work,
+        "exotic-save",
+        &[(EXOTIC_1, vec![l1.clone()]), (EXOTIC_2, vec![l1, l2])],
+    );
+    d.docker(&["load", "-i", archive.to_str().unwrap()]);
+    d.docker(&[
+        "create",
+        "--network",
+        "none",
+        "--name",
+        EXOTIC_CONTAINER,
+        EXOTIC_2,
+    ]);
 }
