@@ -47,6 +47,7 @@ const ERROR_CHECKS: &[&str] = &[
 ];
 const WARNING_CHECKS: &[&str] = &[
     "orphan-dir",
+    "unknown-dir",
     "unreferenced-layer",
     "removing",
     "write-set",

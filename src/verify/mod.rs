@@ -186,12 +186,17 @@ pub fn run(g: &Graph, opts: &Options, hashed: &AtomicU64) -> Result<Report, sele
         for r in results {
             summary.bytes_hashed += r.bytes;
             summary.files_checked += r.files;
+            let mut damaged_file = None;
             let (check, message) = match r.outcome {
                 deep::Outcome::Verified => continue,
                 deep::Outcome::Damaged { file, message } => (
                     Check::LayerContent,
                     match file {
-                        Some(f) => format!("{f}: {message}"),
+                        Some(f) => {
+                            let m = format!("{f}: {message}");
+                            damaged_file = Some(f);
+                            m
+                        }
                         None => message,
                     },
                 ),
@@ -201,8 +206,17 @@ pub fn run(g: &Graph, opts: &Options, hashed: &AtomicU64) -> Result<Report, sele
                     (Check::Unverifiable, reason)
                 }
             };
-            let path = match check {
-                Check::TarSplit => layerdb.join(r.chain_id.hex()).join("tar-split.json.gz"),
+            let path = match (check, &damaged_file) {
+                (Check::TarSplit, _) => layerdb.join(r.chain_id.hex()).join("tar-split.json.gz"),
+                // The damaged file itself, as the layer's diff/ holds it.
+                (_, Some(f)) => snap.layers.get(&r.chain_id).map_or_else(
+                    || layerdb.join(r.chain_id.hex()),
+                    |l| {
+                        home.join(&l.cache_id.0)
+                            .join("diff")
+                            .join(f.trim_start_matches("./").trim_start_matches('/'))
+                    },
+                ),
                 _ => snap.layers.get(&r.chain_id).map_or_else(
                     || layerdb.join(r.chain_id.hex()),
                     |l| home.join(&l.cache_id.0).join("diff"),
