@@ -143,6 +143,11 @@ pub struct Options {
     pub images: Vec<String>,
 }
 
+/// A tar name that maps to a path under `diff/` as written.
+fn plain_name(f: &str) -> bool {
+    !f.contains("\\x") && f.split('/').all(|c| c != "..")
+}
+
 /// Runs the checks. `hashed` counts deep bytes as they are hashed (progress).
 pub fn run(g: &Graph, opts: &Options, hashed: &AtomicU64) -> Result<Report, select::SelectError> {
     let snap = g.snap;
@@ -208,8 +213,9 @@ pub fn run(g: &Graph, opts: &Options, hashed: &AtomicU64) -> Result<Report, sele
             };
             let path = match (check, &damaged_file) {
                 (Check::TarSplit, _) => layerdb.join(r.chain_id.hex()).join("tar-split.json.gz"),
-                // The damaged file itself, as the layer's diff/ holds it.
-                (_, Some(f)) => snap.layers.get(&r.chain_id).map_or_else(
+                // The damaged file itself, when its tar name is a plain
+                // relative path (display names escape raw bytes as \xNN).
+                (_, Some(f)) if plain_name(f) => snap.layers.get(&r.chain_id).map_or_else(
                     || layerdb.join(r.chain_id.hex()),
                     |l| {
                         home.join(&l.cache_id.0)
