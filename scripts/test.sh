@@ -21,8 +21,12 @@ static_busybox() {
     return 1
 }
 static_busybox || missing+=(busybox-static)
-# promtool lints the Prometheus output (tests/metrics.rs).
+# promtool lints the Prometheus output (tests/metrics.rs); systemd-analyze,
+# dpkg-shlibdeps and PyYAML check the packaging (tests/packaging.rs).
 command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
+command -v systemd-analyze >/dev/null 2>&1 || missing+=(systemd)
+command -v dpkg-shlibdeps >/dev/null 2>&1 || missing+=(dpkg-dev)
+python3 -c 'import yaml' >/dev/null 2>&1 || missing+=(python3-yaml)
 # Also used, and Essential on Debian: coreutils (cp -a, du), tar, util-linux.
 
 if [ "${#missing[@]}" -gt 0 ]; then
@@ -37,6 +41,13 @@ if [ "${#missing[@]}" -gt 0 ]; then
     echo "test.sh: installing ${missing[*]}" >&2
     "${sudo[@]}" apt-get update
     "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y "${missing[@]}"
+fi
+
+# cargo-deb builds the .deb the packaging test installs (pinned: the test
+# packages a dev profile, which later versions refuse).
+if ! cargo deb --version 2>/dev/null | grep -q '^cargo-deb 3\.8\.0'; then
+    echo "test.sh: installing cargo-deb 3.8.0" >&2
+    cargo install cargo-deb --locked --version 3.8.0
 fi
 
 # In CI a missing or broken Docker must fail the real-daemon tests, not skip them.

@@ -121,6 +121,12 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
             ));
         }
     }
+    if let (Some(f), true) = (&p.free, p.high.is_some() || p.low.is_some()) {
+        return Err(invalid(
+            f.span().start,
+            "free: use either free or high and low, not both".into(),
+        ));
+    }
     if p.high.is_some() != p.low.is_some() {
         let at = p
             .high
@@ -231,6 +237,8 @@ trash = false
         assert!(e.contains("line 2") && e.contains("filter"), "{e}");
         let e = err("[prune]\nhigh = 150\nlow = 10\n");
         assert!(e.contains("line 2") && e.contains("high"), "{e}");
+        let e = err("[prune]\nhigh = 90\nlow = 80\nfree = \"1G\"\n");
+        assert!(e.contains("line 4") && e.contains("not both"), "{e}");
         let e = err("[prune]\nhigh = 90\n");
         assert!(e.contains("go together"), "{e}");
         let e = err("[prune]\nage-by = \"yesterday\"\n");

@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-const TEXTFILE_DIR: &str = "/var/lib/node_exporter/textfile_collector";
+const TEXTFILE_DIR: &str = "/var/lib/prometheus/node-exporter";
 const DATA_ROOT: &str = "/var/lib/docker";
 const SERVICES: [&str; 3] = ["dockgc-df", "dockgc-verify", "dockgc-prune"];
 /// PATH for dpkg and the scripts, as root's login shell has it.

@@ -37,6 +37,29 @@ impl std::fmt::Display for Refused {
 
 impl std::error::Error for Refused {}
 
+/// Read-only commands share the root lock that prune holds exclusively, so
+/// they never report a store half-way through a prune: they wait for it.
+/// Locking changes nothing on disk. Returns the held lock (None: could not
+/// open the root, which the reader then reports properly).
+pub fn read_lock(root: &std::path::Path) -> Option<std::fs::File> {
+    let f = std::fs::File::open(root).ok()?;
+    match f.try_lock_shared() {
+        Ok(()) => Some(f),
+        Err(std::fs::TryLockError::WouldBlock) => {
+            log::info(
+                "lock.wait",
+                &format!(
+                    "another dockgc run holds {}; waiting for it to finish",
+                    root.display()
+                ),
+                serde_json::json!({"root": root}),
+            );
+            f.lock_shared().ok().map(|_| f)
+        }
+        Err(_) => None,
+    }
+}
+
 pub fn now() -> i64 {
     jiff::Timestamp::now().as_second()
 }

@@ -8,6 +8,7 @@ use serde_json::json;
 
 pub fn run(ctx: &Ctx, args: &VerifyArgs) -> anyhow::Result<u8> {
     let started = std::time::Instant::now();
+    let _lock = super::read_lock(&ctx.root);
     let snap = store::load(&ctx.root)?;
     let graph = Graph::build(&snap);
     let opts = verify::Options {
@@ -32,7 +33,14 @@ pub fn run(ctx: &Ctx, args: &VerifyArgs) -> anyhow::Result<u8> {
         Format::Prometheus => {}
     }
     let s = &report.summary;
-    log::info(
+    // Errors are logged as errors, so `--quiet` in cron still reports damage.
+    let level = if s.errors > 0 {
+        log::Level::Error
+    } else {
+        log::Level::Info
+    };
+    log::event(
+        level,
         "verify.done",
         &format!(
             "verify: {} error(s), {} warning(s), {} layer(s) checked",
