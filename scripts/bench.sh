@@ -72,6 +72,6 @@ Machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /pro
 |---|---|---|---|---|
 | \`df\`, real dockerd root ($images_real images) | ${d1} s | warm \`/system/df\` ${a1} s | $(ratio "$d1" "$a1")x | ≤ 0.5x |
 | \`df\`, 10,000 images / 30,000 layers | ${d2} s | bare parallel read ${b2} s | $(ratio "$d2" "$b2")x | < 1 s, ≤ 1.5x |
-| \`df\` peak memory, same root | $((m2 / 1024)) MB | | | < 100 MB |
+| \`df\` peak memory, same root | $(awk -v k="$m2" 'BEGIN { printf "%.0f", k / 1024 }') MB | | | < 100 MB |
 | \`df --disk\`, $entries entries | $(rate "$entries" "$d3") entries/s (${d3} s) | \`du -s -B1\` $(rate "$entries" "$u3") entries/s (${u3} s) | $(ratio "$u3" "$d3")x faster | ≥ 2x |
 EOF

@@ -63,8 +63,11 @@ pub struct Totals {
     pub other_fs: Vec<PathBuf>,
 }
 
+/// Most categories a classifier may use.
+pub const MAX_CATEGORIES: usize = 16;
+
 struct Acc {
-    alloc: Vec<u64>,
+    alloc: [u64; MAX_CATEGORIES],
     entries: u64,
     /// Files with several links: resolved once all threads are merged, since a
     /// per-thread set would count an inode once per thread.
@@ -74,9 +77,9 @@ struct Acc {
 }
 
 impl Acc {
-    fn new(n: usize) -> Self {
+    fn new() -> Self {
         Acc {
-            alloc: vec![0; n],
+            alloc: [0; MAX_CATEGORIES],
             entries: 0,
             multi: Vec::new(),
             errors: Vec::new(),
@@ -103,6 +106,64 @@ impl Acc {
     }
 }
 
+struct Walk<'a, C> {
+    classifier: &'a C,
+    /// One accumulator per pool thread: uncontended, merged at the end.
+    slots: Vec<Mutex<Acc>>,
+    progress: &'a Progress,
+    dev: u64,
+}
+
+impl<C: Classifier> Walk<'_, C> {
+    fn slot(&self) -> std::sync::MutexGuard<'_, Acc> {
+        let i = rayon::current_thread_index().unwrap_or(0) % self.slots.len();
+        self.slots[i].lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn visit<'s>(&'s self, s: &rayon::Scope<'s>, dir: PathBuf, cat: usize, depth: usize) {
+        let rd = match fs::read_dir(&dir) {
+            Ok(rd) => rd,
+            Err(e) => {
+                self.slot().errors.push((dir, e.to_string()));
+                return;
+            }
+        };
+        let (mut entries, mut bytes) = (0u64, 0u64);
+        for e in rd {
+            let e = match e {
+                Ok(e) => e,
+                Err(err) => {
+                    self.slot().errors.push((dir.clone(), err.to_string()));
+                    break;
+                }
+            };
+            let m = match e.metadata() {
+                Ok(m) => m,
+                Err(err) => {
+                    self.slot().errors.push((e.path(), err.to_string()));
+                    continue;
+                }
+            };
+            if m.dev() != self.dev {
+                self.slot().other_fs.push(e.path());
+                continue;
+            }
+            let child = self
+                .classifier
+                .child_category(cat, depth + 1, &e.file_name(), m.is_dir());
+            self.slot().add(&m, child);
+            entries += 1;
+            bytes += m.blocks() * 512;
+            if m.is_dir() {
+                let p = e.path();
+                s.spawn(move |s| self.visit(s, p, child, depth + 1));
+            }
+        }
+        self.progress.entries.fetch_add(entries, Ordering::Relaxed);
+        self.progress.bytes.fetch_add(bytes, Ordering::Relaxed);
+    }
+}
+
 /// Walks `root` in parallel on one filesystem, like `du -x -s -B1`: every
 /// entry's allocated blocks, each hard-linked inode once (charged to the
 /// lowest category that holds a link to it), the root itself included.
@@ -112,72 +173,32 @@ pub fn walk_allocated<C: Classifier>(
     progress: &Progress,
 ) -> std::io::Result<Totals> {
     let root_meta = fs::symlink_metadata(root)?;
-    let dev = root_meta.dev();
     let n = classifier.categories();
-    let total = Mutex::new(Acc::new(n));
-    let threads = (4 * std::thread::available_parallelism().map_or(2, |n| n.get())).max(16);
+    assert!(n <= MAX_CATEGORIES, "at most {MAX_CATEGORIES} categories");
+    // Warm caches gain nothing past the core count; cold ones want requests in
+    // flight while the disk seeks. Twice the cores is the measured compromise.
+    let threads = 2 * std::thread::available_parallelism().map_or(2, |n| n.get());
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(threads)
         .build()
         .map_err(std::io::Error::other)?;
-
-    fn visit<'s, C: Classifier>(
-        s: &rayon::Scope<'s>,
-        dir: PathBuf,
-        cat: usize,
-        depth: usize,
-        ctx: &'s (&'s C, &'s Mutex<Acc>, &'s Progress, u64, usize),
-    ) {
-        let (classifier, total, progress, dev, n) = *ctx;
-        let mut acc = Acc::new(n);
-        match fs::read_dir(&dir) {
-            Err(e) => acc.errors.push((dir.clone(), e.to_string())),
-            Ok(rd) => {
-                for e in rd {
-                    let e = match e {
-                        Ok(e) => e,
-                        Err(err) => {
-                            acc.errors.push((dir.clone(), err.to_string()));
-                            break;
-                        }
-                    };
-                    let m = match e.metadata() {
-                        Ok(m) => m,
-                        Err(err) => {
-                            acc.errors.push((e.path(), err.to_string()));
-                            continue;
-                        }
-                    };
-                    if m.dev() != dev {
-                        acc.other_fs.push(e.path());
-                        continue;
-                    }
-                    let child =
-                        classifier.child_category(cat, depth + 1, &e.file_name(), m.is_dir());
-                    acc.add(&m, child);
-                    if m.is_dir() {
-                        let p = e.path();
-                        s.spawn(move |s| visit(s, p, child, depth + 1, ctx));
-                    }
-                }
-            }
-        }
-        progress.entries.fetch_add(acc.entries, Ordering::Relaxed);
-        progress
-            .bytes
-            .fetch_add(acc.alloc.iter().sum::<u64>(), Ordering::Relaxed);
-        total.lock().unwrap_or_else(|p| p.into_inner()).merge(acc);
-    }
-
+    let walk = Walk {
+        classifier,
+        slots: (0..threads).map(|_| Mutex::new(Acc::new())).collect(),
+        progress,
+        dev: root_meta.dev(),
+    };
     let root_cat = classifier.root_category();
-    {
-        let mut t = total.lock().unwrap_or_else(|p| p.into_inner());
-        t.add(&root_meta, root_cat);
-    }
-    let ctx = (classifier, &total, progress, dev, n);
-    pool.scope(|s| visit(s, root.to_path_buf(), root_cat, 0, &ctx));
+    walk.slots[0]
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .add(&root_meta, root_cat);
+    pool.scope(|s| walk.visit(s, root.to_path_buf(), root_cat, 0));
 
-    let mut acc = total.into_inner().unwrap_or_else(|p| p.into_inner());
+    let mut acc = Acc::new();
+    for slot in walk.slots {
+        acc.merge(slot.into_inner().unwrap_or_else(|p| p.into_inner()));
+    }
     acc.multi.sort_unstable();
     let mut last: Option<(u64, u64)> = None;
     for (d, ino, bytes, cat) in std::mem::take(&mut acc.multi) {
@@ -190,7 +211,7 @@ pub fn walk_allocated<C: Classifier>(
     acc.other_fs.sort();
     Ok(Totals {
         total_bytes: acc.alloc.iter().sum(),
-        by_category: acc.alloc,
+        by_category: acc.alloc[..n].to_vec(),
         entries: acc.entries,
         errors: acc.errors,
         other_fs: acc.other_fs,
