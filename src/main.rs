@@ -67,6 +67,8 @@ fn run(cli: &Cli) -> anyhow::Result<u8> {
         .clone()
         .or_else(|| config.root.clone())
         .unwrap_or_else(|| PathBuf::from("/var/lib/docker"));
+    // Absolute, so a saved plan names the same root from any directory.
+    let root = std::fs::canonicalize(&root).unwrap_or(root);
     let ctx = Ctx {
         root,
         config,
