@@ -98,7 +98,10 @@ fn a_failure_at_any_step_leaves_a_consistent_store_and_a_rerun_finishes() {
     let base = tempfile::tempdir().unwrap();
     let root = base.path().join("root");
     synth::generate(&root, &synth::SynthSpec::demo()).unwrap();
-    assert!(errors(&root).is_empty(), "the generated root verifies clean");
+    assert!(
+        errors(&root).is_empty(),
+        "the generated root verifies clean"
+    );
 
     let full = copy(&root);
     let full_root = full.path().join("root");
@@ -111,7 +114,14 @@ fn a_failure_at_any_step_leaves_a_consistent_store_and_a_rerun_finishes() {
     for n in 1..=out.steps {
         let t = copy(&root);
         let r = t.path().join("root");
-        let partial = run(&r, Some(apply::Fault { at: n, abort: false }), false);
+        let partial = run(
+            &r,
+            Some(apply::Fault {
+                at: n,
+                abort: false,
+            }),
+            false,
+        );
         assert!(!partial.complete(), "step {n} failed");
         let errs = errors(&r);
         assert!(errs.is_empty(), "after a failure at step {n}: {errs:?}");
@@ -120,11 +130,22 @@ fn a_failure_at_any_step_leaves_a_consistent_store_and_a_rerun_finishes() {
             "a kept image went missing after a failure at step {n}"
         );
         let again = run(&r, None, false);
-        assert!(again.complete(), "rerun after step {n}: {:?}", again.failures);
-        assert_eq!(loaded_images(&r), kept, "rerun after step {n} ends where a clean run does");
+        assert!(
+            again.complete(),
+            "rerun after step {n}: {:?}",
+            again.failures
+        );
+        assert_eq!(
+            loaded_images(&r),
+            kept,
+            "rerun after step {n} ends where a clean run does"
+        );
         assert!(errors(&r).is_empty());
         let leftover = make_plan(&r);
-        assert!(leftover.is_empty(), "nothing left to do after step {n}: {leftover:?}");
+        assert!(
+            leftover.is_empty(),
+            "nothing left to do after step {n}: {leftover:?}"
+        );
     }
 }
 
@@ -142,6 +163,10 @@ fn trash_restore_is_byte_identical() {
     assert_eq!(dockgc::trash::list(&root).unwrap().len(), 1);
     let n = dockgc::trash::restore(&root, &id).unwrap();
     assert!(n as u64 >= out.removed.images + out.removed.layers);
-    assert_eq!(support::tree_hash_restorable(&root), before, "restore puts the store back byte-identical");
+    assert_eq!(
+        support::tree_hash_restorable(&root),
+        before,
+        "restore puts the store back byte-identical"
+    );
     assert!(dockgc::trash::list(&root).unwrap().is_empty());
 }
