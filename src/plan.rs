@@ -210,7 +210,7 @@ pub fn build(g: &Graph, sel: &Selection, o: &OrphanOptions, created: String) -> 
     let mut orphans = Vec::new();
     let mut untouched = Vec::new();
     if o.enabled {
-        collect_orphans(g, o, &home, &img_dir, &layers, &mut orphans, &mut untouched);
+        collect_orphans(g, o, &home, &layers, &mut orphans, &mut untouched);
     }
 
     // Sizes of directories to remove, in parallel.
@@ -402,7 +402,6 @@ fn collect_orphans(
     g: &Graph,
     o: &OrphanOptions,
     home: &Path,
-    img_dir: &Path,
     layers: &[PlanLayer],
     orphans: &mut Vec<PlanOrphan>,
     untouched: &mut Vec<PlanOrphan>,
@@ -522,7 +521,6 @@ fn collect_orphans(
             );
         }
     }
-    let _ = img_dir;
     orphans.sort_by(|a, b| (a.kind, &a.path).cmp(&(b.kind, &b.path)));
 }
 

@@ -14,7 +14,7 @@ use rayon::prelude::*;
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::AtomicU64;
 
 /// Stable check identifiers (JSON, docs, exit status).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
@@ -230,8 +230,6 @@ pub fn run(g: &Graph, opts: &Options, hashed: &AtomicU64) -> Result<Report, sele
             };
             findings.push(checks::layer_finding(check, r.chain_id, path, message));
         }
-    } else {
-        let _ = hashed.load(Ordering::Relaxed);
     }
 
     impact::fill(g, &mut findings);
