@@ -28,7 +28,8 @@ for i in p["images"]:
     h = i["id"][7:]
     out += [f"image/{d}/imagedb/metadata/sha256/{h}", f"image/{d}/imagedb/content/sha256/{h}"]
 for l in p["layers"]:
-    out += [f"image/{d}/layerdb/sha256/{l[\"chain_id\"][7:]}", f"{d}/{l[\"cache_id\"]}"]
+    chain, cache = l["chain_id"][7:], l["cache_id"]
+    out += [f"image/{d}/layerdb/sha256/{chain}", f"{d}/{cache}"]
 print("\n".join(out))' >"$WORK/paths"
 images_planned=$("$BIN" --root "$WORK/gen" prune -a --dry-run --format json | grep -c '"config_bytes"' || true)
 

@@ -33,7 +33,7 @@ measure() { # name root
     : >"$WORK/v"; : >"$WORK/s"; : >"$WORK/d"
     start_daemon "$root"
     ids=$(dk images -aq --no-trunc | sort -u)
-    save() { dk save -o /dev/null $ids; }
+    save() { dk save $ids >/dev/null; }
     shas() { find "$root/overlay2" -path '*/diff/*' -type f -print0 | xargs -0 -P "$(nproc)" -n 256 sha256sum; }
     for _ in $(seq "$RUNS"); do
         secs "$BIN" --root "$root" verify --deep >>"$WORK/v"

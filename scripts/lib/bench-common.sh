@@ -15,11 +15,16 @@ bench_need() {
     fi
 }
 
-# Seconds (wall) of one run of "$@", output discarded.
+# Seconds (wall) of one run of "$@", output discarded; a failing command
+# stops the benchmark with its output, instead of timing an error.
 secs() {
     local s e
     s=$(date +%s%N)
-    "$@" >/dev/null 2>&1
+    if ! "$@" >"$WORK/last.out" 2>&1; then
+        echo "bench: failed: $*" >&2
+        tail -20 "$WORK/last.out" >&2
+        exit 1
+    fi
     e=$(date +%s%N)
     awk -v s="$s" -v e="$e" 'BEGIN { printf "%.4f\n", (e - s) / 1e9 }'
 }
