@@ -12,11 +12,14 @@ use crate::ids::{ChainId, ImageId};
 use crate::plan::{Plan, Reclaim};
 use crate::trash::TrashWriter;
 use crate::usage::OrphanKind;
+use rayon::prelude::*;
 use serde::Serialize;
 use std::collections::HashSet;
 use std::fs;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Test hook: make the Nth filesystem change fail, or kill the process there.
 #[derive(Debug, Clone, Copy)]
@@ -214,26 +217,30 @@ pub fn validate(g: &Graph, plan: &Plan) -> Result<(), Vec<String>> {
 struct Exec<'a> {
     root: &'a Path,
     fault: Option<Fault>,
-    steps: u64,
-    trash: Option<TrashWriter>,
+    /// Shared by the threads of the parallel phase; the trash journal too.
+    steps: AtomicU64,
+    trash: Option<Mutex<TrashWriter>>,
     mounts: &'a [PathBuf],
 }
 
 impl Exec<'_> {
-    fn step(&mut self) -> io::Result<()> {
-        self.steps += 1;
+    fn step(&self) -> io::Result<()> {
+        let n = self.steps.fetch_add(1, Ordering::SeqCst) + 1;
         if let Some(f) = self.fault
-            && f.at == self.steps
+            && f.at == n
         {
             if f.abort {
                 std::process::abort();
             }
-            return Err(io::Error::other(format!(
-                "injected fault at step {}",
-                self.steps
-            )));
+            return Err(io::Error::other(format!("injected fault at step {n}")));
         }
         Ok(())
+    }
+
+    fn trash(&self) -> Option<std::sync::MutexGuard<'_, TrashWriter>> {
+        self.trash
+            .as_ref()
+            .map(|t| t.lock().unwrap_or_else(|p| p.into_inner()))
     }
 
     fn check_unmounted(&self, p: &Path) -> io::Result<()> {
@@ -247,14 +254,14 @@ impl Exec<'_> {
     }
 
     /// Removes (or moves to the trash) a file or a whole tree. A missing path is done.
-    fn remove(&mut self, p: &Path) -> io::Result<()> {
+    fn remove(&self, p: &Path) -> io::Result<()> {
         let meta = match fs::symlink_metadata(p) {
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
             other => other?,
         };
         self.check_unmounted(p)?;
         self.step()?;
-        if let Some(t) = &mut self.trash {
+        if let Some(mut t) = self.trash() {
             return t.move_in(self.root, p);
         }
         if meta.is_dir() {
@@ -264,17 +271,17 @@ impl Exec<'_> {
         }
     }
 
-    fn rename(&mut self, from: &Path, to: &Path) -> io::Result<()> {
+    fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
         self.step()?;
         fs::rename(from, to)
     }
 
-    fn fsync_dir(&mut self, dir: &Path) -> io::Result<()> {
+    fn fsync_dir(&self, dir: &Path) -> io::Result<()> {
         fs::File::open(dir)?.sync_all()
     }
 
     /// `l/<link>` of a driver dir, only if it really points back at that dir.
-    fn remove_link(&mut self, home: &Path, dir: &str) -> io::Result<()> {
+    fn remove_link(&self, home: &Path, dir: &str) -> io::Result<()> {
         let Ok(link) = fs::read_to_string(home.join(dir).join("link")) else {
             return Ok(());
         };
@@ -306,7 +313,7 @@ fn random_hex() -> String {
 
 /// Writes `repositories.json` without the planned references: same-directory
 /// temp file, fsync, mode 0600, rename, fsync of the directory (invariant 2).
-fn rewrite_refs(x: &mut Exec, path: &Path, plan: &Plan) -> io::Result<()> {
+fn rewrite_refs(x: &Exec, path: &Path, plan: &Plan) -> io::Result<()> {
     let bytes = fs::read(path)?;
     let mut v: serde_json::Value = serde_json::from_slice(&bytes)
         .map_err(|e| io::Error::other(format!("{}: invalid JSON: {e}", path.display())))?;
@@ -325,7 +332,7 @@ fn rewrite_refs(x: &mut Exec, path: &Path, plan: &Plan) -> io::Result<()> {
     let out = serde_json::to_vec(&v).map_err(io::Error::other)?;
     let dir = path.parent().unwrap_or(Path::new("."));
     x.step()?;
-    if let Some(t) = &mut x.trash {
+    if let Some(mut t) = x.trash() {
         t.keep_copy(x.root, path)?;
     }
     let mut tmp = tempfile::Builder::new()
@@ -363,11 +370,11 @@ pub fn apply(g: &Graph, plan: &Plan, o: &Options) -> Outcome {
         None
     };
     out.trash_id = trash.as_ref().map(|t| t.id.clone());
-    let mut x = Exec {
+    let x = Exec {
         root,
         fault: o.fault,
-        steps: 0,
-        trash,
+        steps: AtomicU64::new(0),
+        trash: trash.map(Mutex::new),
         mounts: &o.mounts,
     };
     let fail = |out: &mut Outcome, item: String, path: &Path, e: io::Error| {
@@ -381,12 +388,12 @@ pub fn apply(g: &Graph, plan: &Plan, o: &Options) -> Outcome {
     // 1. References first: no reference may ever name a removed image.
     if !plan.references.is_empty() {
         let p = img_dir.join("repositories.json");
-        match rewrite_refs(&mut x, &p, plan) {
+        match rewrite_refs(&x, &p, plan) {
             Ok(()) => out.removed.references = plan.references.len() as u64,
             Err(e) => {
                 // Nothing else is safe: the images would be left referenced.
                 fail(&mut out, "repositories.json".into(), &p, e);
-                out.steps = x.steps;
+                out.steps = x.steps.load(Ordering::SeqCst);
                 return finish(x, out);
             }
         }
@@ -500,16 +507,25 @@ pub fn apply(g: &Graph, plan: &Plan, o: &Options) -> Outcome {
         fail(&mut out, "layerdb".into(), &layerdb, e);
     }
     // 4b. Driver data; 4c. the renamed entries (left for the daemon's Cleanup
-    // or the next run if the driver dir could not go).
-    for (l, removing) in renamed {
-        let dir = home.join(&l.cache_id.0);
-        let r = if l.keep_driver_dir {
-            Ok(())
-        } else {
-            x.remove_link(&home, &l.cache_id.0)
-                .and_then(|_| x.remove(&dir))
-        };
-        match r.and_then(|_| x.remove(&removing)) {
+    // or the next run if the driver dir could not go). Every entry is already
+    // out of the daemon's view, so the layers are independent: in parallel,
+    // which is where the time goes (deleting trees).
+    let done: Vec<(&crate::plan::PlanLayer, PathBuf, io::Result<()>)> = renamed
+        .into_par_iter()
+        .map(|(l, removing)| {
+            let dir = home.join(&l.cache_id.0);
+            let r = if l.keep_driver_dir {
+                Ok(())
+            } else {
+                x.remove_link(&home, &l.cache_id.0)
+                    .and_then(|_| x.remove(&dir))
+            };
+            let r = r.and_then(|_| x.remove(&removing));
+            (l, dir, r)
+        })
+        .collect();
+    for (l, dir, r) in done {
+        match r {
             Ok(()) => {
                 out.removed.layers += 1;
                 out.reclaimed.layers += l.size;
@@ -556,7 +572,7 @@ pub fn apply(g: &Graph, plan: &Plan, o: &Options) -> Outcome {
             Err(e) => fail(&mut out, format!("{:?} orphan", orphan.kind), &p, e),
         }
     }
-    out.steps = x.steps;
+    out.steps = x.steps.load(Ordering::SeqCst);
     finish(x, out)
 }
 
@@ -564,7 +580,7 @@ fn finish(x: Exec, mut out: Outcome) -> Outcome {
     out.reclaimed.total =
         out.reclaimed.images + out.reclaimed.layers + out.reclaimed.mounts + out.reclaimed.orphans;
     if let Some(t) = x.trash
-        && let Err(e) = t.close()
+        && let Err(e) = t.into_inner().unwrap_or_else(|p| p.into_inner()).close()
     {
         out.failures.push(Failure {
             item: "trash".into(),
