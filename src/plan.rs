@@ -166,7 +166,7 @@ pub fn build(g: &Graph, sel: &Selection, o: &OrphanOptions, created: String) -> 
             .count()
     };
     let mut order: Vec<(&ImageId, &String)> = sel.remove.iter().collect();
-    order.sort_by_key(|(id, _)| (std::cmp::Reverse(depth(id)), **id));
+    order.sort_by_cached_key(|(id, _)| (std::cmp::Reverse(depth(id)), **id));
     let images: Vec<PlanImage> = order
         .into_iter()
         .map(|(id, why)| PlanImage {
@@ -390,11 +390,7 @@ fn layers_to_remove(
         })
         .collect();
     // Children before parents; deterministic.
-    out.sort_by(|a, b| {
-        depth(&b.chain_id)
-            .cmp(&depth(&a.chain_id))
-            .then(a.chain_id.cmp(&b.chain_id))
-    });
+    out.sort_by_cached_key(|l| (std::cmp::Reverse(depth(&l.chain_id)), l.chain_id));
     out
 }
 
