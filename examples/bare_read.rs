@@ -62,15 +62,13 @@ fn main() {
         .par_iter()
         .map(|d| fs::read(d.join("config.v2.json")).map_or(0, |b| b.len()))
         .sum::<usize>();
-    // each driver dir: its link, lower, diff/ and committed; each l/ link
+    // each driver dir: its link and diff/ (df reads no lower); each l/ link
     let dirs = files_in(&root.join("overlay2"));
     bytes += dirs
         .par_iter()
         .map(|d| {
             let _ = fs::symlink_metadata(d.join("diff"));
-            let _ = fs::symlink_metadata(d.join("committed"));
             fs::read(d.join("link")).map_or(0, |b| b.len())
-                + fs::read(d.join("lower")).map_or(0, |b| b.len())
         })
         .sum::<usize>();
     let links = files_in(&root.join("overlay2/l"));

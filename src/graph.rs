@@ -427,7 +427,6 @@ pub(crate) mod tests {
             has_diff: true,
             link: None,
             lower: None,
-            committed: false,
         }
     }
 

@@ -13,7 +13,7 @@ pub fn run(ctx: &Ctx, args: &DfArgs) -> anyhow::Result<u8> {
 pub fn df(root: &Path, args: &DfArgs) -> anyhow::Result<u8> {
     let started = std::time::Instant::now();
     let _lock = super::read_lock(root);
-    let snap = store::load(root)?;
+    let snap = store::load_with(root, store::LoadOptions { lower: false })?;
     let graph = Graph::build(&snap);
     let mut u = usage::compute(
         &graph,

@@ -21,9 +21,21 @@ pub use model::*;
 
 use std::path::Path;
 
-/// Reads the whole root. The independent areas are read concurrently; each
-/// area reader parallelises over its own entries.
+/// What to read beyond what every command needs.
+#[derive(Debug, Clone, Copy)]
+pub struct LoadOptions {
+    /// Each driver dir's `lower` file (for verify's driver-dir check).
+    pub lower: bool,
+}
+
+/// Reads the whole root, everything included.
 pub fn load(root: &Path) -> Result<Snapshot, StoreError> {
+    load_with(root, LoadOptions { lower: true })
+}
+
+/// Reads the root. The independent areas are read concurrently; each
+/// area reader parallelises over its own entries.
+pub fn load_with(root: &Path, opts: LoadOptions) -> Result<Snapshot, StoreError> {
     let layout = layout::detect(root)?;
     let image_dir = root.join("image").join(&layout.driver);
 
@@ -40,7 +52,7 @@ pub fn load(root: &Path) -> Result<Snapshot, StoreError> {
                 || {
                     rayon::join(
                         || containers::read(&root.join("containers")),
-                        || overlay2::read(&root.join(&layout.driver)),
+                        || overlay2::read(&root.join(&layout.driver), opts.lower),
                     )
                 },
             )

@@ -171,8 +171,8 @@ pub struct DriverDir {
     pub has_diff: bool,
     /// Contents of `<dir>/link` (short link ID), if present.
     pub link: Option<String>,
+    /// Read only when asked for (`LoadOptions::lower`): only verify needs it.
     pub lower: Option<Lower>,
-    pub committed: bool,
 }
 
 /// `<dir>/lower` (`l/<parent link>:<parent's lower>`), kept compact: on a root

@@ -13,7 +13,7 @@ pub struct Home {
     pub anomalies: Vec<Anomaly>,
 }
 
-pub fn read(home: &Path) -> Home {
+pub fn read(home: &Path, with_lower: bool) -> Home {
     let mut anomalies = Vec::new();
     let listing = match list_dir(home) {
         Ok(l) => l,
@@ -49,7 +49,7 @@ pub fn read(home: &Path) -> Home {
         .par_iter()
         .zip(listing.is_dir.par_iter())
         .filter(|(n, _)| n.as_str() != "l")
-        .map(|(n, is_dir)| read_dir_entry(home, n, *is_dir))
+        .map(|(n, is_dir)| read_dir_entry(home, n, *is_dir, with_lower))
         .collect();
     let mut dirs = BTreeMap::new();
     for (name, d, a) in results {
@@ -71,14 +71,18 @@ pub fn read(home: &Path) -> Home {
     }
 }
 
-fn read_dir_entry(home: &Path, name: &str, is_dir: bool) -> (String, DriverDir, Option<Anomaly>) {
+fn read_dir_entry(
+    home: &Path,
+    name: &str,
+    is_dir: bool,
+    with_lower: bool,
+) -> (String, DriverDir, Option<Anomaly>) {
     let path = home.join(name);
     let mut d = DriverDir {
         is_dir,
         has_diff: false,
         link: None,
         lower: None,
-        committed: false,
     };
     if !is_dir {
         return (name.to_string(), d, None);
@@ -97,10 +101,9 @@ fn read_dir_entry(home: &Path, name: &str, is_dir: bool) -> (String, DriverDir, 
             })
         }
     }
-    if let Ok(Some(lower)) = read_text_opt(&path.join("lower")) {
+    if with_lower && let Ok(Some(lower)) = read_text_opt(&path.join("lower")) {
         d.lower = Some(Lower::parse(lower.trim()));
     }
-    d.committed = path.join("committed").exists();
     (name.to_string(), d, anomaly)
 }
 
@@ -164,10 +167,11 @@ mod tests {
         symlink("../gone/diff", h.join("l/DANGLING")).unwrap();
         symlink("LOOP", h.join("l/LOOP")).unwrap();
 
-        let home = read(h);
+        let home = read(h, true);
         assert!(home.anomalies.is_empty());
         assert_eq!(home.dirs.len(), 2);
-        assert!(home.dirs["aaa"].committed && home.dirs["aaa"].has_diff);
+        assert!(home.dirs["aaa"].has_diff);
+        assert!(read(h, false).dirs["bbb"].lower.is_none());
         assert_eq!(home.dirs["bbb"].lower, Some(Lower::parse("l/LINKA")));
         assert!(home.links["LINKA"].resolves);
         assert_eq!(
