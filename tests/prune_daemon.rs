@@ -554,27 +554,6 @@ fn assert_orphans_planned(report: &Value, injected: &[(PathBuf, &str)]) {
 // ---------------------------------------------------------------------------
 // A tree manifest: tree_hash's fields per path, so a mismatch names the path
 
-fn xattrs(path: &Path) -> Vec<(Vec<u8>, Vec<u8>)> {
-    let c = CString::new(path.as_os_str().as_bytes()).unwrap();
-    let mut names = vec![0u8; 4096];
-    let n = unsafe { libc::llistxattr(c.as_ptr(), names.as_mut_ptr().cast(), names.len()) };
-    if n <= 0 {
-        return Vec::new();
-    }
-    names.truncate(n as usize);
-    let mut out = Vec::new();
-    for name in names.split(|&b| b == 0).filter(|n| !n.is_empty()) {
-        let cn = CString::new(name).unwrap();
-        let mut val = vec![0u8; 65536];
-        let m =
-            unsafe { libc::lgetxattr(c.as_ptr(), cn.as_ptr(), val.as_mut_ptr().cast(), val.len()) };
-        val.truncate(m.max(0) as usize);
-        out.push((name.to_vec(), val));
-    }
-    out.sort();
-    out
-}
-
 /// Per path: type, mode, owner, size, mtime, inode, link count, rdev, xattrs,
 /// symlink target, content hash; ctime too when `ctime` (no atime ever).
 fn manifest(root: &Path, ctime: bool) -> BTreeMap<PathBuf, String> {
@@ -611,7 +590,7 @@ fn manifest(root: &Path, ctime: bool) -> BTreeMap<PathBuf, String> {
         if ctime {
             s += &format!(" ctime={}.{}", md.ctime(), md.ctime_nsec());
         }
-        for (k, v) in xattrs(&p) {
+        for (k, v) in support::xattrs(&p) {
             s += &format!(" x:{}={}", String::from_utf8_lossy(&k), hex(&v));
         }
         if ft.is_symlink() {

@@ -380,7 +380,8 @@ fn dechunk(mut b: &[u8]) -> Result<Vec<u8>, String> {
 // ---------------------------------------------------------------------------
 // Tree hash
 
-fn xattrs(path: &Path) -> Vec<(Vec<u8>, Vec<u8>)> {
+/// Every extended attribute of `path` (not following a symlink), sorted.
+pub fn xattrs(path: &Path) -> Vec<(Vec<u8>, Vec<u8>)> {
     let c = CString::new(path.as_os_str().as_bytes()).expect("path without NUL");
     let mut names = vec![0u8; 4096];
     let n = unsafe { libc::llistxattr(c.as_ptr(), names.as_mut_ptr().cast(), names.len()) };
