@@ -509,7 +509,7 @@ pub(crate) mod tests {
         let dangling = add_image(&mut s, &[1, 9], 10, None);
         tag(&mut s, "base:1", base);
         tag(&mut s, "app:1", top);
-        tag(&mut s, "app@sha256:".to_string().as_str(), dangling);
+        tag(&mut s, &format!("app@sha256:{}", "1".repeat(64)), dangling);
         let g = Graph::build(&s);
         assert_eq!(g.loaded.len(), 4);
         assert!(g.is_listed(&base) && g.is_listed(&top) && !g.is_listed(&mid));

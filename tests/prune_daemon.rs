@@ -18,7 +18,7 @@ use std::ffi::CString;
 use std::fs;
 use std::io::{BufRead, BufReader, Read};
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::os::unix::fs::MetadataExt;
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -562,19 +562,7 @@ fn manifest(root: &Path, ctime: bool) -> BTreeMap<PathBuf, String> {
     while let Some(p) = stack.pop() {
         let md = fs::symlink_metadata(&p).unwrap();
         let ft = md.file_type();
-        let kind = if ft.is_dir() {
-            "d"
-        } else if ft.is_file() {
-            "f"
-        } else if ft.is_symlink() {
-            "l"
-        } else if ft.is_char_device() {
-            "c"
-        } else if ft.is_fifo() {
-            "p"
-        } else {
-            "?"
-        };
+        let kind = support::file_kind(&ft);
         let mut s = format!(
             "{kind} mode={:o} uid={} gid={} size={} mtime={}.{} ino={} nlink={} rdev={}",
             md.mode(),

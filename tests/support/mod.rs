@@ -380,6 +380,27 @@ fn dechunk(mut b: &[u8]) -> Result<Vec<u8>, String> {
 // ---------------------------------------------------------------------------
 // Tree hash
 
+/// One letter per file type, as `ls -l` shows it (`?` for anything else).
+pub fn file_kind(ft: &fs::FileType) -> &'static str {
+    if ft.is_dir() {
+        "d"
+    } else if ft.is_file() {
+        "f"
+    } else if ft.is_symlink() {
+        "l"
+    } else if ft.is_char_device() {
+        "c"
+    } else if ft.is_block_device() {
+        "b"
+    } else if ft.is_fifo() {
+        "p"
+    } else if ft.is_socket() {
+        "s"
+    } else {
+        "?"
+    }
+}
+
 /// Every extended attribute of `path` (not following a symlink), sorted.
 pub fn xattrs(path: &Path) -> Vec<(Vec<u8>, Vec<u8>)> {
     let c = CString::new(path.as_os_str().as_bytes()).expect("path without NUL");
@@ -414,23 +435,7 @@ fn hash_entry(h: &mut Sha256, root: &Path, path: &Path, with_ctime: bool) {
         }
     };
     let ft = md.file_type();
-    let kind = if ft.is_dir() {
-        "d"
-    } else if ft.is_file() {
-        "f"
-    } else if ft.is_symlink() {
-        "l"
-    } else if ft.is_char_device() {
-        "c"
-    } else if ft.is_block_device() {
-        "b"
-    } else if ft.is_fifo() {
-        "p"
-    } else if ft.is_socket() {
-        "s"
-    } else {
-        "?"
-    };
+    let kind = file_kind(&ft);
     // No atime. ctime and ino are included: a write-then-restore still shows.
     // (`with_ctime` false: for restores, which can put back everything but ctime.)
     let ctime = if with_ctime {
