@@ -1,8 +1,14 @@
 //! Commands and flags. Every flag is documented where it is defined.
 
-use crate::policy::AgeBy;
-use crate::usage::SharedSizeRule;
+//!
+//! This module is the binary's alone: the library never sees clap types.
+//! `options.rs` turns these arguments (and the config file) into the
+//! validated option values the library takes.
+
 use clap::{Parser, Subcommand, ValueEnum};
+use dockgc::policy::AgeBy;
+use dockgc::units::{parse_bytes, parse_duration};
+use dockgc::usage::SharedSizeRule;
 use std::path::PathBuf;
 
 #[derive(Parser, Debug)]
@@ -98,7 +104,7 @@ pub struct DfArgs {
     /// Which images count when deciding a layer is shared: `listed` (Engine 20.10-23)
     /// or `all` (Engine 24+). Default: the rule of the engine that wrote the root.
     #[arg(long, value_enum)]
-    pub shared_size: Option<SharedSizeRule>,
+    pub shared_size: Option<SharedSizeArg>,
 }
 
 #[derive(clap::Args, Debug)]
@@ -145,7 +151,7 @@ pub struct PruneArgs {
 
     /// What --older-than measures [default: created].
     #[arg(long, value_enum)]
-    pub age_by: Option<AgeBy>,
+    pub age_by: Option<AgeByArg>,
 
     /// Never remove images matching this: a glob over `repo:tag`, `repo@digest` or
     /// `repo`, an ID prefix, or `label=k[=v]`; repeatable.
@@ -258,36 +264,41 @@ pub enum TrashAction {
     },
 }
 
-/// `7d`, `12h`, `90m`, `1h30m` as seconds.
-pub fn parse_duration(s: &str) -> Result<i64, String> {
-    humantime::parse_duration(s)
-        .map(|d| d.as_secs() as i64)
-        .map_err(|e| format!("{s:?}: {e} (examples: 7d, 12h, 90m)"))
+/// `--shared-size`: the library's [`SharedSizeRule`], spelled for the command line.
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SharedSizeArg {
+    /// Engines 20.10-23: references counted over the listed images only.
+    Listed,
+    /// Engine 24 and later: references counted over every image.
+    All,
 }
 
-/// `1048576`, `500M`, `20G`, `1.5TB`, `512MiB` as bytes (SI and IEC units).
-pub fn parse_bytes(s: &str) -> Result<u64, String> {
-    let t = s.trim();
-    let split = t
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(t.len());
-    let (num, unit) = t.split_at(split);
-    let n: f64 = num
-        .parse()
-        .map_err(|_| format!("{s:?} is not a size (examples: 20G, 512MiB)"))?;
-    let mult: f64 = match unit.trim().to_ascii_lowercase().as_str() {
-        "" | "b" => 1.0,
-        "k" | "kb" => 1e3,
-        "m" | "mb" => 1e6,
-        "g" | "gb" => 1e9,
-        "t" | "tb" => 1e12,
-        "kib" => 1024.0,
-        "mib" => 1024f64.powi(2),
-        "gib" => 1024f64.powi(3),
-        "tib" => 1024f64.powi(4),
-        _ => return Err(format!("{s:?}: unknown unit {unit:?}")),
-    };
-    Ok((n * mult) as u64)
+impl From<SharedSizeArg> for SharedSizeRule {
+    fn from(a: SharedSizeArg) -> Self {
+        match a {
+            SharedSizeArg::Listed => SharedSizeRule::Listed,
+            SharedSizeArg::All => SharedSizeRule::All,
+        }
+    }
+}
+
+/// `--age-by`: the library's [`AgeBy`], spelled for the command line.
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AgeByArg {
+    /// The image config's `created`.
+    Created,
+    /// The latest of its containers' Created/StartedAt/FinishedAt, its last
+    /// tag time (`lastUpdated`) and its `created`.
+    LastUsed,
+}
+
+impl From<AgeByArg> for AgeBy {
+    fn from(a: AgeByArg) -> Self {
+        match a {
+            AgeByArg::Created => AgeBy::Created,
+            AgeByArg::LastUsed => AgeBy::LastUsed,
+        }
+    }
 }
 
 #[derive(clap::Args, Debug)]
@@ -312,19 +323,6 @@ pub enum Format {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn sizes_and_durations_parse() {
-        assert_eq!(parse_bytes("1048576"), Ok(1_048_576));
-        assert_eq!(parse_bytes("20G"), Ok(20_000_000_000));
-        assert_eq!(parse_bytes("1.5TB"), Ok(1_500_000_000_000));
-        assert_eq!(parse_bytes("512MiB"), Ok(512 * 1024 * 1024));
-        assert!(parse_bytes("lots").is_err());
-        assert!(parse_bytes("5 parsecs").is_err());
-        assert_eq!(parse_duration("7d"), Ok(7 * 86400));
-        assert_eq!(parse_duration("1h30m"), Ok(5400));
-        assert!(parse_duration("soon").is_err());
-    }
 
     #[test]
     fn the_cli_definition_is_consistent() {

@@ -1,9 +1,9 @@
 //! `/etc/dockgc/config.toml`: the root and the prune policy, with the same
-//! names as the flags (kebab-case). Flags override it. Unknown keys and bad
-//! values are errors naming the key and the line.
+//! names as the flags (kebab-case). Flags override it (`options.rs` merges
+//! the two). Unknown keys and bad values are errors naming the key and the line.
 
-use crate::cli::{PruneArgs, parse_bytes, parse_duration};
-use crate::policy::{AgeBy, Filters, KeepPattern};
+use dockgc::policy::{AgeBy, Filters, KeepPattern};
+use dockgc::units::{parse_bytes, parse_duration};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use toml::Spanned;
@@ -136,56 +136,6 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
         return Err(invalid(at, "high and low go together".into()));
     }
     Ok(cfg)
-}
-
-impl PruneConfig {
-    /// Fills every prune flag the command line left unset.
-    pub fn apply_to(&self, a: &mut PruneArgs) -> Result<(), String> {
-        a.all |= self.all.unwrap_or(false);
-        a.orphans |= self.orphans.unwrap_or(false);
-        a.trash |= self.trash.unwrap_or(false);
-        if a.filters.is_empty() {
-            a.filters = self
-                .filter
-                .iter()
-                .flatten()
-                .map(|s| s.get_ref().clone())
-                .collect();
-        }
-        if a.keep.is_empty() {
-            a.keep = self
-                .keep
-                .iter()
-                .flatten()
-                .map(|s| s.get_ref().clone())
-                .collect();
-        }
-        if a.older_than.is_none()
-            && let Some(v) = &self.older_than
-        {
-            a.older_than = Some(parse_duration(v.get_ref())?);
-        }
-        if a.min_age.is_none()
-            && let Some(v) = &self.min_age
-        {
-            a.min_age = Some(parse_duration(v.get_ref())?);
-        }
-        if a.grace.is_none()
-            && let Some(v) = &self.grace
-        {
-            a.grace = Some(parse_duration(v.get_ref())?);
-        }
-        a.age_by = a.age_by.or(self.age_by);
-        a.keep_last = a.keep_last.or(self.keep_last);
-        if a.high.is_none() && a.low.is_none() && a.free.is_none() {
-            a.high = self.high.as_ref().map(|v| *v.get_ref());
-            a.low = self.low.as_ref().map(|v| *v.get_ref());
-            if let Some(v) = &self.free {
-                a.free = Some(parse_bytes(v.get_ref())?);
-            }
-        }
-        Ok(())
-    }
 }
 
 #[cfg(test)]

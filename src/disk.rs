@@ -37,6 +37,22 @@ pub fn docker_size(dir: &Path) -> u64 {
     total
 }
 
+/// Size and free space of the filesystem holding a path (`statvfs`).
+#[derive(Debug, Clone, Copy, serde::Serialize)]
+pub struct FsStats {
+    pub total: u64,
+    /// Free to an unprivileged user (`f_bavail`), as `df` shows it.
+    pub available: u64,
+}
+
+pub fn fs_stats(path: &Path) -> std::io::Result<FsStats> {
+    let st = rustix::fs::statvfs(path)?;
+    Ok(FsStats {
+        total: st.f_blocks * st.f_frsize,
+        available: st.f_bavail * st.f_frsize,
+    })
+}
+
 /// Live counters a caller may display while a walk runs.
 #[derive(Default)]
 pub struct Progress {

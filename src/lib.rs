@@ -5,8 +5,6 @@
 //! and never exits; `main.rs` maps outcomes to exit codes.
 
 pub mod apply;
-pub mod cli;
-pub mod config;
 pub mod disk;
 pub mod graph;
 pub mod ids;

@@ -1,11 +1,14 @@
 //! Thin shell: parse, load the config, dispatch to a command handler
 //! (`src/cmd/`), map outcomes to exit statuses.
 
+mod cli;
 mod cmd;
+mod config;
+mod options;
 
 use clap::Parser;
+use cli::{Cli, Command};
 use cmd::{Ctx, EXIT_CANNOT_RUN, EXIT_OK, Refused, log, output};
-use dockgc::cli::{Cli, Command};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -61,7 +64,7 @@ fn run(cli: &Cli) -> anyhow::Result<u8> {
         }
         _ => {}
     }
-    let (config_path, config) = dockgc::config::load(cli.config.as_deref())?;
+    let (config_path, config) = config::load(cli.config.as_deref())?;
     let root = cli
         .root
         .clone()

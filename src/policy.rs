@@ -22,7 +22,7 @@ pub enum PolicyError {
     Usage(String),
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, serde::Deserialize, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum AgeBy {
     /// The image config's `created`.
@@ -169,11 +169,7 @@ pub enum Watermark {
 }
 
 /// The filesystem holding the root.
-#[derive(Debug, Clone, Copy, Serialize)]
-pub struct FsStats {
-    pub total: u64,
-    pub available: u64,
-}
+pub use crate::disk::FsStats;
 
 pub struct Options {
     pub all: bool,

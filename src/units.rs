@@ -1,4 +1,37 @@
-//! Docker's human formats (go-units), reproduced so tables read like the CLI's.
+//! Docker's human formats (go-units), reproduced so tables read like the CLI's,
+//! and the size and duration forms flags and the config file accept.
+
+/// `7d`, `12h`, `90m`, `1h30m` as seconds.
+pub fn parse_duration(s: &str) -> Result<i64, String> {
+    humantime::parse_duration(s)
+        .map(|d| d.as_secs() as i64)
+        .map_err(|e| format!("{s:?}: {e} (examples: 7d, 12h, 90m)"))
+}
+
+/// `1048576`, `500M`, `20G`, `1.5TB`, `512MiB` as bytes (SI and IEC units).
+pub fn parse_bytes(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let split = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: f64 = num
+        .parse()
+        .map_err(|_| format!("{s:?} is not a size (examples: 20G, 512MiB)"))?;
+    let mult: f64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1.0,
+        "k" | "kb" => 1e3,
+        "m" | "mb" => 1e6,
+        "g" | "gb" => 1e9,
+        "t" | "tb" => 1e12,
+        "kib" => 1024.0,
+        "mib" => 1024f64.powi(2),
+        "gib" => 1024f64.powi(3),
+        "tib" => 1024f64.powi(4),
+        _ => return Err(format!("{s:?}: unknown unit {unit:?}")),
+    };
+    Ok((n * mult) as u64)
+}
 
 /// go-units `HumanSize`: decimal units and `%.4g`, e.g. `117.9MB`, `5B`, `1.2kB`.
 pub fn human_size(bytes: u64) -> String {
@@ -85,6 +118,19 @@ pub fn human_duration(secs: i64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sizes_and_durations_parse() {
+        assert_eq!(parse_bytes("1048576"), Ok(1_048_576));
+        assert_eq!(parse_bytes("20G"), Ok(20_000_000_000));
+        assert_eq!(parse_bytes("1.5TB"), Ok(1_500_000_000_000));
+        assert_eq!(parse_bytes("512MiB"), Ok(512 * 1024 * 1024));
+        assert!(parse_bytes("lots").is_err());
+        assert!(parse_bytes("5 parsecs").is_err());
+        assert_eq!(parse_duration("7d"), Ok(7 * 86400));
+        assert_eq!(parse_duration("1h30m"), Ok(5400));
+        assert!(parse_duration("soon").is_err());
+    }
 
     #[test]
     fn sizes_match_go_units() {

@@ -1,5 +1,5 @@
 use super::{Ctx, EXIT_OK, output};
-use dockgc::cli::ConfigAction;
+use crate::cli::ConfigAction;
 
 pub fn run(ctx: &Ctx, action: &ConfigAction) -> anyhow::Result<u8> {
     match action {
@@ -9,7 +9,7 @@ pub fn run(ctx: &Ctx, action: &ConfigAction) -> anyhow::Result<u8> {
                 Some(p) => out.push_str(&format!("# config: {} (valid)\n", p.display())),
                 None => out.push_str(&format!(
                     "# config: none ({} does not exist)\n",
-                    dockgc::config::DEFAULT_PATH
+                    crate::config::DEFAULT_PATH
                 )),
             }
             out.push_str(&format!(

@@ -1,5 +1,5 @@
 use super::log;
-use dockgc::cli::{DemoArgs, DfArgs, Format};
+use crate::cli::{DemoArgs, DfArgs, Format};
 use serde_json::json;
 
 /// Writes a small synthetic root and reports on it, so a person without a

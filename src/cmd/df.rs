@@ -1,5 +1,5 @@
 use super::{Ctx, EXIT_OK, output};
-use dockgc::cli::{DfArgs, Format};
+use crate::cli::{DfArgs, Format};
 use dockgc::graph::Graph;
 use dockgc::render::prometheus::{Metrics, df_metrics};
 use dockgc::render::{TableOptions, df_table};
@@ -18,7 +18,7 @@ pub fn df(root: &Path, args: &DfArgs) -> anyhow::Result<u8> {
     let mut u = usage::compute(
         &graph,
         &usage::Options {
-            shared_size: args.shared_size,
+            shared_size: args.shared_size.map(Into::into),
         },
     );
     if args.disk {

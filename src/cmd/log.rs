@@ -1,7 +1,7 @@
 //! Log lines on stderr: human text by default, one JSON object per event with
 //! `--log-format json`, errors only with `--quiet`.
 
-use dockgc::cli::LogFormat;
+use crate::cli::LogFormat;
 use serde_json::{Map, Value, json};
 use std::io::Write;
 use std::sync::OnceLock;

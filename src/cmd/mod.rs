@@ -10,7 +10,7 @@ pub mod prune;
 pub mod trash;
 pub mod verify;
 
-use dockgc::config::Config;
+use crate::config::Config;
 use std::path::PathBuf;
 
 /// Exit statuses (README, "Exit status").

@@ -1,61 +1,12 @@
 use super::{Ctx, EXIT_FOUND, EXIT_OK, Refused, log, output};
-use dockgc::cli::{ApplyArgs, Format, PruneArgs};
+use crate::cli::{ApplyArgs, Format, PruneArgs};
+use crate::options::{self, RunPlan};
 use dockgc::graph::Graph;
 use dockgc::render::prometheus::{Metrics, prune_metrics};
 use dockgc::render::{outcome_table, plan_table};
 use dockgc::{apply, plan, policy, store};
 use serde_json::json;
 use std::io::IsTerminal;
-use std::path::Path;
-
-fn fs_stats(root: &Path) -> anyhow::Result<policy::FsStats> {
-    use std::os::unix::ffi::OsStrExt;
-    let c = std::ffi::CString::new(root.as_os_str().as_bytes())?;
-    // SAFETY: an all-zero statvfs is a valid value to be overwritten.
-    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
-    // SAFETY: `c` is NUL-terminated and `st` is a valid out-pointer.
-    if unsafe { libc::statvfs(c.as_ptr(), &mut st) } != 0 {
-        anyhow::bail!(
-            "{}: statvfs: {}",
-            root.display(),
-            std::io::Error::last_os_error()
-        );
-    }
-    let f = st.f_frsize;
-    Ok(policy::FsStats {
-        total: st.f_blocks * f,
-        available: st.f_bavail * f,
-    })
-}
-
-fn policy_options(root: &Path, a: &PruneArgs) -> anyhow::Result<policy::Options> {
-    let now = super::now();
-    let watermark = match (a.high, a.low, a.free) {
-        (Some(high), Some(low), _) => {
-            if !(0.0..=100.0).contains(&low) || !(0.0..=100.0).contains(&high) || low > high {
-                anyhow::bail!("--high and --low are percentages with --low <= --high");
-            }
-            Some((policy::Watermark::Percent { high, low }, fs_stats(root)?))
-        }
-        (_, _, Some(free)) => Some((policy::Watermark::Free(free), fs_stats(root)?)),
-        _ => None,
-    };
-    Ok(policy::Options {
-        all: a.all,
-        filters: policy::Filters::parse(&a.filters, now)?,
-        older_than: a.older_than,
-        age_by: a.age_by.unwrap_or(policy::AgeBy::Created),
-        keep: a
-            .keep
-            .iter()
-            .map(|k| policy::KeepPattern::parse(k))
-            .collect::<Result<_, _>>()?,
-        keep_last: a.keep_last,
-        watermark,
-        min_age: a.min_age,
-        now,
-    })
-}
 
 /// Asks on the terminal; without one, `--yes` is required.
 fn confirm(yes: bool, what: &str) -> anyhow::Result<bool> {
@@ -83,55 +34,44 @@ struct Report<'a> {
     outcome: Option<&'a apply::Outcome>,
 }
 
-/// Where the output of one prune or apply run goes.
-struct Out<'a> {
-    format: Format,
-    textfile: Option<&'a Path>,
+/// Writes the report of one prune or apply run.
+fn emit(
+    out: &options::Output,
     started: std::time::Instant,
-}
-
-impl Out<'_> {
-    fn emit(
-        &self,
-        dry_run: bool,
-        p: &plan::Plan,
-        outcome: Option<&apply::Outcome>,
-    ) -> anyhow::Result<()> {
-        let prom = self.format == Format::Prometheus;
-        if prom || self.textfile.is_some() {
-            let mut m = Metrics::default();
-            prune_metrics(&mut m, p, outcome);
-            output::metrics(&mut m, "prune", self.started, prom, self.textfile)?;
-        }
-        match (self.format, outcome) {
-            (Format::Json, _) => output::json(&Report {
-                dry_run,
-                plan: p,
-                outcome,
-            }),
-            (Format::Table, Some(o)) => output::stdout(&outcome_table(o)),
-            (Format::Table, None) => output::stdout(&plan_table(p, true)),
-            (Format::Prometheus, _) => Ok(()),
-        }
+    dry_run: bool,
+    p: &plan::Plan,
+    outcome: Option<&apply::Outcome>,
+) -> anyhow::Result<()> {
+    let prom = out.format == Format::Prometheus;
+    if prom || out.textfile.is_some() {
+        let mut m = Metrics::default();
+        prune_metrics(&mut m, p, outcome);
+        output::metrics(&mut m, "prune", started, prom, out.textfile.as_deref())?;
+    }
+    match (out.format, outcome) {
+        (Format::Json, _) => output::json(&Report {
+            dry_run,
+            plan: p,
+            outcome,
+        }),
+        (Format::Table, Some(o)) => output::stdout(&outcome_table(o)),
+        (Format::Table, None) => output::stdout(&plan_table(p, true)),
+        (Format::Prometheus, _) => Ok(()),
     }
 }
 
 pub fn run(ctx: &Ctx, args: &PruneArgs) -> anyhow::Result<u8> {
     let started = std::time::Instant::now();
-    let mut a = args.clone();
-    ctx.config.prune.apply_to(&mut a).map_err(|e| {
-        anyhow::anyhow!(
-            "{}: {e}",
-            ctx.config_path
-                .as_deref()
-                .unwrap_or(Path::new("config"))
-                .display()
-        )
-    })?;
     let root = &ctx.root;
-    let opts = policy_options(root, &a)?;
+    let o = options::prune(
+        root,
+        args,
+        &ctx.config,
+        ctx.config_path.as_deref(),
+        super::now(),
+    )?;
     // A real run holds the root from planning to the last removal.
-    let _guard = if a.dry_run {
+    let _guard = if o.dry_run {
         None
     } else {
         Some(
@@ -139,7 +79,7 @@ pub fn run(ctx: &Ctx, args: &PruneArgs) -> anyhow::Result<u8> {
                 .map_err(|b| Refused(format!("refusing to prune {}: {b}", root.display())))?,
         )
     };
-    if a.dry_run
+    if o.dry_run
         && let Some(b) = store::daemon::daemon_alive(root)
     {
         log::warn(
@@ -150,18 +90,9 @@ pub fn run(ctx: &Ctx, args: &PruneArgs) -> anyhow::Result<u8> {
     }
     let snap = store::load_with(root, store::LoadOptions { lower: false })?;
     let graph = Graph::build(&snap);
-    let sel = policy::select(&graph, &opts);
-    let p = plan::build(
-        &graph,
-        &sel,
-        &plan::OrphanOptions {
-            enabled: a.orphans,
-            grace: a.grace.unwrap_or(3600),
-            now: opts.now,
-        },
-        jiff::Timestamp::now().to_string(),
-    );
-    if let Some(path) = &a.plan_out {
+    let sel = policy::select(&graph, &o.policy);
+    let p = plan::build(&graph, &sel, &o.orphans, jiff::Timestamp::now().to_string());
+    if let Some(path) = &o.plan_out {
         let mut text = serde_json::to_vec_pretty(&p)?;
         text.push(b'\n');
         output::atomic_write(path, &text)?;
@@ -171,24 +102,20 @@ pub fn run(ctx: &Ctx, args: &PruneArgs) -> anyhow::Result<u8> {
             json!({"path": path}),
         );
     }
-    let out = Out {
-        format: a.format,
-        textfile: a.textfile.as_deref(),
-        started,
-    };
-    if a.dry_run || p.is_empty() {
-        out.emit(a.dry_run, &p, None)?;
-        if p.is_empty() && !a.dry_run {
+    if o.dry_run || p.is_empty() {
+        emit(&o.run.out, started, o.dry_run, &p, None)?;
+        if p.is_empty() && !o.dry_run {
             log::info("prune.nothing", "nothing to remove", json!({}));
         }
         return Ok(EXIT_OK);
     }
-    run_plan(&graph, &p, a.yes, a.trash, &out)
+    run_plan(&graph, &p, &o.run, started)
 }
 
 pub fn apply_file(ctx: &Ctx, a: &ApplyArgs) -> anyhow::Result<u8> {
     let started = std::time::Instant::now();
     let root = &ctx.root;
+    let run = options::apply(a, &ctx.config);
     let _guard = store::daemon::guard(root)
         .map_err(|b| Refused(format!("refusing to apply to {}: {b}", root.display())))?;
     let text = std::fs::read(&a.plan).map_err(|e| anyhow::anyhow!("{}: {e}", a.plan.display()))?;
@@ -196,12 +123,7 @@ pub fn apply_file(ctx: &Ctx, a: &ApplyArgs) -> anyhow::Result<u8> {
         .map_err(|e| Refused(format!("{}: not a dockgc plan: {e}", a.plan.display())))?;
     let snap = store::load_with(root, store::LoadOptions { lower: false })?;
     let graph = Graph::build(&snap);
-    let out = Out {
-        format: a.format,
-        textfile: a.textfile.as_deref(),
-        started,
-    };
-    run_plan(&graph, &p, a.yes, a.trash, &out)
+    run_plan(&graph, &p, &run, started)
 }
 
 /// Validates, confirms and applies; shared by `prune` and `apply`, so a plan
@@ -209,9 +131,8 @@ pub fn apply_file(ctx: &Ctx, a: &ApplyArgs) -> anyhow::Result<u8> {
 fn run_plan(
     graph: &Graph,
     p: &plan::Plan,
-    yes: bool,
-    to_trash: bool,
-    out: &Out,
+    o: &RunPlan,
+    started: std::time::Instant,
 ) -> anyhow::Result<u8> {
     if let Err(why) = apply::validate(graph, p) {
         return Err(Refused(format!(
@@ -220,10 +141,10 @@ fn run_plan(
         ))
         .into());
     }
-    if out.format == Format::Table {
+    if o.out.format == Format::Table {
         output::stdout(&plan_table(p, false))?;
     }
-    if !confirm(yes, &format!("Remove these from {}?", p.root.display()))? {
+    if !confirm(o.yes, &format!("Remove these from {}?", p.root.display()))? {
         log::info("prune.declined", "nothing changed", json!({}));
         return Ok(EXIT_OK);
     }
@@ -231,7 +152,7 @@ fn run_plan(
         graph,
         p,
         &apply::Options {
-            trash: to_trash,
+            trash: o.trash,
             fault: apply::Fault::from_env(),
             mounts: store::daemon::mounts_below(&graph.snap.root).unwrap_or_default(),
         },
@@ -262,7 +183,7 @@ fn run_plan(
             json!({"item": f.item, "path": f.path, "error": f.error}),
         );
     }
-    out.emit(false, p, Some(&outcome))?;
+    emit(&o.out, started, false, p, Some(&outcome))?;
     Ok(if outcome.complete() {
         EXIT_OK
     } else {

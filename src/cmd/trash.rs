@@ -1,5 +1,5 @@
 use super::{Ctx, EXIT_OK, Refused, log, output};
-use dockgc::cli::{Format, TrashAction};
+use crate::cli::{Format, TrashAction};
 use dockgc::render::tabwriter::Table;
 use dockgc::{store, trash};
 use serde_json::json;

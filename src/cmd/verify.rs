@@ -1,5 +1,5 @@
 use super::{Ctx, EXIT_FOUND, EXIT_OK, log, output};
-use dockgc::cli::{Format, VerifyArgs};
+use crate::cli::{Format, VerifyArgs};
 use dockgc::graph::Graph;
 use dockgc::render::prometheus::{Metrics, verify_metrics};
 use dockgc::render::verify_table;
