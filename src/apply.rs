@@ -10,6 +10,7 @@
 use crate::graph::Graph;
 use crate::ids::{ChainId, ImageId};
 use crate::plan::{Plan, Reclaim};
+use crate::store::graphdriver::Paths;
 use crate::trash::TrashWriter;
 use crate::usage::OrphanKind;
 use rayon::prelude::*;
@@ -94,13 +95,13 @@ pub fn validate(g: &Graph, plan: &Plan) -> Result<(), Vec<String>> {
         ));
     }
     let same_root = fs::canonicalize(&plan.root).ok() == fs::canonicalize(&snap.root).ok();
-    if !same_root || plan.driver != snap.driver {
+    if !same_root || plan.driver != snap.driver() {
         errs.push(format!(
             "the plan is for {} ({}), not {} ({})",
             plan.root.display(),
             plan.driver,
             snap.root.display(),
-            snap.driver
+            snap.driver()
         ));
         return Err(errs);
     }
@@ -152,7 +153,7 @@ pub fn validate(g: &Graph, plan: &Plan) -> Result<(), Vec<String>> {
             None => errs.push(format!("layer {} no longer exists", l.chain_id.short())),
             Some(now)
                 if now.diff_id != l.diff_id
-                    || now.cache_id != l.cache_id
+                    || g.gd.cache_id(&l.chain_id) != Some(&l.cache_id)
                     || now.parent != l.parent
                     || now.size != l.size =>
             {
@@ -177,7 +178,7 @@ pub fn validate(g: &Graph, plan: &Plan) -> Result<(), Vec<String>> {
     }
     let owners = &g.mount_owners;
     for m in &plan.mounts {
-        match snap.mounts.get(&m.name) {
+        match g.gd.mounts.get(&m.name) {
             Some(now)
                 if now.mount_id == m.mount_id
                     && now.init_id == m.init_id
@@ -281,17 +282,17 @@ impl Exec<'_> {
     }
 
     /// `l/<link>` of a driver dir, only if it really points back at that dir.
-    fn remove_link(&self, home: &Path, dir: &str) -> io::Result<()> {
-        let Ok(link) = fs::read_to_string(home.join(dir).join("link")) else {
+    fn remove_link(&self, paths: &Paths, dir: &str) -> io::Result<()> {
+        let Ok(link) = fs::read_to_string(paths.link_file(dir)) else {
             return Ok(());
         };
         let link = link.trim();
         if link.is_empty() || link.contains('/') {
-            return Ok(()); // PR#36158: an empty link once removed all of l/
+            return Ok(()); // moby PR#36158: an empty link once removed all of l/
         }
-        let lp = home.join("l").join(link);
+        let lp = paths.link(link);
         match fs::read_link(&lp) {
-            Ok(t) if t == Path::new("..").join(dir).join("diff") => self.remove(&lp),
+            Ok(t) if t == Paths::link_target(dir) => self.remove(&lp),
             _ => Ok(()),
         }
     }
@@ -351,8 +352,7 @@ fn rewrite_refs(x: &Exec, path: &Path, plan: &Plan) -> io::Result<()> {
 pub fn apply(g: &Graph, plan: &Plan, o: &Options) -> Outcome {
     let snap = g.snap;
     let root = snap.root.as_path();
-    let home = root.join(&snap.driver);
-    let img_dir = root.join("image").join(&snap.driver);
+    let paths = &g.gd.paths;
     let mut out = Outcome::default();
     let trash = if o.trash {
         match TrashWriter::create(root, plan) {
@@ -387,7 +387,7 @@ pub fn apply(g: &Graph, plan: &Plan, o: &Options) -> Outcome {
 
     // 1. References first: no reference may ever name a removed image.
     if !plan.references.is_empty() {
-        let p = img_dir.join("repositories.json");
+        let p = paths.repositories_json();
         match rewrite_refs(&x, &p, plan) {
             Ok(()) => out.removed.references = plan.references.len() as u64,
             Err(e) => {
@@ -414,13 +414,13 @@ pub fn apply(g: &Graph, plan: &Plan, o: &Options) -> Outcome {
             fail(
                 &mut out,
                 format!("image {}", i.id),
-                &img_dir.join("imagedb/content/sha256").join(i.id.hex()),
+                &paths.image_config(&i.id),
                 e,
             );
             continue;
         }
-        let meta = img_dir.join("imagedb/metadata/sha256").join(i.id.hex());
-        let content = img_dir.join("imagedb/content/sha256").join(i.id.hex());
+        let meta = paths.image_metadata(&i.id);
+        let content = paths.image_config(&i.id);
         let r = x.remove(&meta).and_then(|_| x.remove(&content));
         match r {
             Ok(()) => {
@@ -437,14 +437,14 @@ pub fn apply(g: &Graph, plan: &Plan, o: &Options) -> Outcome {
     // 3. Orphan mounts before layers: they hold references on their parents.
     let mut failed_mounts = HashSet::new();
     for m in &plan.mounts {
-        let mdir = img_dir.join("layerdb/mounts").join(&m.name);
+        let mdir = paths.mount(&m.name);
         let mut r = x
-            .remove_link(&home, &m.mount_id.0)
-            .and_then(|_| x.remove(&home.join(&m.mount_id.0)));
+            .remove_link(paths, &m.mount_id.0)
+            .and_then(|_| x.remove(&paths.dir(&m.mount_id.0)));
         if let Some(i) = &m.init_id {
             r = r
-                .and_then(|_| x.remove_link(&home, &i.0))
-                .and_then(|_| x.remove(&home.join(&i.0)));
+                .and_then(|_| x.remove_link(paths, &i.0))
+                .and_then(|_| x.remove(&paths.dir(&i.0)));
         }
         match r.and_then(|_| x.remove(&mdir)) {
             Ok(()) => {
@@ -476,7 +476,7 @@ pub fn apply(g: &Graph, plan: &Plan, o: &Options) -> Outcome {
             .collect();
         crate::plan::held_layers(g, &images, &mounts)
     };
-    let layerdb = img_dir.join("layerdb/sha256");
+    let layerdb = paths.layers_dir();
     // 4a. Every planned entry disappears from the daemon's view at once.
     let mut renamed: Vec<(&crate::plan::PlanLayer, PathBuf)> = Vec::new();
     // Children come first; a layer whose child stays must stay too (§3.6).
@@ -486,11 +486,11 @@ pub fn apply(g: &Graph, plan: &Plan, o: &Options) -> Outcome {
             must_stay.extend(l.parent);
             continue;
         }
-        let from = layerdb.join(l.chain_id.hex());
+        let from = paths.layer(&l.chain_id);
         let r = if x.trash.is_some() {
             x.remove(&from).map(|_| from.clone())
         } else {
-            let to = layerdb.join(format!("{}-{}-removing", l.chain_id.hex(), random_hex()));
+            let to = paths.removing_layer(&l.chain_id, &random_hex());
             x.rename(&from, &to).map(|_| to)
         };
         match r {
@@ -513,11 +513,11 @@ pub fn apply(g: &Graph, plan: &Plan, o: &Options) -> Outcome {
     let done: Vec<(&crate::plan::PlanLayer, PathBuf, io::Result<()>)> = renamed
         .into_par_iter()
         .map(|(l, removing)| {
-            let dir = home.join(&l.cache_id.0);
+            let dir = paths.dir(&l.cache_id.0);
             let r = if l.keep_driver_dir {
                 Ok(())
             } else {
-                x.remove_link(&home, &l.cache_id.0)
+                x.remove_link(paths, &l.cache_id.0)
                     .and_then(|_| x.remove(&dir))
             };
             let r = r.and_then(|_| x.remove(&removing));
@@ -544,13 +544,13 @@ pub fn apply(g: &Graph, plan: &Plan, o: &Options) -> Outcome {
                     .file_name()
                     .map(|n| n.to_string_lossy().into_owned())
                     .unwrap_or_default();
-                x.remove_link(&home, &name).and_then(|_| x.remove(&p))
+                x.remove_link(paths, &name).and_then(|_| x.remove(&p))
             }
             OrphanKind::PendingRemoval => {
                 let cache = match &orphan.cache_dir {
                     Some(c) => x
-                        .remove_link(&home, c)
-                        .and_then(|_| x.remove(&home.join(c))),
+                        .remove_link(paths, c)
+                        .and_then(|_| x.remove(&paths.dir(c))),
                     None => Ok(()),
                 };
                 cache.and_then(|_| x.remove(&p))

@@ -2,7 +2,8 @@
 //! uses what, and reachability. Pure: no disk access.
 
 use crate::ids::{ChainId, ContainerId, ImageId};
-use crate::store::{Container, Snapshot};
+use crate::store::graphdriver::{self, Mount};
+use crate::store::{Container, Snapshot, Store};
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 /// A node of the store's reference graph.
@@ -70,6 +71,8 @@ pub enum DirRole {
 
 pub struct Graph<'s> {
     pub snap: &'s Snapshot,
+    /// The graphdriver half of the snapshot.
+    pub gd: &'s graphdriver::State,
     /// Layers the daemon can load: their files parse and every ancestor loads.
     pub loadable: HashSet<ChainId>,
     /// Images the daemon restores at start (`store.restore`).
@@ -96,6 +99,7 @@ const HOST_OS: &str = "linux";
 
 impl<'s> Graph<'s> {
     pub fn build(snap: &'s Snapshot) -> Graph<'s> {
+        let Store::Graphdriver(gd) = &snap.store;
         let loadable = loadable_layers(snap);
         let mut chains = HashMap::with_capacity(snap.images.len());
         let mut loaded = BTreeSet::new();
@@ -135,7 +139,7 @@ impl<'s> Graph<'s> {
             }
             used_by_containers.extend(c.image_mounts.iter().map(|(i, _)| *i));
         }
-        let dir_roles = classify_dirs(snap);
+        let dir_roles = classify_dirs(snap, gd);
         let mount_owners = snap
             .containers
             .values()
@@ -147,6 +151,7 @@ impl<'s> Graph<'s> {
         Graph {
             mount_owners,
             snap,
+            gd,
             loadable,
             loaded,
             chains,
@@ -189,8 +194,8 @@ impl<'s> Graph<'s> {
     }
 
     /// The mount (RW layer) of a container, when it has one.
-    pub fn mount_of(&self, c: &Container) -> Option<&'s crate::store::Mount> {
-        self.snap.mounts.get(&c.id.0)
+    pub fn mount_of(&self, c: &Container) -> Option<&'s Mount> {
+        self.gd.mounts.get(&c.id.0)
     }
 
     /// The reference graph's edges (architecture: reference → image → parent
@@ -198,6 +203,7 @@ impl<'s> Graph<'s> {
     /// and mount → RW, init and parent layer).
     pub fn edges(&self, n: &Node, out: &mut Vec<Node>) {
         let snap = self.snap;
+        let gd = self.gd;
         match n {
             Node::Reference(i) => out.push(Node::Image(snap.refs[*i].image)),
             Node::Image(id) => {
@@ -211,7 +217,9 @@ impl<'s> Graph<'s> {
             Node::Layer(c) => {
                 if let Some(l) = snap.layers.get(c) {
                     out.extend(l.parent.map(Node::Layer));
-                    out.push(Node::DriverDir(l.cache_id.0.clone()));
+                }
+                if let Some(d) = gd.cache_id(c) {
+                    out.push(Node::DriverDir(d.0.clone()));
                 }
             }
             Node::Container(id) => {
@@ -225,7 +233,7 @@ impl<'s> Graph<'s> {
                 }
             }
             Node::Mount(name) => {
-                if let Some(m) = snap.mounts.get(name) {
+                if let Some(m) = gd.mounts.get(name) {
                     out.push(Node::DriverDir(m.mount_id.0.clone()));
                     out.extend(m.init_id.as_ref().map(|i| Node::DriverDir(i.0.clone())));
                     out.extend(m.parent.map(Node::Layer));
@@ -290,36 +298,36 @@ const PROBE_PREFIXES: &[&str] = &[
     "userxattr-check",
 ];
 
-fn classify_dirs(snap: &Snapshot) -> BTreeMap<&str, DirRole> {
+fn classify_dirs<'s>(snap: &Snapshot, gd: &'s graphdriver::State) -> BTreeMap<&'s str, DirRole> {
     let mut by_name: HashMap<&str, DirRole> = HashMap::new();
-    for l in snap.layers.values() {
-        by_name.insert(&l.cache_id.0, DirRole::Layer(l.chain_id));
+    for (c, d) in &gd.cache_ids {
+        by_name.insert(&d.0, DirRole::Layer(*c));
     }
-    for m in snap.mounts.values() {
+    for m in gd.mounts.values() {
         by_name.insert(&m.mount_id.0, DirRole::MountRw(m.name.clone()));
         if let Some(i) = &m.init_id {
             by_name.insert(&i.0, DirRole::MountInit(m.name.clone()));
         }
     }
-    for b in &snap.broken_layers {
+    for b in &gd.broken_layers {
         if let Some(c) = &b.cache_id {
             by_name
                 .entry(&c.0)
                 .or_insert(DirRole::BrokenLayer(b.chain_id));
         }
     }
-    for r in &snap.removing {
+    for r in &gd.removing {
         if let Some(c) = &r.cache_id {
             by_name.entry(&c.0).or_insert(DirRole::Removing);
         }
     }
-    let buildkit: HashSet<&str> = snap
+    let buildkit: HashSet<&str> = gd
         .buildkit
         .referenced_names
         .iter()
         .map(String::as_str)
         .collect();
-    snap.driver_dirs
+    gd.dirs
         .iter()
         .map(|(name, d)| {
             let n = name.as_str();
@@ -353,29 +361,38 @@ fn classify_dirs(snap: &Snapshot) -> BTreeMap<&str, DirRole> {
 pub(crate) mod tests {
     use super::*;
     use crate::ids::{CacheId, DiffId, Digest, MountId};
+    use crate::store::graphdriver::{DriverDir, Mount};
     use crate::store::*;
-    use std::path::PathBuf;
+    use std::path::{Path, PathBuf};
 
     /// A hand-made snapshot for pure tests.
     pub fn empty_snapshot() -> Snapshot {
         Snapshot {
             root: PathBuf::from("/r"),
-            driver: "overlay2".into(),
             engine_id_present: true,
             refs: vec![],
             images: BTreeMap::new(),
             layers: BTreeMap::new(),
-            mounts: BTreeMap::new(),
             containers: BTreeMap::new(),
-            driver_dirs: BTreeMap::new(),
-            links: BTreeMap::new(),
-            removing: vec![],
-            broken_layers: vec![],
-            write_sets: vec![],
-            buildkit: Buildkit::default(),
             anomalies: vec![],
             unresolved: vec![],
+            store: Store::Graphdriver(graphdriver::State {
+                paths: graphdriver::Paths::new(Path::new("/r"), "overlay2"),
+                cache_ids: BTreeMap::new(),
+                mounts: BTreeMap::new(),
+                dirs: BTreeMap::new(),
+                links: BTreeMap::new(),
+                removing: vec![],
+                broken_layers: vec![],
+                write_sets: vec![],
+                buildkit: graphdriver::Buildkit::default(),
+            }),
         }
+    }
+
+    /// The graphdriver half of a test snapshot.
+    pub fn gd(s: &mut Snapshot) -> &mut graphdriver::State {
+        s.graphdriver_mut().expect("graphdriver snapshot")
     }
 
     pub fn diff(n: u8) -> DiffId {
@@ -397,10 +414,10 @@ pub(crate) mod tests {
                 chain_id: *c,
                 diff_id: diff_ids[i],
                 size,
-                cache_id: CacheId(cache.clone()),
                 parent: (i > 0).then(|| chain[i - 1]),
             });
-            s.driver_dirs.entry(cache.clone()).or_insert(dir(&cache));
+            gd(s).cache_ids.entry(*c).or_insert(CacheId(cache.clone()));
+            gd(s).dirs.entry(cache.clone()).or_insert(dir(&cache));
         }
         let id = ImageId(Digest::of_bytes(format!("{diffs:?}{parent:?}").as_bytes()));
         s.images.insert(
@@ -443,7 +460,7 @@ pub(crate) mod tests {
         let id = ContainerId(format!("{n:02x}").repeat(32));
         let mount = MountId(format!("{:02x}", n.wrapping_add(1)).repeat(32));
         let top = ChainId::chain(&s.images[&image].diff_ids).last().copied();
-        s.mounts.insert(
+        gd(s).mounts.insert(
             id.0.clone(),
             Mount {
                 name: id.0.clone(),
@@ -452,8 +469,8 @@ pub(crate) mod tests {
                 parent: top,
             },
         );
-        s.driver_dirs.insert(mount.0.clone(), dir(&mount.0));
-        s.driver_dirs.insert(
+        gd(s).dirs.insert(mount.0.clone(), dir(&mount.0));
+        gd(s).dirs.insert(
             format!("{}-init", mount.0),
             dir(&format!("{}-init", mount.0)),
         );
@@ -570,7 +587,7 @@ pub(crate) mod tests {
             assert!(live.contains(&Node::Layer(*l)));
             assert!(live.contains(&Node::DriverDir(l.hex())));
         }
-        let m = &s.mounts[&c.0];
+        let m = &g.gd.mounts[&c.0];
         assert!(live.contains(&Node::DriverDir(m.mount_id.0.clone())));
         assert!(live.contains(&Node::DriverDir(m.init_id.clone().unwrap().0)));
         assert!(!live.contains(&Node::Image(other)));
@@ -583,17 +600,18 @@ pub(crate) mod tests {
         let a = add_image(&mut s, &[1], 10, None);
         add_container(&mut s, 5, a, true);
         let orphan = "9".repeat(64);
-        s.driver_dirs.insert(orphan.clone(), dir(&orphan));
-        s.driver_dirs.insert(
+        gd(&mut s).dirs.insert(orphan.clone(), dir(&orphan));
+        gd(&mut s).dirs.insert(
             "k2x9v0q8w7e6r5t4y3u2i1o0p".into(),
             dir("k2x9v0q8w7e6r5t4y3u2i1o0p"),
         );
-        s.driver_dirs.insert(
+        gd(&mut s).dirs.insert(
             "abcdefghij0123456789abcde".into(),
             dir("abcdefghij0123456789abcde"),
         );
-        s.buildkit.referenced_names = vec!["abcdefghij0123456789abcde".into()];
-        s.driver_dirs
+        gd(&mut s).buildkit.referenced_names = vec!["abcdefghij0123456789abcde".into()];
+        gd(&mut s)
+            .dirs
             .insert("metacopy-check123".into(), dir("metacopy-check123"));
         let g = Graph::build(&s);
         assert_eq!(g.dir_roles[orphan.as_str()], DirRole::Orphan);

@@ -7,7 +7,7 @@ use crate::disk::docker_size;
 use crate::graph::{DirRole, Graph};
 use crate::ids::{CacheId, ChainId, DiffId, ImageId, MountId};
 use crate::policy::Selection;
-use crate::store::{LinkTarget, Snapshot};
+use crate::store::graphdriver::LinkTarget;
 use crate::usage::OrphanKind;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -136,8 +136,8 @@ fn mtime(p: &Path) -> i64 {
 /// into a Plan. Reads only: sizes of dirs to remove and mtimes for the grace period.
 pub fn build(g: &Graph, sel: &Selection, o: &OrphanOptions, created: String) -> Plan {
     let snap = g.snap;
-    let home = snap.root.join(&snap.driver);
-    let img_dir = snap.root.join("image").join(&snap.driver);
+    let gd = g.gd;
+    let paths = &gd.paths;
 
     // References of removed images, and of images that are only untagged.
     let mut references = Vec::new();
@@ -182,12 +182,12 @@ pub fn build(g: &Graph, sel: &Selection, o: &OrphanOptions, created: String) -> 
     let mut mounts: Vec<PlanMount> = Vec::new();
     if o.enabled {
         let owners = &g.mount_owners;
-        for m in snap.mounts.values() {
-            let container_dir = snap.root.join("containers").join(&m.name);
+        for m in gd.mounts.values() {
+            let container_dir = paths.docker().container(&m.name);
             if owners.contains(m.name.as_str()) || snap.unresolved.contains(&container_dir) {
                 continue;
             }
-            let mdir = img_dir.join("layerdb/mounts").join(&m.name);
+            let mdir = paths.mount(&m.name);
             if o.now - mtime(&mdir) < o.grace {
                 continue;
             }
@@ -210,15 +210,15 @@ pub fn build(g: &Graph, sel: &Selection, o: &OrphanOptions, created: String) -> 
     let mut orphans = Vec::new();
     let mut untouched = Vec::new();
     if o.enabled {
-        collect_orphans(g, o, &home, &layers, &mut orphans, &mut untouched);
+        collect_orphans(g, o, &layers, &mut orphans, &mut untouched);
     }
 
     // Sizes of directories to remove, in parallel.
     mounts.par_iter_mut().for_each(|m| {
-        m.bytes = docker_size(&home.join(&m.mount_id.0))
+        m.bytes = docker_size(&paths.dir(&m.mount_id.0))
             + m.init_id
                 .as_ref()
-                .map_or(0, |i| docker_size(&home.join(&i.0)));
+                .map_or(0, |i| docker_size(&paths.dir(&i.0)));
     });
     orphans
         .par_iter_mut()
@@ -228,7 +228,7 @@ pub fn build(g: &Graph, sel: &Selection, o: &OrphanOptions, created: String) -> 
                 x.bytes = docker_size(&snap.root.join(&x.path))
                     + x.cache_dir
                         .as_ref()
-                        .map_or(0, |c| docker_size(&home.join(c)));
+                        .map_or(0, |c| docker_size(&paths.dir(c)));
             }
         });
 
@@ -243,7 +243,7 @@ pub fn build(g: &Graph, sel: &Selection, o: &OrphanOptions, created: String) -> 
     Plan {
         version: PLAN_VERSION,
         root: snap.root.clone(),
-        driver: snap.driver.clone(),
+        driver: snap.driver().to_string(),
         created,
         references,
         images,
@@ -274,26 +274,28 @@ pub fn held_layers(
     removed_mounts: &HashSet<&str>,
 ) -> HashSet<ChainId> {
     let snap = g.snap;
+    let gd = g.gd;
     let mut held: HashSet<ChainId> = HashSet::new();
     for id in snap.images.keys().filter(|i| !removed_images.contains(i)) {
         held.extend(g.chains[id].iter().copied());
     }
     let chain_of = |start: Option<ChainId>| snap.layer_chain(start);
-    for m in snap
+    for m in gd
         .mounts
         .values()
         .filter(|m| !removed_mounts.contains(m.name.as_str()))
     {
         held.extend(chain_of(m.parent));
     }
-    let bk: HashSet<&str> = snap
+    let bk: HashSet<&str> = gd
         .buildkit
         .referenced_names
         .iter()
         .map(String::as_str)
         .collect();
     for l in snap.layers.values() {
-        if bk.contains(l.chain_id.hex().as_str()) || bk.contains(l.cache_id.0.as_str()) {
+        let cache = gd.cache_id(&l.chain_id).map_or("", |c| c.0.as_str());
+        if bk.contains(l.chain_id.hex().as_str()) || bk.contains(cache) {
             held.extend(chain_of(Some(l.chain_id)));
         }
     }
@@ -354,13 +356,14 @@ fn layers_to_remove(
         }
     }
     // Broken entries share driver dirs? Never remove a cache dir another kept entry names.
-    let kept_caches: HashSet<&str> = snap
-        .layers
-        .values()
-        .filter(|l| !del.contains(&l.chain_id))
-        .map(|l| l.cache_id.0.as_str())
+    let gd = g.gd;
+    let kept_caches: HashSet<&str> = gd
+        .cache_ids
+        .iter()
+        .filter(|(c, _)| !del.contains(c))
+        .map(|(_, d)| d.0.as_str())
         .chain(
-            snap.broken_layers
+            gd.broken_layers
                 .iter()
                 .filter_map(|b| b.cache_id.as_ref().map(|c| c.0.as_str())),
         )
@@ -370,12 +373,13 @@ fn layers_to_remove(
         .iter()
         .map(|c| {
             let l = &snap.layers[c];
-            let shared = kept_caches.contains(l.cache_id.0.as_str());
+            let cache_id = gd.cache_ids[c].clone();
+            let shared = kept_caches.contains(cache_id.0.as_str());
             PlanLayer {
                 keep_driver_dir: shared,
                 chain_id: *c,
                 diff_id: l.diff_id,
-                cache_id: l.cache_id.clone(),
+                cache_id,
                 parent: l.parent,
                 size: l.size,
                 reason: if shared {
@@ -397,29 +401,29 @@ fn layers_to_remove(
 fn collect_orphans(
     g: &Graph,
     o: &OrphanOptions,
-    home: &Path,
     layers: &[PlanLayer],
     orphans: &mut Vec<PlanOrphan>,
     untouched: &mut Vec<PlanOrphan>,
 ) {
-    let snap: &Snapshot = g.snap;
-    let rel = |p: &Path| p.strip_prefix(&snap.root).unwrap_or(p).to_path_buf();
+    let gd = g.gd;
+    let paths = &gd.paths;
+    let rel = |p: &Path| paths.rel(p).to_path_buf();
     let old_enough = |p: &Path| -> (bool, i64) {
         let m = mtime(p);
         (o.now - m >= o.grace, m)
     };
     // l/ links by the dir they point at.
     let mut link_of: HashMap<&str, &str> = HashMap::new();
-    for (name, l) in &snap.links {
+    for (name, l) in &gd.links {
         if let LinkTarget::DriverDir(d) = &l.target {
             link_of.insert(d.as_str(), name.as_str());
         }
     }
-    let live_caches: HashSet<&str> = snap
-        .layers
+    let live_caches: HashSet<&str> = gd
+        .cache_ids
         .values()
-        .map(|l| l.cache_id.0.as_str())
-        .chain(snap.mounts.values().flat_map(|m| {
+        .map(|c| c.0.as_str())
+        .chain(gd.mounts.values().flat_map(|m| {
             std::iter::once(m.mount_id.0.as_str()).chain(m.init_id.iter().map(|i| i.0.as_str()))
         }))
         .collect();
@@ -443,7 +447,7 @@ fn collect_orphans(
         }
     };
     for (name, role) in &g.dir_roles {
-        let path = home.join(name);
+        let path = paths.dir(name);
         let link = link_of.get(name).map(|s| s.to_string());
         match role {
             DirRole::Orphan => push(
@@ -475,14 +479,14 @@ fn collect_orphans(
         }
     }
     let removed_caches: HashSet<&str> = layers.iter().map(|l| l.cache_id.0.as_str()).collect();
-    for r in &snap.removing {
+    for r in &gd.removing {
         // Finish it as the daemon's Cleanup does, unless a live entry shares the dir.
         let cache_dir = r
             .cache_id
             .as_ref()
             .map(|c| c.0.clone())
             .filter(|c| !live_caches.contains(c.as_str()) && !removed_caches.contains(c.as_str()))
-            .filter(|c| snap.driver_dirs.contains_key(c));
+            .filter(|c| gd.dirs.contains_key(c));
         push(
             orphans,
             r.path.clone(),
@@ -495,7 +499,7 @@ fn collect_orphans(
             cache_dir,
         );
     }
-    for w in &snap.write_sets {
+    for w in &gd.write_sets {
         push(
             orphans,
             w.clone(),
@@ -505,11 +509,11 @@ fn collect_orphans(
             None,
         );
     }
-    for (name, l) in &snap.links {
+    for (name, l) in &gd.links {
         if !l.resolves {
             push(
                 orphans,
-                home.join("l").join(name),
+                paths.link(name),
                 OrphanKind::DanglingLink,
                 "its target does not exist",
                 None,
@@ -525,6 +529,7 @@ mod tests {
     use super::*;
     use crate::graph::tests::*;
     use crate::policy::{self, AgeBy, Filters};
+    use crate::store::Snapshot;
 
     fn plan_for(s: &Snapshot, all: bool) -> Plan {
         let g = Graph::build(s);

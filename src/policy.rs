@@ -441,7 +441,7 @@ impl<'g> Freer<'g> {
         }
         let snap = g.snap;
         let mut pinned = HashSet::new();
-        for m in snap.mounts.values() {
+        for m in g.gd.mounts.values() {
             pinned.extend(snap.layer_chain(m.parent));
         }
         Freer {

@@ -95,7 +95,7 @@ pub fn disk_usage(g: &Graph, progress: &Progress) -> std::io::Result<DiskUsage> 
         .iter()
         .flat_map(|i| g.chains[i].iter().copied())
         .chain(
-            snap.mounts
+            g.gd.mounts
                 .values()
                 .flat_map(|m| snap.layer_chain(m.parent)),
         )
@@ -108,8 +108,8 @@ pub fn disk_usage(g: &Graph, progress: &Progress) -> std::io::Result<DiskUsage> 
             let cat = match role {
                 DirRole::Layer(c) if used.contains(c) => IMAGE_LAYERS,
                 DirRole::Layer(c)
-                    if snap.buildkit.referenced_names.contains(&c.hex())
-                        || snap.buildkit.referenced_names.iter().any(|n| n == name) =>
+                    if g.gd.buildkit.referenced_names.contains(&c.hex())
+                        || g.gd.buildkit.referenced_names.iter().any(|n| n == name) =>
                 {
                     BUILD_CACHE
                 }
@@ -135,7 +135,7 @@ pub fn disk_usage(g: &Graph, progress: &Progress) -> std::io::Result<DiskUsage> 
     let classifier = RootClassifier {
         top,
         driver_dirs,
-        driver: OsString::from(&snap.driver),
+        driver: OsString::from(snap.driver()),
     };
     let t = walk_allocated(&snap.root, &classifier, progress)?;
     let mut bytes = t.by_category.clone();

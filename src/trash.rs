@@ -79,22 +79,6 @@ pub struct Meta {
     dirs: Vec<(PathBuf, Times)>,
 }
 
-/// The store directories whose times a prune changes (relative to the root).
-fn touched_dirs(driver: &str) -> Vec<PathBuf> {
-    let img = PathBuf::from("image").join(driver);
-    vec![
-        PathBuf::new(),
-        img.clone(),
-        img.join("imagedb/content/sha256"),
-        img.join("imagedb/metadata/sha256"),
-        img.join("layerdb/sha256"),
-        img.join("layerdb/mounts"),
-        img.join("layerdb/tmp"),
-        PathBuf::from(driver),
-        PathBuf::from(driver).join("l"),
-    ]
-}
-
 pub struct TrashWriter {
     pub id: String,
     dir: PathBuf,
@@ -104,7 +88,8 @@ pub struct TrashWriter {
 
 impl TrashWriter {
     pub fn create(root: &Path, plan: &Plan) -> io::Result<TrashWriter> {
-        let dirs: Vec<(PathBuf, Times)> = touched_dirs(&plan.driver)
+        let dirs: Vec<(PathBuf, Times)> = crate::store::graphdriver::Paths::new(root, &plan.driver)
+            .touched_dirs()
             .into_iter()
             .filter_map(|d| {
                 fs::symlink_metadata(root.join(&d))

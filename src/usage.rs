@@ -4,7 +4,8 @@
 use crate::disk::docker_size;
 use crate::graph::{DirRole, Graph};
 use crate::ids::{ChainId, ContainerId, ImageId};
-use crate::store::{Anomaly, AnomalyKind, LinkTarget, Snapshot};
+use crate::store::graphdriver::LinkTarget;
+use crate::store::{Anomaly, AnomalyKind, Snapshot};
 use rayon::prelude::*;
 use serde::Serialize;
 use std::collections::{HashMap, HashSet};
@@ -206,7 +207,7 @@ pub fn compute(g: &Graph, opts: &Options) -> Usage {
         .map(layer_size)
         .sum();
 
-    let home = snap.root.join(&snap.driver);
+    let paths = &g.gd.paths;
     let containers: Vec<ContainerUsage> = snap
         .containers
         .values()
@@ -221,7 +222,7 @@ pub fn compute(g: &Graph, opts: &Options) -> Usage {
             created: c.created.clone(),
             size_rw: g
                 .mount_of(c)
-                .map_or(0, |m| docker_size(&home.join(&m.mount_id.0).join("diff"))),
+                .map_or(0, |m| docker_size(&paths.diff(&m.mount_id.0))),
             log_bytes: c.log_bytes,
         })
         .collect();
@@ -298,7 +299,7 @@ pub fn compute(g: &Graph, opts: &Options) -> Usage {
 
     Usage {
         root: snap.root.clone(),
-        driver: snap.driver.clone(),
+        driver: snap.driver().to_string(),
         shared_size_rule: rule,
         summary,
         images,
@@ -320,6 +321,7 @@ struct Holders {
 
 fn holders(g: &Graph) -> Holders {
     let snap = g.snap;
+    let gd = g.gd;
     let mut images: HashMap<ChainId, u32> = HashMap::new();
     for id in &g.loaded {
         for c in &g.chains[id] {
@@ -327,7 +329,7 @@ fn holders(g: &Graph) -> Holders {
         }
     }
     let mut pinned = HashSet::new();
-    let buildkit: HashSet<&str> = snap
+    let buildkit: HashSet<&str> = gd
         .buildkit
         .referenced_names
         .iter()
@@ -342,12 +344,12 @@ fn holders(g: &Graph) -> Holders {
             cur = snap.layers.get(&c).and_then(|l| l.parent);
         }
     };
-    for m in snap.mounts.values() {
+    for m in gd.mounts.values() {
         pin_from(m.parent, &mut pinned);
     }
     for l in snap.layers.values() {
-        if buildkit.contains(l.chain_id.hex().as_str()) || buildkit.contains(l.cache_id.0.as_str())
-        {
+        let cache = gd.cache_id(&l.chain_id).map_or("", |c| c.0.as_str());
+        if buildkit.contains(l.chain_id.hex().as_str()) || buildkit.contains(cache) {
             pin_from(Some(l.chain_id), &mut pinned);
         }
         // A child layer holds a reference on its parent (§3.6), even one no
@@ -413,7 +415,7 @@ fn layers_in_use(g: &Graph) -> HashSet<ChainId> {
             img_stack.push(p);
         }
     }
-    for m in g.snap.mounts.values() {
+    for m in g.gd.mounts.values() {
         let mut cur = m.parent;
         while let Some(c) = cur {
             if !keep.insert(c) {
@@ -428,21 +430,24 @@ fn layers_in_use(g: &Graph) -> HashSet<ChainId> {
 /// BuildKit's driver dirs and the layers only BuildKit holds: (count, bytes).
 fn build_cache(g: &Graph, h: &Holders) -> (u64, u64) {
     let snap = g.snap;
-    let home = snap.root.join(&snap.driver);
+    let gd = g.gd;
     let dirs: Vec<&str> = g
         .dir_roles
         .iter()
         .filter(|(_, r)| **r == DirRole::Buildkit)
         .map(|(n, _)| *n)
         .collect();
-    let dir_bytes: u64 = dirs.par_iter().map(|n| docker_size(&home.join(n))).sum();
+    let dir_bytes: u64 = dirs.par_iter().map(|n| docker_size(&gd.paths.dir(n))).sum();
     let bk_layers: Vec<u64> = snap
         .layers
         .values()
         .filter(|l| !h.images.contains_key(&l.chain_id) && h.pinned.contains(&l.chain_id))
         .filter(|l| {
-            let names = &snap.buildkit.referenced_names;
-            names.contains(&l.chain_id.hex()) || names.contains(&l.cache_id.0)
+            let names = &gd.buildkit.referenced_names;
+            names.contains(&l.chain_id.hex())
+                || gd
+                    .cache_id(&l.chain_id)
+                    .is_some_and(|c| names.contains(&c.0))
         })
         .map(|l| l.size)
         .collect();
@@ -454,13 +459,13 @@ fn build_cache(g: &Graph, h: &Holders) -> (u64, u64) {
 
 fn orphans(g: &Graph, h: &Holders) -> Vec<Orphan> {
     let snap = g.snap;
-    let home = snap.root.join(&snap.driver);
-    let layerdb = snap.root.join("image").join(&snap.driver).join("layerdb");
+    let gd = g.gd;
+    let paths = &gd.paths;
     // (path, kind, reason, dirs whose bytes count)
     let mut found: Vec<(PathBuf, OrphanKind, String, Vec<PathBuf>, u64)> = Vec::new();
 
     for (name, role) in &g.dir_roles {
-        let path = home.join(name);
+        let path = paths.dir(name);
         let (kind, reason) = match role {
             DirRole::Orphan => (
                 OrphanKind::DriverDir,
@@ -493,16 +498,10 @@ fn orphans(g: &Graph, h: &Holders) -> Vec<Orphan> {
                 "its parent chain is missing or broken, so the daemon cannot load it".to_string(),
             )
         };
-        found.push((
-            layerdb.join("sha256").join(l.chain_id.hex()),
-            kind,
-            reason,
-            vec![],
-            l.size,
-        ));
+        found.push((paths.layer(&l.chain_id), kind, reason, vec![], l.size));
     }
-    for b in &snap.broken_layers {
-        let dirs = b.cache_id.iter().map(|c| home.join(&c.0)).collect();
+    for b in &gd.broken_layers {
+        let dirs = b.cache_id.iter().map(|c| paths.dir(&c.0)).collect();
         found.push((
             b.path.clone(),
             OrphanKind::BrokenLayer,
@@ -514,11 +513,11 @@ fn orphans(g: &Graph, h: &Holders) -> Vec<Orphan> {
 
     // Mounts no container (or container image mount) owns.
     let owned = &g.mount_owners;
-    for m in snap.mounts.values() {
+    for m in gd.mounts.values() {
         if owned.contains(m.name.as_str()) {
             continue;
         }
-        let container_dir = snap.root.join("containers").join(&m.name);
+        let container_dir = paths.docker().container(&m.name);
         let (kind, reason) = if snap.unresolved.contains(&container_dir) {
             (
                 OrphanKind::Unknown,
@@ -532,19 +531,13 @@ fn orphans(g: &Graph, h: &Holders) -> Vec<Orphan> {
         } else {
             (OrphanKind::Mount, "no container owns this RW layer")
         };
-        let mut dirs = vec![home.join(&m.mount_id.0)];
-        dirs.extend(m.init_id.iter().map(|i| home.join(&i.0)));
-        found.push((
-            layerdb.join("mounts").join(&m.name),
-            kind,
-            reason.into(),
-            dirs,
-            0,
-        ));
+        let mut dirs = vec![paths.dir(&m.mount_id.0)];
+        dirs.extend(m.init_id.iter().map(|i| paths.dir(&i.0)));
+        found.push((paths.mount(&m.name), kind, reason.into(), dirs, 0));
     }
 
-    for r in &snap.removing {
-        let dirs = r.cache_id.iter().map(|c| home.join(&c.0)).collect();
+    for r in &gd.removing {
+        let dirs = r.cache_id.iter().map(|c| paths.dir(&c.0)).collect();
         found.push((
             r.path.clone(),
             OrphanKind::PendingRemoval,
@@ -553,7 +546,7 @@ fn orphans(g: &Graph, h: &Holders) -> Vec<Orphan> {
             0,
         ));
     }
-    for w in &snap.write_sets {
+    for w in &gd.write_sets {
         found.push((
             w.clone(),
             OrphanKind::WriteSet,
@@ -562,7 +555,7 @@ fn orphans(g: &Graph, h: &Holders) -> Vec<Orphan> {
             0,
         ));
     }
-    for (name, l) in &snap.links {
+    for (name, l) in &gd.links {
         if !l.resolves {
             let reason = match &l.target {
                 LinkTarget::DriverDir(d) => format!("its target ../{d}/diff does not exist"),
@@ -570,7 +563,7 @@ fn orphans(g: &Graph, h: &Holders) -> Vec<Orphan> {
                 LinkTarget::NotSymlink => "not a symlink".to_string(),
             };
             found.push((
-                home.join("l").join(name),
+                paths.link(name),
                 OrphanKind::DanglingLink,
                 reason,
                 vec![],
@@ -595,11 +588,6 @@ fn orphans(g: &Graph, h: &Holders) -> Vec<Orphan> {
 /// Images with a valid config that the daemon would skip at start.
 fn not_loaded(g: &Graph) -> Vec<Anomaly> {
     let snap = g.snap;
-    let content = snap
-        .root
-        .join("image")
-        .join(&snap.driver)
-        .join("imagedb/content/sha256");
     snap.images
         .values()
         .filter(|i| !g.loaded.contains(&i.id))
@@ -617,7 +605,7 @@ fn not_loaded(g: &Graph) -> Vec<Anomaly> {
             };
             Anomaly {
                 kind: AnomalyKind::ImageNotLoaded,
-                path: content.join(i.id.hex()),
+                path: g.gd.paths.image_config(&i.id),
                 message,
             }
         })
@@ -724,10 +712,10 @@ mod tests {
         let leak = add_image(&mut s, &[1, 2, 5], 7, None);
         s.images.remove(&leak);
         let orphan = "9".repeat(64);
-        s.driver_dirs.insert(orphan.clone(), dir(&orphan));
-        s.mounts.insert(
+        gd(&mut s).dirs.insert(orphan.clone(), dir(&orphan));
+        gd(&mut s).mounts.insert(
             "m".to_string(),
-            crate::store::Mount {
+            crate::store::graphdriver::Mount {
                 name: "m".into(),
                 mount_id: crate::ids::MountId("8".repeat(64)),
                 init_id: None,

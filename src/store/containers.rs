@@ -1,6 +1,7 @@
 //! `containers/<id>/config.v2.json` and the container's json-file logs (§6).
 
 use super::fsread::{list_dir_opt, read_opt};
+use super::paths::DockerRoot;
 use super::{Anomaly, AnomalyKind, Container, ContainerState};
 use crate::ids::{ContainerId, ImageId};
 use rayon::prelude::*;
@@ -68,9 +69,8 @@ struct RawSpec {
 const ZERO_TIME: &str = "0001-01-01T00:00:00Z";
 
 /// Containers, the anomalies met, and the container dirs that did not load.
-pub fn read(
-    containers_dir: &Path,
-) -> (BTreeMap<ContainerId, Container>, Vec<Anomaly>, Vec<PathBuf>) {
+pub fn read(root: &DockerRoot) -> (BTreeMap<ContainerId, Container>, Vec<Anomaly>, Vec<PathBuf>) {
+    let containers_dir = &root.containers();
     let mut anomalies = Vec::new();
     let mut unresolved = Vec::new();
     let names = match list_dir_opt(containers_dir) {
@@ -85,10 +85,8 @@ pub fn read(
             Vec::new()
         }
     };
-    let results: Vec<(&String, Result<Option<Container>, Anomaly>)> = names
-        .par_iter()
-        .map(|n| (n, read_one(&containers_dir.join(n), n)))
-        .collect();
+    let results: Vec<(&String, Result<Option<Container>, Anomaly>)> =
+        names.par_iter().map(|n| (n, read_one(root, n))).collect();
     let mut out = BTreeMap::new();
     for (name, r) in results {
         match r {
@@ -105,15 +103,16 @@ pub fn read(
     (out, anomalies, unresolved)
 }
 
-fn read_one(dir: &Path, name: &str) -> Result<Option<Container>, Anomaly> {
-    let cfg = dir.join("config.v2.json");
+fn read_one(root: &DockerRoot, name: &str) -> Result<Option<Container>, Anomaly> {
+    let dir = &root.container(name);
+    let Some(id) = ContainerId::parse(name) else {
+        return Ok(None); // not a container directory; the daemon skips it too
+    };
+    let cfg = root.container_config(&id);
     let bad = |message: String| Anomaly {
         kind: AnomalyKind::Container,
         path: cfg.clone(),
         message,
-    };
-    let Some(id) = ContainerId::parse(name) else {
-        return Ok(None); // not a container directory; the daemon skips it too
     };
     let bytes = match read_opt(&cfg) {
         Ok(Some(b)) => b,
@@ -195,7 +194,7 @@ mod tests {
         let t = tempfile::tempdir().unwrap();
         let id = "c".repeat(64);
         let img = format!("sha256:{}", "a".repeat(64));
-        let dir = t.path().join(&id);
+        let dir = t.path().join("r/containers").join(&id);
         fs::create_dir_all(&dir).unwrap();
         fs::write(
             dir.join("config.v2.json"),
@@ -210,9 +209,9 @@ mod tests {
         .unwrap();
         fs::write(dir.join(format!("{id}-json.log")), "x".repeat(100)).unwrap();
         fs::write(dir.join(format!("{id}-json.log.1")), "x".repeat(20)).unwrap();
-        fs::create_dir_all(t.path().join("not-a-container")).unwrap();
+        fs::create_dir_all(t.path().join("r/containers/not-a-container")).unwrap();
 
-        let (cs, a, _) = read(t.path());
+        let (cs, a, _) = read(&DockerRoot::new(&t.path().join("r")));
         assert!(a.is_empty(), "{a:?}");
         let c = cs.values().next().unwrap();
         assert_eq!(c.name, "web");
@@ -228,18 +227,18 @@ mod tests {
     fn never_started_is_created_and_bad_json_is_an_anomaly() {
         let t = tempfile::tempdir().unwrap();
         let id = "d".repeat(64);
-        let dir = t.path().join(&id);
+        let dir = t.path().join("r/containers").join(&id);
         fs::create_dir_all(&dir).unwrap();
         fs::write(
             dir.join("config.v2.json"),
             format!(r#"{{"ID":"{id}","State":{{"StartedAt":"0001-01-01T00:00:00Z"}}}}"#),
         )
         .unwrap();
-        let (cs, _, _) = read(t.path());
+        let (cs, _, _) = read(&DockerRoot::new(&t.path().join("r")));
         assert_eq!(cs.values().next().unwrap().state.word(), "created");
 
         fs::write(dir.join("config.v2.json"), "{\"ID\":").unwrap();
-        let (cs, a, _) = read(t.path());
+        let (cs, a, _) = read(&DockerRoot::new(&t.path().join("r")));
         assert!(cs.is_empty());
         assert_eq!(a[0].path, dir.join("config.v2.json"));
     }

@@ -253,7 +253,7 @@ impl Target {
 }
 
 fn volume_db(root: &Path) -> PathBuf {
-    root.join("volumes").join("metadata.db")
+    super::paths::DockerRoot::new(root).volume_db()
 }
 
 /// Pids holding (not waiting for) a lock on `path`, from `/proc/locks`.

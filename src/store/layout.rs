@@ -1,6 +1,7 @@
 //! Which layout a root has. Layouts dockgc does not handle are named, not guessed at.
 
 use super::StoreError;
+use super::paths::DockerRoot;
 use std::fs;
 use std::path::{Path, PathBuf};
 
@@ -43,7 +44,8 @@ pub fn detect(root: &Path) -> Result<Layout, StoreError> {
         });
     }
 
-    let image_dir = root.join("image");
+    let docker = DockerRoot::new(root);
+    let image_dir = docker.image_root();
     let mut drivers: Vec<String> = match fs::read_dir(&image_dir) {
         Ok(rd) => rd
             .filter_map(|e| e.ok())
@@ -55,8 +57,8 @@ pub fn detect(root: &Path) -> Result<Layout, StoreError> {
     drivers.sort();
 
     // containerd-store roots keep no image/<driver>/ but have these traces (§11.2).
-    let containerd_traces = image_dir.join("identity-cache.db").exists()
-        || root.join("rootfs").join("overlayfs").exists();
+    let containerd_traces =
+        image_dir.join("identity-cache.db").exists() || docker.containerd_rootfs().exists();
 
     if drivers.is_empty() {
         if containerd_traces {
@@ -115,7 +117,7 @@ pub fn detect(root: &Path) -> Result<Layout, StoreError> {
     }
     Ok(Layout {
         driver: chosen,
-        engine_id_present: root.join("engine-id").exists(),
+        engine_id_present: docker.engine_id().exists(),
     })
 }
 
@@ -138,7 +140,7 @@ fn userns_child(root: &Path) -> Option<PathBuf> {
                     && a.bytes().all(|c| c.is_ascii_digit()) && b.bytes().all(|c| c.is_ascii_digit()))
         })
         .map(|e| e.path())
-        .find(|p| p.join("image").is_dir())
+        .find(|p| DockerRoot::new(p).image_root().is_dir())
 }
 
 fn is_rootless_default(root: &Path) -> bool {

@@ -5,7 +5,8 @@ use super::{Check, Finding, Impact, Subject, SubjectKind};
 use crate::disk::docker_size;
 use crate::graph::{DirRole, Graph};
 use crate::ids::{ChainId, ImageId, MountId};
-use crate::store::{Anomaly, AnomalyKind, LinkTarget, fnv1a};
+use crate::store::graphdriver::{LinkTarget, Paths, fnv1a};
+use crate::store::{Anomaly, AnomalyKind};
 use rayon::prelude::*;
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -77,11 +78,8 @@ fn from_anomaly(a: &Anomaly) -> Finding {
 
 pub fn quick(g: &Graph, scope: &Scope) -> Vec<Finding> {
     let snap = g.snap;
-    let img_dir = snap.root.join("image").join(&snap.driver);
-    let content = img_dir.join("imagedb/content/sha256");
-    let meta = img_dir.join("imagedb/metadata/sha256");
-    let layerdb = img_dir.join("layerdb");
-    let home = snap.root.join(&snap.driver);
+    let gd = g.gd;
+    let paths = &gd.paths;
     let mut out: Vec<Finding> = snap.anomalies.iter().map(from_anomaly).collect();
 
     // Images whose config file exists, even if it is damaged (those have their
@@ -93,7 +91,7 @@ pub fn quick(g: &Graph, scope: &Scope) -> Vec<Finding> {
             .filter(|a| matches!(a.kind, AnomalyKind::ConfigDigest | AnomalyKind::ConfigParse))
             .filter_map(|a| component(&a.path, 0).and_then(|h| ImageId::from_hex(&h))),
     );
-    let broken: HashSet<ChainId> = snap.broken_layers.iter().map(|b| b.chain_id).collect();
+    let broken: HashSet<ChainId> = gd.broken_layers.iter().map(|b| b.chain_id).collect();
     let layer_exists = |c: &ChainId| snap.layers.contains_key(c) || broken.contains(c);
 
     for img in snap.images.values() {
@@ -104,7 +102,7 @@ pub fn quick(g: &Graph, scope: &Scope) -> Vec<Finding> {
                 Check::ImageParent,
                 SubjectKind::Image,
                 img.id.to_string(),
-                meta.join(img.id.hex()).join("parent"),
+                paths.image_metadata(&img.id).join("parent"),
                 format!("parent {p} does not exist"),
             ));
         }
@@ -119,7 +117,7 @@ pub fn quick(g: &Graph, scope: &Scope) -> Vec<Finding> {
                 Check::LayerChain,
                 SubjectKind::Image,
                 img.id.to_string(),
-                content.join(img.id.hex()),
+                paths.image_config(&img.id),
                 format!(
                     "layer {c} (diff_ids[{i}] = {}) is missing from layerdb{}; the daemon does not load this image",
                     img.diff_ids[*i],
@@ -139,15 +137,15 @@ pub fn quick(g: &Graph, scope: &Scope) -> Vec<Finding> {
                 Check::Refs,
                 SubjectKind::Reference,
                 r.reference.clone(),
-                img_dir.join("repositories.json"),
+                paths.repositories_json(),
                 format!("names image {} which does not exist", r.image),
             ));
         }
     }
 
-    layer_checks(g, &layerdb, &home, &layer_exists, &mut out);
-    mount_checks(g, &layerdb, &home, &present, &mut out);
-    leftover_warnings(g, &layerdb, &home, &mut out);
+    layer_checks(g, &layer_exists, &mut out);
+    mount_checks(g, &present, &mut out);
+    leftover_warnings(g, &mut out);
 
     if !scope.all {
         out.retain(|f| match f.subject.kind {
@@ -163,18 +161,14 @@ pub fn quick(g: &Graph, scope: &Scope) -> Vec<Finding> {
     out
 }
 
-fn layer_checks(
-    g: &Graph,
-    layerdb: &Path,
-    home: &Path,
-    layer_exists: &dyn Fn(&ChainId) -> bool,
-    out: &mut Vec<Finding>,
-) {
+fn layer_checks(g: &Graph, layer_exists: &dyn Fn(&ChainId) -> bool, out: &mut Vec<Finding>) {
     let snap = g.snap;
+    let gd = g.gd;
+    let paths = &gd.paths;
     let mut cache_owner: HashMap<&str, ChainId> = HashMap::new();
     let empty_hash = fnv1a(b"");
     for l in snap.layers.values() {
-        let dir = layerdb.join("sha256").join(l.chain_id.hex());
+        let dir = paths.layer(&l.chain_id);
         let lf = |check, path: PathBuf, msg: String| layer_finding(check, l.chain_id, path, msg);
         // chain-id: recomputed from parent and diff, as registerWithDescriptor does.
         let expected = ChainId::child(l.parent.as_ref(), &l.diff_id);
@@ -198,7 +192,9 @@ fn layer_checks(
         }
 
         // driver-dir
-        let cache = l.cache_id.0.as_str();
+        let Some(cache) = gd.cache_id(&l.chain_id).map(|c| c.0.as_str()) else {
+            continue;
+        };
         if let Some(other) = cache_owner.insert(cache, l.chain_id) {
             out.push(lf(
                 Check::DriverDir,
@@ -206,8 +202,8 @@ fn layer_checks(
                 format!("cache-id {cache} is also the cache-id of layer {other}"),
             ));
         }
-        let path = home.join(cache);
-        let Some(d) = snap.driver_dirs.get(cache).filter(|d| d.is_dir) else {
+        let path = paths.dir(cache);
+        let Some(d) = gd.dirs.get(cache).filter(|d| d.is_dir) else {
             out.push(lf(
                 Check::DriverDir,
                 path,
@@ -218,7 +214,7 @@ fn layer_checks(
         if !d.has_diff {
             out.push(lf(
                 Check::DriverDir,
-                path.join("diff"),
+                paths.diff(cache),
                 "diff/ is missing".into(),
             ));
         }
@@ -228,30 +224,27 @@ fn layer_checks(
                 path.join("link"),
                 "link file is missing".into(),
             )),
-            Some(link) => match snap.links.get(link) {
+            Some(link) => match gd.links.get(link) {
                 None => out.push(lf(
                     Check::DriverDir,
-                    home.join("l").join(link),
+                    paths.link(link),
                     format!("l/{link} is missing"),
                 )),
                 Some(lk) if lk.target != LinkTarget::DriverDir(cache.to_string()) => out.push(lf(
                     Check::DriverDir,
-                    home.join("l").join(link),
+                    paths.link(link),
                     format!("l/{link} does not point to ../{cache}/diff"),
                 )),
                 Some(lk) if !lk.resolves => out.push(lf(
                     Check::DriverDir,
-                    home.join("l").join(link),
+                    paths.link(link),
                     format!("l/{link} does not resolve"),
                 )),
                 Some(_) => {}
             },
         }
         // lower = l/<parent link> followed by the parent's lower (§5.2).
-        let parent_dir = l
-            .parent
-            .and_then(|p| snap.layers.get(&p))
-            .and_then(|p| snap.driver_dirs.get(&p.cache_id.0));
+        let parent_dir = l.parent.and_then(|p| gd.layer_dir(&p)).map(|(_, d)| d);
         match (l.parent, &d.lower, parent_dir) {
             (None, Some(_), _) => out.push(lf(
                 Check::DriverDir,
@@ -289,28 +282,20 @@ fn layer_checks(
     }
 }
 
-fn mount_checks(
-    g: &Graph,
-    layerdb: &Path,
-    home: &Path,
-    present: &HashSet<ImageId>,
-    out: &mut Vec<Finding>,
-) {
+fn mount_checks(g: &Graph, present: &HashSet<ImageId>, out: &mut Vec<Finding>) {
     let snap = g.snap;
+    let gd = g.gd;
+    let paths = &gd.paths;
     let owners = &g.mount_owners;
-    for m in snap.mounts.values() {
-        let dir = layerdb.join("mounts").join(&m.name);
+    for m in gd.mounts.values() {
+        let dir = paths.mount(&m.name);
         let mf = |path: PathBuf, msg: String| {
             finding(Check::Mounts, SubjectKind::Mount, m.name.clone(), path, msg)
         };
-        let has = |id: &MountId| {
-            snap.driver_dirs
-                .get(&id.0)
-                .is_some_and(|d| d.is_dir && d.has_diff)
-        };
+        let has = |id: &MountId| gd.dirs.get(&id.0).is_some_and(|d| d.is_dir && d.has_diff);
         if !has(&m.mount_id) {
             out.push(mf(
-                home.join(&m.mount_id.0),
+                paths.dir(&m.mount_id.0),
                 "the RW layer's directory (mount-id) is missing or has no diff/".into(),
             ));
         }
@@ -318,7 +303,7 @@ fn mount_checks(
             && !has(i)
         {
             out.push(mf(
-                home.join(&i.0),
+                paths.dir(&i.0),
                 "the init layer's directory (init-id) is missing or has no diff/".into(),
             ));
         }
@@ -331,25 +316,19 @@ fn mount_checks(
             ));
         }
         if !owners.contains(m.name.as_str())
-            && !snap
-                .unresolved
-                .contains(&snap.root.join("containers").join(&m.name))
+            && !snap.unresolved.contains(&paths.docker().container(&m.name))
         {
             out.push(mf(dir.clone(), "no container owns this mount".into()));
         }
     }
     for c in snap.containers.values() {
-        let cfg = snap
-            .root
-            .join("containers")
-            .join(&c.id.0)
-            .join("config.v2.json");
-        match snap.mounts.get(&c.id.0) {
+        let cfg = paths.docker().container_config(&c.id);
+        match gd.mounts.get(&c.id.0) {
             None => out.push(finding(
                 Check::Mounts,
                 SubjectKind::Container,
                 c.id.0.clone(),
-                layerdb.join("mounts").join(&c.id.0),
+                paths.mount(&c.id.0),
                 "the container's RW layer (layerdb/mounts entry) is missing".into(),
             )),
             Some(m) => {
@@ -362,7 +341,7 @@ fn mount_checks(
                         Check::Mounts,
                         SubjectKind::Container,
                         c.id.0.clone(),
-                        layerdb.join("mounts").join(&c.id.0).join("parent"),
+                        paths.mount(&c.id.0).join("parent"),
                         "the RW layer's parent is not the top layer of the container's image"
                             .into(),
                     ));
@@ -383,10 +362,12 @@ fn mount_checks(
     }
 }
 
-fn leftover_warnings(g: &Graph, layerdb: &Path, home: &Path, out: &mut Vec<Finding>) {
+fn leftover_warnings(g: &Graph, out: &mut Vec<Finding>) {
     let snap = g.snap;
+    let gd = g.gd;
+    let paths: &Paths = &gd.paths;
     for (name, role) in &g.dir_roles {
-        let path = home.join(name);
+        let path = paths.dir(name);
         match role {
             DirRole::Orphan | DirRole::Probe => out.push(finding(
                 Check::OrphanDir,
@@ -407,29 +388,30 @@ fn leftover_warnings(g: &Graph, layerdb: &Path, home: &Path, out: &mut Vec<Findi
     }
     // Layers nothing holds: not in any image's chain, below no mount, not BuildKit's.
     let mut held: HashSet<ChainId> = g.chains.values().flatten().copied().collect();
-    for m in snap.mounts.values() {
+    for m in gd.mounts.values() {
         held.extend(snap.layer_chain(m.parent));
     }
-    let bk: HashSet<&str> = snap
+    let bk: HashSet<&str> = gd
         .buildkit
         .referenced_names
         .iter()
         .map(String::as_str)
         .collect();
     for l in snap.layers.values() {
+        let cache = gd.cache_id(&l.chain_id).map_or("", |c| c.0.as_str());
         if !held.contains(&l.chain_id)
             && !bk.contains(l.chain_id.hex().as_str())
-            && !bk.contains(l.cache_id.0.as_str())
+            && !bk.contains(cache)
         {
             out.push(layer_finding(
                 Check::UnreferencedLayer,
                 l.chain_id,
-                layerdb.join("sha256").join(l.chain_id.hex()),
+                paths.layer(&l.chain_id),
                 "no image, container or BuildKit snapshot uses this layer".into(),
             ));
         }
     }
-    for r in &snap.removing {
+    for r in &gd.removing {
         out.push(finding(
             Check::Removing,
             SubjectKind::Path,
@@ -438,7 +420,7 @@ fn leftover_warnings(g: &Graph, layerdb: &Path, home: &Path, out: &mut Vec<Findi
             "an interrupted layer deletion; the daemon finishes it only at a clean shutdown".into(),
         ));
     }
-    for w in &snap.write_sets {
+    for w in &gd.write_sets {
         out.push(finding(
             Check::WriteSet,
             SubjectKind::Path,
@@ -447,9 +429,9 @@ fn leftover_warnings(g: &Graph, layerdb: &Path, home: &Path, out: &mut Vec<Findi
             "an interrupted layer registration; the daemon never cleans these".into(),
         ));
     }
-    for (name, l) in &snap.links {
+    for (name, l) in &gd.links {
         if !l.resolves {
-            let path = home.join("l").join(name);
+            let path = paths.link(name);
             out.push(finding(
                 Check::DanglingLink,
                 SubjectKind::Path,
@@ -468,18 +450,17 @@ fn leftover_warnings(g: &Graph, layerdb: &Path, home: &Path, out: &mut Vec<Findi
 /// `--sizes`: a layer whose `size` file disagrees with `directory.Size` of its `diff/`.
 pub fn sizes(g: &Graph, scope: &Scope) -> Vec<Finding> {
     let snap = g.snap;
-    let home = snap.root.join(&snap.driver);
+    let gd = g.gd;
     scope
         .layers
         .par_iter()
         .filter_map(|c| snap.layers.get(c))
-        .filter(|l| {
-            snap.driver_dirs
-                .get(&l.cache_id.0)
-                .is_some_and(|d| d.has_diff)
-        })
         .filter_map(|l| {
-            let diff = home.join(&l.cache_id.0).join("diff");
+            let (name, d) = gd.layer_dir(&l.chain_id)?;
+            if !d.has_diff {
+                return None;
+            }
+            let diff = gd.paths.diff(name);
             let walked = docker_size(&diff);
             (walked != l.size).then(|| {
                 layer_finding(
@@ -498,7 +479,8 @@ mod tests {
     use super::*;
     use crate::graph::tests::*;
     use crate::ids::{DiffId, Digest};
-    use crate::store::{Link, Lower, Snapshot};
+    use crate::store::Snapshot;
+    use crate::store::graphdriver::{Link, Lower};
     use crate::verify::select;
 
     /// A consistent two-layer image with links and lowers, plus a container.
@@ -510,12 +492,12 @@ mod tests {
         for (i, c) in chain.iter().enumerate() {
             let name = c.hex();
             let link = format!("LINK{i}");
-            let d = s.driver_dirs.get_mut(&name).unwrap();
+            let d = gd(&mut s).dirs.get_mut(&name).unwrap();
             d.link = Some(link.clone());
             if i > 0 {
                 d.lower = Some(Lower::parse("l/LINK0"));
             }
-            s.links.insert(
+            gd(&mut s).links.insert(
                 link,
                 Link {
                     target: LinkTarget::DriverDir(name.clone()),
@@ -554,21 +536,21 @@ mod tests {
         assert_eq!(checks_of(&s), vec![(Check::ChainId, chain[1].to_string())]);
 
         let mut s = s0.clone();
-        s.driver_dirs.remove(&chain[0].hex());
+        gd(&mut s).dirs.remove(&chain[0].hex());
         assert_eq!(
             checks_of(&s),
             vec![(Check::DriverDir, chain[0].to_string())]
         );
 
         let mut s = s0.clone();
-        s.driver_dirs.get_mut(&chain[1].hex()).unwrap().lower = Some(Lower::parse("l/WRONG"));
+        gd(&mut s).dirs.get_mut(&chain[1].hex()).unwrap().lower = Some(Lower::parse("l/WRONG"));
         assert_eq!(
             checks_of(&s),
             vec![(Check::DriverDir, chain[1].to_string())]
         );
 
         let mut s = s0.clone();
-        s.driver_dirs.get_mut(&chain[1].hex()).unwrap().lower =
+        gd(&mut s).dirs.get_mut(&chain[1].hex()).unwrap().lower =
             Some(Lower::parse("l/LINK0:l/EXTRA"));
         assert_eq!(
             checks_of(&s),
@@ -576,7 +558,8 @@ mod tests {
         );
 
         let mut s = s0.clone();
-        s.links.get_mut("LINK1").unwrap().target = LinkTarget::DriverDir("elsewhere".into());
+        gd(&mut s).links.get_mut("LINK1").unwrap().target =
+            LinkTarget::DriverDir("elsewhere".into());
         assert_eq!(
             checks_of(&s),
             vec![(Check::DriverDir, chain[1].to_string())]
@@ -600,8 +583,15 @@ mod tests {
         );
 
         let mut s = s0.clone();
-        let m = s.mounts.values().next().unwrap().mount_id.0.clone();
-        s.driver_dirs.remove(&m);
+        let m = gd(&mut s)
+            .mounts
+            .values()
+            .next()
+            .unwrap()
+            .mount_id
+            .0
+            .clone();
+        gd(&mut s).dirs.remove(&m);
         let got = checks_of(&s);
         assert_eq!(got.len(), 1);
         assert_eq!(got[0].0, Check::Mounts);
@@ -627,10 +617,11 @@ mod tests {
     fn leftovers_are_warnings() {
         let (mut s, _) = healthy();
         let orphan = "9".repeat(64);
-        s.driver_dirs.insert(orphan.clone(), dir(&orphan));
-        s.write_sets
+        gd(&mut s).dirs.insert(orphan.clone(), dir(&orphan));
+        gd(&mut s)
+            .write_sets
             .push("/r/image/overlay2/layerdb/tmp/write-set-1".into());
-        s.links.insert(
+        gd(&mut s).links.insert(
             "DANGLING".into(),
             Link {
                 target: LinkTarget::DriverDir("gone".into()),
@@ -655,7 +646,7 @@ mod tests {
         let (mut s, img) = healthy();
         let other = add_image(&mut s, &[1, 7], 10, None);
         let chain = ChainId::chain(&s.images[&img].diff_ids);
-        s.driver_dirs.remove(&chain[0].hex());
+        gd(&mut s).dirs.remove(&chain[0].hex());
         let g = Graph::build(&s);
         let r = crate::verify::run(
             &g,

@@ -18,7 +18,7 @@ pub fn fill(g: &Graph, findings: &mut [Finding]) {
                 images_on.entry(*c).or_default().push(*id);
             }
         }
-        for m in snap.mounts.values() {
+        for m in g.gd.mounts.values() {
             let chain = snap.layer_chain(m.parent);
             for c in chain.take(snap.layers.len() + 1) {
                 mounts_on.entry(c).or_default().push(&m.name);

@@ -163,12 +163,13 @@ pub fn run(g: &Graph, opts: &Options, hashed: &AtomicU64) -> Result<Report, sele
         ..Summary::default()
     };
     if opts.deep {
-        let home = snap.root.join(&snap.driver);
-        let layerdb = snap
-            .root
-            .join("image")
-            .join(&snap.driver)
-            .join("layerdb/sha256");
+        let gd = g.gd;
+        let paths = &gd.paths;
+        // A layer's data dir, or (no cache-id on record) its layerdb entry.
+        let data_dir = |c: &crate::ids::ChainId| {
+            gd.cache_id(c)
+                .map_or_else(|| paths.layer(c), |d| paths.diff(&d.0))
+        };
         // Largest first, so one big layer does not start last and run alone.
         let mut todo: Vec<_> = scope
             .layers
@@ -182,8 +183,8 @@ pub fn run(g: &Graph, opts: &Options, hashed: &AtomicU64) -> Result<Report, sele
                 deep::verify_layer(
                     l.chain_id,
                     &l.diff_id,
-                    &layerdb.join(l.chain_id.hex()),
-                    &home.join(&l.cache_id.0).join("diff"),
+                    &paths.layer(&l.chain_id),
+                    &data_dir(&l.chain_id),
                     hashed,
                 )
             })
@@ -212,21 +213,13 @@ pub fn run(g: &Graph, opts: &Options, hashed: &AtomicU64) -> Result<Report, sele
                 }
             };
             let path = match (check, &damaged_file) {
-                (Check::TarSplit, _) => layerdb.join(r.chain_id.hex()).join("tar-split.json.gz"),
+                (Check::TarSplit, _) => paths.tar_split(&r.chain_id),
                 // The damaged file itself, when its tar name is a plain
                 // relative path (display names escape raw bytes as \xNN).
-                (_, Some(f)) if plain_name(f) => snap.layers.get(&r.chain_id).map_or_else(
-                    || layerdb.join(r.chain_id.hex()),
-                    |l| {
-                        home.join(&l.cache_id.0)
-                            .join("diff")
-                            .join(f.trim_start_matches("./").trim_start_matches('/'))
-                    },
-                ),
-                _ => snap.layers.get(&r.chain_id).map_or_else(
-                    || layerdb.join(r.chain_id.hex()),
-                    |l| home.join(&l.cache_id.0).join("diff"),
-                ),
+                (_, Some(f)) if plain_name(f) && gd.cache_id(&r.chain_id).is_some() => {
+                    data_dir(&r.chain_id).join(f.trim_start_matches("./").trim_start_matches('/'))
+                }
+                _ => data_dir(&r.chain_id),
             };
             findings.push(checks::layer_finding(check, r.chain_id, path, message));
         }

@@ -1,8 +1,16 @@
-//! The Snapshot: everything `store::load` read from a data root, as plain data.
-//! Nothing after `load` touches the disk for metadata; the graph, usage and
-//! (later) verify and policy are pure functions of this.
+//! The Snapshot: everything a source read from a data root, as plain data.
+//! Nothing after `load` touches the disk for metadata; the graph, usage,
+//! verify and policy are pure functions of this.
+//!
+//! The inventory here is store-neutral: references, images, layers (by chain
+//! ID, with their sizes), containers. What only one store has lives beside
+//! it in [`Store`]: for a graphdriver root, the driver dirs, `l/` links,
+//! `lower` files, layerdb mounts, write-sets and interrupted deletions
+//! ([`super::graphdriver::State`]). A new source adds a variant and a module,
+//! not fields here.
 
-use crate::ids::{CacheId, ChainId, ContainerId, DiffId, ImageId, MountId};
+use super::graphdriver;
+use crate::ids::{ChainId, ContainerId, DiffId, ImageId};
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -10,28 +18,13 @@ use std::path::PathBuf;
 #[derive(Debug, Clone, Serialize)]
 pub struct Snapshot {
     pub root: PathBuf,
-    /// Graphdriver name, from `image/<driver>/` (e.g. `overlay2`).
-    pub driver: String,
     /// `<root>/engine-id` exists: written by Engine 23 and later. Its absence
     /// means an older engine wrote the root, which decides the shared-size rule.
     pub engine_id_present: bool,
     pub refs: Vec<Reference>,
     pub images: BTreeMap<ImageId, Image>,
     pub layers: BTreeMap<ChainId, Layer>,
-    pub mounts: BTreeMap<String, Mount>,
     pub containers: BTreeMap<ContainerId, Container>,
-    /// Entries of the graphdriver home (`<root>/overlay2/*`), except `l/`.
-    pub driver_dirs: BTreeMap<String, DriverDir>,
-    /// Entries of `<root>/overlay2/l/`.
-    pub links: BTreeMap<String, Link>,
-    /// `layerdb/sha256/<hex>-<64hex>-removing`: interrupted layer deletions.
-    pub removing: Vec<RemovingLayer>,
-    /// layerdb entries the daemon cannot load (see `anomalies`), with the
-    /// `cache-id` when it could still be read, so their driver dir stays claimed.
-    pub broken_layers: Vec<BrokenLayer>,
-    /// `layerdb/tmp/write-set-*`: interrupted layer registrations.
-    pub write_sets: Vec<PathBuf>,
-    pub buildkit: Buildkit,
     pub anomalies: Vec<Anomaly>,
     /// Entries whose references could not be read: a mount without a readable
     /// `mount-id`, a broken layer without a `cache-id`, a container directory
@@ -39,9 +32,39 @@ pub struct Snapshot {
     /// exist, data nothing else references may still belong to them, so it is
     /// reported as unknown, never as an orphan.
     pub unresolved: Vec<PathBuf>,
+    /// What only this kind of store has.
+    pub store: Store,
+}
+
+/// The store-specific half of a snapshot.
+#[derive(Debug, Clone, Serialize)]
+pub enum Store {
+    /// A graphdriver root (`image/<driver>/` and `<root>/<driver>/`).
+    Graphdriver(graphdriver::State),
 }
 
 impl Snapshot {
+    /// The graphdriver state, for a graphdriver root.
+    pub fn graphdriver(&self) -> Option<&graphdriver::State> {
+        match &self.store {
+            Store::Graphdriver(g) => Some(g),
+        }
+    }
+
+    /// The graphdriver state, to change (tests and generators).
+    pub fn graphdriver_mut(&mut self) -> Option<&mut graphdriver::State> {
+        match &mut self.store {
+            Store::Graphdriver(g) => Some(g),
+        }
+    }
+
+    /// The storage driver's name (`overlay2`), as reports and plans show it.
+    pub fn driver(&self) -> &str {
+        match &self.store {
+            Store::Graphdriver(g) => g.paths.driver(),
+        }
+    }
+
     /// `start` and its ancestors through the layers' `parent` files, child
     /// first; bounded, so a `parent` cycle in damaged metadata cannot hang.
     pub fn layer_chain(&self, start: Option<ChainId>) -> impl Iterator<Item = ChainId> + '_ {
@@ -85,22 +108,14 @@ pub struct Image {
     pub config_bytes: u64,
 }
 
+/// A read-only layer, by chain ID. Where its data lives is the store's
+/// business (a graphdriver's `cache-id`: [`graphdriver::State::cache_ids`]).
 #[derive(Debug, Clone, Serialize)]
 pub struct Layer {
     pub chain_id: ChainId,
     pub diff_id: DiffId,
-    /// The layerdb `size` file: this layer's own bytes as the daemon reports them.
+    /// This layer's own bytes as the daemon reports them (layerdb `size`).
     pub size: u64,
-    pub cache_id: CacheId,
-    pub parent: Option<ChainId>,
-}
-
-/// `layerdb/mounts/<name>`: a container's (or image mount's, or BuildKit's) RW layer.
-#[derive(Debug, Clone, Serialize)]
-pub struct Mount {
-    pub name: String,
-    pub mount_id: MountId,
-    pub init_id: Option<MountId>,
     pub parent: Option<ChainId>,
 }
 
@@ -162,94 +177,6 @@ impl ContainerState {
             "created"
         }
     }
-}
-
-/// One entry of the driver home; its name is the key it is stored under.
-#[derive(Debug, Clone, Serialize)]
-pub struct DriverDir {
-    pub is_dir: bool,
-    pub has_diff: bool,
-    /// Contents of `<dir>/link` (short link ID), if present.
-    pub link: Option<String>,
-    /// Read only when asked for (`LoadOptions::lower`): only verify needs it.
-    pub lower: Option<Lower>,
-}
-
-/// `<dir>/lower` (`l/<parent link>:<parent's lower>`), kept compact: on a root
-/// with 30,000 layers the full strings would be most of the snapshot, and the
-/// rule "my lower = l/<parent link> + : + parent's lower" only needs the first
-/// entry and hashes of the whole and of the rest.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Lower {
-    /// The first entry, e.g. `l/ABCDEF...`.
-    pub first: String,
-    pub entries: usize,
-    /// Hash of the whole string.
-    pub hash: u64,
-    /// Hash of everything after the first `:` (0 entries: hash of "").
-    pub tail_hash: u64,
-}
-
-impl Lower {
-    pub fn parse(s: &str) -> Lower {
-        let (first, tail) = s.split_once(':').unwrap_or((s, ""));
-        Lower {
-            first: first.to_string(),
-            entries: s.split(':').count(),
-            hash: fnv1a(s.as_bytes()),
-            tail_hash: fnv1a(tail.as_bytes()),
-        }
-    }
-}
-
-/// FNV-1a: deterministic across runs and platforms, unlike `DefaultHasher`'s keys.
-pub fn fnv1a(bytes: &[u8]) -> u64 {
-    bytes.iter().fold(0xcbf29ce484222325, |h, b| {
-        (h ^ u64::from(*b)).wrapping_mul(0x100000001b3)
-    })
-}
-
-/// An entry of `<root>/overlay2/l/`; its name is the key it is stored under.
-#[derive(Debug, Clone, Serialize)]
-pub struct Link {
-    pub target: LinkTarget,
-    /// The target exists on disk.
-    pub resolves: bool,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub enum LinkTarget {
-    /// `../<dir>/diff`, the only shape overlay2 writes.
-    DriverDir(String),
-    /// A symlink with any other target.
-    Other(String),
-    /// Not a symlink at all.
-    NotSymlink,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct RemovingLayer {
-    pub path: PathBuf,
-    pub chain_hex: String,
-    pub cache_id: Option<CacheId>,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct BrokenLayer {
-    pub path: PathBuf,
-    pub chain_id: ChainId,
-    pub cache_id: Option<CacheId>,
-}
-
-#[derive(Debug, Clone, Default, Serialize)]
-pub struct Buildkit {
-    /// `<root>/buildkit` exists.
-    pub present: bool,
-    /// `buildkit/snapshots.db` exists and was read.
-    pub snapshots_db: bool,
-    /// Driver dir names and chain IDs found as byte substrings of snapshots.db
-    /// (format doc §12: stale pages can only add false "referenced", never remove).
-    pub referenced_names: Vec<String>,
 }
 
 /// Something malformed found while reading. Never fatal for the scan.

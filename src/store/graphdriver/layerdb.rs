@@ -1,15 +1,17 @@
 //! `image/<driver>/layerdb`: read-only layers, RW mounts, and leftovers of
 //! interrupted transactions (§3).
 
-use super::fsread::{list_dir_opt, read_text_opt};
-use super::{Anomaly, AnomalyKind, BrokenLayer, Layer, Mount, RemovingLayer};
+use super::{BrokenLayer, Mount, Paths, RemovingLayer};
 use crate::ids::{CacheId, ChainId, DiffId, MountId, is_hex64};
+use crate::store::fsread::{list_dir_opt, read_text_opt};
+use crate::store::{Anomaly, AnomalyKind, Layer};
 use rayon::prelude::*;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 pub struct LayerDb {
     pub layers: BTreeMap<ChainId, Layer>,
+    pub cache_ids: BTreeMap<ChainId, CacheId>,
     pub removing: Vec<RemovingLayer>,
     pub broken: Vec<BrokenLayer>,
     pub write_sets: Vec<PathBuf>,
@@ -19,10 +21,10 @@ pub struct LayerDb {
     pub unresolved: Vec<PathBuf>,
 }
 
-pub fn read(layerdb: &Path) -> LayerDb {
+pub fn read(paths: &Paths) -> LayerDb {
     let mut anomalies = Vec::new();
     let mut unresolved = Vec::new();
-    let sha = layerdb.join("sha256");
+    let sha = paths.layers_dir();
     let listing = match list_dir_opt(&sha) {
         Ok(l) => l,
         Err(e) => {
@@ -30,7 +32,7 @@ pub fn read(layerdb: &Path) -> LayerDb {
                 &sha,
                 format!("cannot list layers: {e}; the daemon will not start"),
             ));
-            super::fsread::Listing {
+            crate::store::fsread::Listing {
                 names: Vec::new(),
                 is_dir: Vec::new(),
                 odd_names: Vec::new(),
@@ -45,11 +47,13 @@ pub fn read(layerdb: &Path) -> LayerDb {
         .map(|(n, is_dir)| read_entry(&sha, n, *is_dir))
         .collect();
     let mut layers = BTreeMap::new();
+    let mut cache_ids = BTreeMap::new();
     let mut removing = Vec::new();
     let mut broken = Vec::new();
     for r in results {
         match r {
-            Entry::Layer(l) => {
+            Entry::Layer(l, cache_id) => {
+                cache_ids.insert(l.chain_id, cache_id);
                 layers.insert(l.chain_id, l);
             }
             Entry::Removing(r) => removing.push(r),
@@ -62,7 +66,7 @@ pub fn read(layerdb: &Path) -> LayerDb {
         }
     }
 
-    let tmp = layerdb.join("tmp");
+    let tmp = paths.layerdb_tmp();
     let write_sets = match list_dir_opt(&tmp) {
         Ok(l) => l
             .names
@@ -76,7 +80,7 @@ pub fn read(layerdb: &Path) -> LayerDb {
         }
     };
 
-    let mounts_dir = layerdb.join("mounts");
+    let mounts_dir = paths.mounts_dir();
     let mut mounts = BTreeMap::new();
     match list_dir_opt(&mounts_dir) {
         Ok(l) => {
@@ -108,6 +112,7 @@ pub fn read(layerdb: &Path) -> LayerDb {
     );
     LayerDb {
         layers,
+        cache_ids,
         removing,
         broken,
         write_sets,
@@ -118,7 +123,7 @@ pub fn read(layerdb: &Path) -> LayerDb {
 }
 
 enum Entry {
-    Layer(Layer),
+    Layer(Layer, CacheId),
     Removing(RemovingLayer),
     Bad(Anomaly),
     Broken(BrokenLayer, Anomaly),
@@ -139,7 +144,7 @@ fn read_entry(sha: &Path, name: &str, is_dir: bool) -> Entry {
             });
         }
         return match read_layer(&dir, chain_id) {
-            Ok(l) => Entry::Layer(l),
+            Ok((l, cache_id)) => Entry::Layer(l, cache_id),
             Err(a) => {
                 let cache_id = read_text_opt(&dir.join("cache-id"))
                     .ok()
@@ -180,7 +185,7 @@ fn read_entry(sha: &Path, name: &str, is_dir: bool) -> Entry {
 /// Reads one layer with the daemon's own tolerance (`filestore.go`): `diff`,
 /// `cache-id` and `parent` are trimmed; `size` is not, so a trailing newline
 /// makes the layer (and every layer above it) unloadable.
-pub fn read_layer(dir: &Path, chain_id: ChainId) -> Result<Layer, Anomaly> {
+pub fn read_layer(dir: &Path, chain_id: ChainId) -> Result<(Layer, CacheId), Anomaly> {
     let bad = |file: &str, message: String| Anomaly {
         kind: AnomalyKind::LayerFiles,
         path: dir.join(file),
@@ -213,13 +218,15 @@ pub fn read_layer(dir: &Path, chain_id: ChainId) -> Result<Layer, Anomaly> {
         Ok(Some(s)) => Some(ChainId::parse(s.trim()).map_err(|e| bad("parent", e.to_string()))?),
         Err(e) => return Err(bad("parent", e)),
     };
-    Ok(Layer {
-        chain_id,
-        diff_id,
-        size,
-        cache_id: CacheId(cache.to_string()),
-        parent,
-    })
+    Ok((
+        Layer {
+            chain_id,
+            diff_id,
+            size,
+            parent,
+        },
+        CacheId(cache.to_string()),
+    ))
 }
 
 /// Go's `strconv.ParseInt(s, 10, 64)` with no trimming, negative sizes rejected.
@@ -297,6 +304,14 @@ mod tests {
     use super::*;
     use std::fs;
 
+    /// A root's paths and its layerdb dir.
+    fn setup(t: &tempfile::TempDir) -> (Paths, PathBuf) {
+        let p = Paths::new(&t.path().join("r"), "overlay2");
+        let ldb = p.layerdb();
+        fs::create_dir_all(&ldb).unwrap();
+        (p, ldb)
+    }
+
     const D: &str = "sha256:5f70bf18a086007016e948b04aed3b82103a36bea41755b6cddfaf10ace3c6ef";
 
     fn layer_dir(root: &Path, files: &[(&str, &str)]) -> PathBuf {
@@ -322,8 +337,9 @@ mod tests {
     #[test]
     fn reads_a_layer_and_leftovers() {
         let t = tempfile::tempdir().unwrap();
+        let (p, ldb) = setup(&t);
         layer_dir(
-            t.path(),
+            &ldb,
             &[
                 ("diff", &format!("{D}\n")),
                 ("size", "42"),
@@ -331,23 +347,22 @@ mod tests {
             ],
         );
         let rm =
-            t.path()
-                .join("sha256")
+            &ldb.join("sha256")
                 .join(format!("{}-{}-removing", "c".repeat(64), "d".repeat(64)));
-        fs::create_dir_all(&rm).unwrap();
+        fs::create_dir_all(rm).unwrap();
         fs::write(rm.join("cache-id"), "zzz").unwrap();
-        fs::create_dir_all(t.path().join("tmp/write-set-123")).unwrap();
-        let mnt = t.path().join("mounts").join("e".repeat(64));
-        fs::create_dir_all(&mnt).unwrap();
+        fs::create_dir_all(ldb.join("tmp/write-set-123")).unwrap();
+        let mnt = &ldb.join("mounts").join("e".repeat(64));
+        fs::create_dir_all(mnt).unwrap();
         fs::write(mnt.join("mount-id"), "f".repeat(64)).unwrap();
         fs::write(mnt.join("init-id"), format!("{}-init", "f".repeat(64))).unwrap();
         fs::write(mnt.join("parent"), D).unwrap();
 
-        let db = read(t.path());
+        let db = read(&p);
         assert!(db.anomalies.is_empty(), "{:?}", db.anomalies);
         let l = db.layers.values().next().unwrap();
         assert_eq!(l.size, 42);
-        assert_eq!(l.cache_id.0, "abc");
+        assert_eq!(db.cache_ids[&l.chain_id].0, "abc");
         assert_eq!(l.parent, None);
         assert_eq!(db.removing.len(), 1);
         assert_eq!(db.removing[0].cache_id.as_ref().unwrap().0, "zzz");
@@ -359,33 +374,32 @@ mod tests {
     #[test]
     fn broken_layers_name_the_file() {
         let t = tempfile::tempdir().unwrap();
-        let dir = layer_dir(
-            t.path(),
-            &[("diff", D), ("size", "42\n"), ("cache-id", "abc")],
-        );
-        let db = read(t.path());
+        let (p, ldb) = setup(&t);
+        let dir = layer_dir(&ldb, &[("diff", D), ("size", "42\n"), ("cache-id", "abc")]);
+        let db = read(&p);
         assert!(db.layers.is_empty());
         assert_eq!(db.anomalies[0].path, dir.join("size"));
 
         fs::write(dir.join("size"), "42").unwrap();
         fs::remove_file(dir.join("cache-id")).unwrap();
-        let db = read(t.path());
+        let db = read(&p);
         assert_eq!(db.anomalies[0].path, dir.join("cache-id"));
         assert!(db.anomalies[0].message.contains("missing"));
 
         fs::write(dir.join("cache-id"), "abc").unwrap();
         fs::remove_file(dir.join("diff")).unwrap();
-        let db = read(t.path());
+        let db = read(&p);
         assert_eq!(db.anomalies[0].path, dir.join("diff"));
     }
 
     #[test]
     fn bad_mount_ids_are_anomalies() {
         let t = tempfile::tempdir().unwrap();
-        let mnt = t.path().join("mounts").join("x");
-        fs::create_dir_all(&mnt).unwrap();
+        let (p, ldb) = setup(&t);
+        let mnt = &ldb.join("mounts").join("x");
+        fs::create_dir_all(mnt).unwrap();
         fs::write(mnt.join("mount-id"), "not-an-id").unwrap();
-        let db = read(t.path());
+        let db = read(&p);
         assert!(db.mounts.is_empty());
         assert_eq!(db.anomalies[0].kind, AnomalyKind::Mount);
     }

@@ -1,8 +1,8 @@
 //! `image/<driver>/repositories.json`: tags and digest references (§4).
 
-use super::fsread::read_opt;
-use super::{Anomaly, AnomalyKind, Reference};
 use crate::ids::ImageId;
+use crate::store::fsread::read_opt;
+use crate::store::{Anomaly, AnomalyKind, Reference};
 use serde_json::Value;
 use std::path::Path;
 

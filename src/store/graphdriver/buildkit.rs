@@ -7,8 +7,7 @@ use std::collections::HashSet;
 use std::path::Path;
 
 /// `candidates` are driver dir names and chain-ID hex strings worth asking about.
-pub fn read<'a>(root: &Path, candidates: impl Iterator<Item = &'a str>) -> Buildkit {
-    let dir = root.join("buildkit");
+pub fn read<'a>(dir: &Path, candidates: impl Iterator<Item = &'a str>) -> Buildkit {
     let present = dir.is_dir();
     let db = dir.join("snapshots.db");
     let Ok(bytes) = std::fs::read(&db) else {
@@ -95,7 +94,7 @@ mod tests {
         std::fs::write(t.path().join("buildkit/snapshots.db"), db).unwrap();
         let other = "b".repeat(64);
         let bk = read(
-            t.path(),
+            &t.path().join("buildkit"),
             [
                 key,
                 chain.as_str(),
@@ -111,7 +110,7 @@ mod tests {
     #[test]
     fn absent_buildkit() {
         let t = tempfile::tempdir().unwrap();
-        let bk = read(t.path(), std::iter::empty());
+        let bk = read(&t.path().join("buildkit"), std::iter::empty());
         assert!(!bk.present && !bk.snapshots_db);
     }
 }

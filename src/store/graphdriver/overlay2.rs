@@ -1,7 +1,8 @@
 //! The overlay2 home `<root>/overlay2`: layer directories and the `l/` links (§5).
 
-use super::fsread::{list_dir, read_text_opt};
-use super::{Anomaly, AnomalyKind, DriverDir, Link, LinkTarget, Lower};
+use super::{DriverDir, Link, LinkTarget, Lower, Paths};
+use crate::store::fsread::{list_dir, read_text_opt};
+use crate::store::{Anomaly, AnomalyKind};
 use rayon::prelude::*;
 use std::collections::BTreeMap;
 use std::fs;
@@ -13,7 +14,8 @@ pub struct Home {
     pub anomalies: Vec<Anomaly>,
 }
 
-pub fn read(home: &Path, with_lower: bool) -> Home {
+pub fn read(paths: &Paths, with_lower: bool) -> Home {
+    let home = &paths.home();
     let mut anomalies = Vec::new();
     let listing = match list_dir(home) {
         Ok(l) => l,
@@ -49,14 +51,14 @@ pub fn read(home: &Path, with_lower: bool) -> Home {
         .par_iter()
         .zip(listing.is_dir.par_iter())
         .filter(|(n, _)| n.as_str() != "l")
-        .map(|(n, is_dir)| read_dir_entry(home, n, *is_dir, with_lower))
+        .map(|(n, is_dir)| read_dir_entry(paths, n, *is_dir, with_lower))
         .collect();
     let mut dirs = BTreeMap::new();
     for (name, d, a) in results {
         anomalies.extend(a);
         dirs.insert(name, d);
     }
-    let mut links = read_links(&home.join("l"), &mut anomalies);
+    let mut links = read_links(&paths.links_dir(), &mut anomalies);
     // A canonical link resolves iff its target dir has diff/: known already,
     // which saves a stat per link (tens of thousands on big hosts).
     for l in links.values_mut() {
@@ -72,12 +74,12 @@ pub fn read(home: &Path, with_lower: bool) -> Home {
 }
 
 fn read_dir_entry(
-    home: &Path,
+    paths: &Paths,
     name: &str,
     is_dir: bool,
     with_lower: bool,
 ) -> (String, DriverDir, Option<Anomaly>) {
-    let path = home.join(name);
+    let path = paths.dir(name);
     let mut d = DriverDir {
         is_dir,
         has_diff: false,
@@ -88,15 +90,15 @@ fn read_dir_entry(
         return (name.to_string(), d, None);
     }
     let mut anomaly = None;
-    d.has_diff = fs::symlink_metadata(path.join("diff"))
+    d.has_diff = fs::symlink_metadata(paths.diff(name))
         .map(|m| m.is_dir())
         .unwrap_or(false);
-    match read_text_opt(&path.join("link")) {
+    match read_text_opt(&paths.link_file(name)) {
         Ok(l) => d.link = l.map(|s| s.trim().to_string()),
         Err(e) => {
             anomaly = Some(Anomaly {
                 kind: AnomalyKind::DriverDir,
-                path: path.join("link"),
+                path: paths.link_file(name),
                 message: e,
             })
         }
@@ -155,7 +157,8 @@ mod tests {
     #[test]
     fn reads_dirs_and_links() {
         let t = tempfile::tempdir().unwrap();
-        let h = t.path();
+        let p = Paths::new(t.path(), "overlay2");
+        let h = &p.home();
         fs::create_dir_all(h.join("aaa/diff")).unwrap();
         fs::write(h.join("aaa/link"), "LINKA").unwrap();
         fs::write(h.join("aaa/committed"), "").unwrap();
@@ -167,11 +170,11 @@ mod tests {
         symlink("../gone/diff", h.join("l/DANGLING")).unwrap();
         symlink("LOOP", h.join("l/LOOP")).unwrap();
 
-        let home = read(h, true);
+        let home = read(&p, true);
         assert!(home.anomalies.is_empty());
         assert_eq!(home.dirs.len(), 2);
         assert!(home.dirs["aaa"].has_diff);
-        assert!(read(h, false).dirs["bbb"].lower.is_none());
+        assert!(read(&p, false).dirs["bbb"].lower.is_none());
         assert_eq!(home.dirs["bbb"].lower, Some(Lower::parse("l/LINKA")));
         assert!(home.links["LINKA"].resolves);
         assert_eq!(

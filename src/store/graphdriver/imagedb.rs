@@ -1,12 +1,12 @@
 //! `image/<driver>/imagedb`: image configs (named by their sha256) and metadata (§2).
 
-use super::fsread::{list_dir_opt, read_opt, read_text_opt};
-use super::{Anomaly, AnomalyKind, Image};
+use super::Paths;
 use crate::ids::{DiffId, Digest, ImageId};
+use crate::store::fsread::{list_dir_opt, read_opt, read_text_opt};
+use crate::store::{Anomaly, AnomalyKind, Image};
 use rayon::prelude::*;
 use serde::Deserialize;
 use std::collections::BTreeMap;
-use std::path::Path;
 
 #[derive(Deserialize)]
 struct RawConfig {
@@ -28,8 +28,8 @@ struct RawRootFs {
 }
 
 /// Reads every config in `imagedb/content/sha256` and its metadata, in parallel.
-pub fn read(imagedb: &Path) -> (BTreeMap<ImageId, Image>, Vec<Anomaly>) {
-    let content = imagedb.join("content/sha256");
+pub fn read(paths: &Paths) -> (BTreeMap<ImageId, Image>, Vec<Anomaly>) {
+    let content = paths.image_configs();
     let mut anomalies = Vec::new();
     let listing = match list_dir_opt(&content) {
         Ok(l) => l,
@@ -47,7 +47,7 @@ pub fn read(imagedb: &Path) -> (BTreeMap<ImageId, Image>, Vec<Anomaly>) {
         .names
         .par_iter()
         .filter_map(|n| ImageId::from_hex(n))
-        .map(|id| read_one(imagedb, id))
+        .map(|id| read_one(paths, id))
         .collect();
     let mut images = BTreeMap::new();
     for (img, mut a) in results {
@@ -59,9 +59,9 @@ pub fn read(imagedb: &Path) -> (BTreeMap<ImageId, Image>, Vec<Anomaly>) {
     (images, anomalies)
 }
 
-fn read_one(imagedb: &Path, id: ImageId) -> (Option<Image>, Vec<Anomaly>) {
+fn read_one(paths: &Paths, id: ImageId) -> (Option<Image>, Vec<Anomaly>) {
     let mut anomalies = Vec::new();
-    let path = imagedb.join("content/sha256").join(id.hex());
+    let path = paths.image_config(&id);
     let bad = |kind, message: String| Anomaly {
         kind,
         path: path.clone(),
@@ -112,7 +112,7 @@ fn read_one(imagedb: &Path, id: ImageId) -> (Option<Image>, Vec<Anomaly>) {
     }
     let created_unix = raw.created.as_deref().and_then(parse_time);
 
-    let meta = imagedb.join("metadata/sha256").join(id.hex());
+    let meta = paths.image_metadata(&id);
     let parent = match read_text_opt(&meta.join("parent")) {
         Ok(None) => None,
         Ok(Some(s)) if s.is_empty() => None,
@@ -172,6 +172,15 @@ pub fn parse_time(s: &str) -> Option<i64> {
 mod tests {
     use super::*;
     use std::fs;
+    use std::path::Path;
+
+    /// A root's paths and its imagedb dir.
+    fn setup(t: &tempfile::TempDir) -> (Paths, std::path::PathBuf) {
+        let p = Paths::new(&t.path().join("r"), "overlay2");
+        let db = p.imagedb();
+        fs::create_dir_all(&db).unwrap();
+        (p, db)
+    }
 
     fn put(db: &Path, json: &str) -> ImageId {
         let id = ImageId(Digest::of_bytes(json.as_bytes()));
@@ -183,7 +192,8 @@ mod tests {
     #[test]
     fn reads_configs_and_metadata() {
         let t = tempfile::tempdir().unwrap();
-        let db = t.path();
+        let (p, db) = setup(&t);
+        let db = db.as_path();
         let d = format!("sha256:{}", "a".repeat(64));
         let parent = put(db, r#"{"rootfs":{"type":"layers","diff_ids":[]}}"#);
         let id = put(
@@ -199,7 +209,7 @@ mod tests {
         fs::write(meta.join("builtLocally"), [1u8]).unwrap();
         fs::write(db.join("content/sha256/.tmp-x123"), "junk").unwrap();
 
-        let (images, anomalies) = read(db);
+        let (images, anomalies) = read(&p);
         assert!(anomalies.is_empty(), "{anomalies:?}");
         assert_eq!(images.len(), 2);
         let img = &images[&id];
@@ -214,12 +224,13 @@ mod tests {
     #[test]
     fn bad_configs_become_anomalies() {
         let t = tempfile::tempdir().unwrap();
-        let db = t.path();
+        let (p, db) = setup(&t);
+        let db = db.as_path();
         put(db, r#"{"rootfs":{"type":"layers","diff_ids":["#); // truncated
         put(db, r#"{"os":"linux"}"#); // no rootfs
         let wrong = "b".repeat(64);
         fs::write(db.join("content/sha256").join(&wrong), "{}").unwrap();
-        let (images, anomalies) = read(db);
+        let (images, anomalies) = read(&p);
         assert!(images.is_empty());
         let kinds: Vec<_> = anomalies.iter().map(|a| a.kind).collect();
         assert_eq!(anomalies.len(), 3, "{anomalies:?}");

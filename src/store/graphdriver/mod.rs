@@ -1,0 +1,88 @@
+//! The graphdriver source: reads `image/<driver>/` and `<root>/<driver>/`
+//! (overlay2) into the neutral inventory plus [`State`]. One file per
+//! on-disk area; each area reader parallelises over its own entries.
+
+mod buildkit;
+mod imagedb;
+mod layerdb;
+mod overlay2;
+mod paths;
+mod refs;
+mod state;
+
+pub use imagedb::parse_time;
+pub use layerdb::parse_size;
+pub use paths::Paths;
+pub use state::*;
+
+use super::{Anomaly, LoadOptions, Snapshot, Store, containers, layout::Layout};
+use std::path::Path;
+
+/// Reads a graphdriver root whose layout `detect` established.
+pub fn read(root: &Path, layout: Layout, opts: LoadOptions) -> Snapshot {
+    let paths = Paths::new(root, &layout.driver);
+
+    let ((refs, images), (ldb, (containers, home))) = rayon::join(
+        || {
+            rayon::join(
+                || refs::read(&paths.repositories_json()),
+                || imagedb::read(&paths),
+            )
+        },
+        || {
+            rayon::join(
+                || layerdb::read(&paths),
+                || {
+                    rayon::join(
+                        || containers::read(paths.docker()),
+                        || overlay2::read(&paths, opts.lower),
+                    )
+                },
+            )
+        },
+    );
+
+    let candidates = home
+        .dirs
+        .keys()
+        .map(String::as_str)
+        .chain(ldb.cache_ids.values().map(|c| c.0.as_str()));
+    let chain_hex: Vec<String> = ldb.layers.keys().map(|c| c.hex()).collect();
+    let buildkit = buildkit::read(
+        &paths.docker().buildkit(),
+        candidates.chain(chain_hex.iter().map(String::as_str)),
+    );
+
+    let mut anomalies: Vec<Anomaly> = Vec::new();
+    let mut unresolved = ldb.unresolved;
+    unresolved.extend(containers.2);
+    unresolved.sort();
+    anomalies.extend(refs.1);
+    anomalies.extend(images.1);
+    anomalies.extend(ldb.anomalies);
+    anomalies.extend(containers.1);
+    anomalies.extend(home.anomalies);
+    anomalies.sort_by(|a, b| (&a.path, a.kind).cmp(&(&b.path, b.kind)));
+
+    Snapshot {
+        root: root.to_path_buf(),
+        engine_id_present: layout.engine_id_present,
+        refs: refs.0,
+        images: images.0,
+        layers: ldb.layers,
+        containers: containers.0,
+        anomalies,
+        unresolved,
+        store: Store::Graphdriver(State {
+            paths,
+            cache_ids: ldb.cache_ids,
+            mounts: ldb.mounts,
+            dirs: home.dirs,
+            links: home.links,
+            removing: ldb.removing,
+            broken_layers: ldb.broken,
+            write_sets: ldb.write_sets,
+            buildkit,
+        }),
+    }
+}
