@@ -145,8 +145,7 @@ pub fn validate(g: &Graph, plan: &Plan) -> Result<(), Vec<String>> {
             errs.push(format!("image {}'s references changed", i.id.short()));
         }
     }
-    let mounts: HashSet<&str> = plan.mounts.iter().map(|m| m.name.as_str()).collect();
-    let held = crate::plan::held_layers(g, &images, &mounts);
+    let freed = crate::plan::frees(g, plan, &HashSet::new(), &HashSet::new());
     let layers: HashSet<ChainId> = plan.layers.iter().map(|l| l.chain_id).collect();
     for l in &plan.layers {
         match snap.layers.get(&l.chain_id) {
@@ -161,7 +160,7 @@ pub fn validate(g: &Graph, plan: &Plan) -> Result<(), Vec<String>> {
             }
             Some(_) => {}
         }
-        if held.contains(&l.chain_id) {
+        if !freed.contains(&l.chain_id) {
             errs.push(format!("layer {} is now in use", l.chain_id.short()));
         }
     }
@@ -182,7 +181,7 @@ pub fn validate(g: &Graph, plan: &Plan) -> Result<(), Vec<String>> {
             Some(now)
                 if now.mount_id == m.mount_id
                     && now.init_id == m.init_id
-                    && !owners.contains(m.name.as_str()) => {}
+                    && !owners.contains_key(m.name.as_str()) => {}
             _ => errs.push(format!("mount {} changed or is now owned", m.name)),
         }
     }
@@ -459,30 +458,16 @@ pub fn apply(g: &Graph, plan: &Plan, o: &Options) -> Outcome {
     }
 
     // 4. Layers still held by something that failed to go stay too.
-    let held = if failed_images.is_empty() && failed_mounts.is_empty() {
-        HashSet::new()
-    } else {
-        let images: HashSet<ImageId> = plan
-            .images
-            .iter()
-            .map(|i| i.id)
-            .filter(|i| !failed_images.contains(i))
-            .collect();
-        let mounts: HashSet<&str> = plan
-            .mounts
-            .iter()
-            .map(|m| m.name.as_str())
-            .filter(|m| !failed_mounts.contains(m))
-            .collect();
-        crate::plan::held_layers(g, &images, &mounts)
-    };
+    let freed = (!failed_images.is_empty() || !failed_mounts.is_empty())
+        .then(|| crate::plan::frees(g, plan, &failed_images, &failed_mounts));
+    let held = |c: &ChainId| freed.as_ref().is_some_and(|f| !f.contains(c));
     let layerdb = paths.layers_dir();
     // 4a. Every planned entry disappears from the daemon's view at once.
     let mut renamed: Vec<(&crate::plan::PlanLayer, PathBuf)> = Vec::new();
     // Children come first; a layer whose child stays must stay too (§3.6).
     let mut must_stay: HashSet<ChainId> = HashSet::new();
     for l in &plan.layers {
-        if held.contains(&l.chain_id) || must_stay.contains(&l.chain_id) {
+        if held(&l.chain_id) || must_stay.contains(&l.chain_id) {
             must_stay.extend(l.parent);
             continue;
         }

@@ -1,52 +1,17 @@
-//! The reference graph over a [`Snapshot`]: what the daemon would load, who
-//! uses what, and reachability. Pure: no disk access.
+//! The analysis of a [`Snapshot`]: what the daemon would load (its restore
+//! rules), who uses what, and the holds over the snapshot's reference graph
+//! ([`crate::holds`]). Pure: no disk access.
 
+use crate::holds::graphdriver::{Edges, HolderIds, PROBE_PREFIXES};
+use crate::holds::{Hold, Holder, HolderId, Holds};
 use crate::ids::{ChainId, ContainerId, ImageId};
+use crate::reach::Node;
 use crate::store::graphdriver::{self, Mount};
 use crate::store::{Container, Snapshot, Store};
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
-/// A node of the store's reference graph.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Node {
-    /// Index into `Snapshot::refs`.
-    Reference(usize),
-    Image(ImageId),
-    Layer(ChainId),
-    Container(ContainerId),
-    /// A `layerdb/mounts/<name>` entry.
-    Mount(String),
-    /// A graphdriver directory name.
-    DriverDir(String),
-}
-
-/// Every node reachable from `roots` through `edges`. A plain worklist mark
-/// (containerd's gc.go shape): the edge function is the whole graph.
-pub fn mark<F>(roots: impl IntoIterator<Item = Node>, mut edges: F) -> HashSet<Node>
-where
-    F: FnMut(&Node, &mut Vec<Node>),
-{
-    let mut seen: HashSet<Node> = HashSet::new();
-    let mut stack: Vec<Node> = Vec::new();
-    for r in roots {
-        if seen.insert(r.clone()) {
-            stack.push(r);
-        }
-    }
-    let mut out = Vec::new();
-    while let Some(n) = stack.pop() {
-        out.clear();
-        edges(&n, &mut out);
-        for m in out.drain(..) {
-            if seen.insert(m.clone()) {
-                stack.push(m);
-            }
-        }
-    }
-    seen
-}
-
-/// What a graphdriver directory is, and why.
+/// What a graphdriver directory is (its place in the layout) and, for one
+/// that is nobody's data, whether it is an orphan.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum DirRole {
     /// The `cache-id` of a layerdb layer.
@@ -63,10 +28,10 @@ pub enum DirRole {
     Buildkit,
     /// Left by the driver's feature probes (`check-overlayfs-support*`, ...).
     Probe,
-    /// Nothing references it and its name is one the daemon generates.
+    /// Nothing holds it and its name is one the daemon generates.
     Orphan,
     /// Not referenced, but dockgc cannot tell what it is; never removed.
-    Unknown(&'static str),
+    Unknown(String),
 }
 
 pub struct Graph<'s> {
@@ -89,9 +54,15 @@ pub struct Graph<'s> {
     pub used_by_containers: HashSet<ImageId>,
     /// Role of each driver directory, by name.
     pub dir_roles: BTreeMap<&'s str, DirRole>,
-    /// Mount names some container owns: its own RW layer (named by the
+    /// The container that owns each mount: its own RW layer (named by the
     /// container ID) and its image mounts' layers.
-    pub mount_owners: HashSet<&'s str>,
+    pub mount_owners: HashMap<&'s str, ContainerId>,
+    /// The snapshot as nodes and edges.
+    pub edges: Edges<'s>,
+    /// Who holds every layer and dir.
+    pub holds: Holds,
+    /// The holder of each image, mount and leftover.
+    pub holders: HolderIds,
 }
 
 /// The OS the daemon runs on; images for another OS are not restored.
@@ -99,6 +70,12 @@ const HOST_OS: &str = "linux";
 
 impl<'s> Graph<'s> {
     pub fn build(snap: &'s Snapshot) -> Graph<'s> {
+        Self::build_with(snap, Vec::new())
+    }
+
+    /// With extra holders beside the store's own (each a reason and the
+    /// nodes it holds): every consumer of the holds then sees them.
+    pub fn build_with(snap: &'s Snapshot, extra: Vec<Hold>) -> Graph<'s> {
         let Store::Graphdriver(gd) = &snap.store;
         let loadable = loadable_layers(snap);
         let mut chains = HashMap::with_capacity(snap.images.len());
@@ -129,6 +106,7 @@ impl<'s> Graph<'s> {
         }
         let mut containers_by_image: HashMap<ImageId, Vec<ContainerId>> = HashMap::new();
         let mut used_by_containers = HashSet::new();
+        let mut mount_owners = HashMap::new();
         for c in snap.containers.values() {
             if let Some(img) = c.image {
                 containers_by_image
@@ -138,18 +116,16 @@ impl<'s> Graph<'s> {
                 used_by_containers.insert(img);
             }
             used_by_containers.extend(c.image_mounts.iter().map(|(i, _)| *i));
+            mount_owners.insert(c.id.0.as_str(), c.id.clone());
+            for (_, m) in &c.image_mounts {
+                mount_owners.insert(m.as_str(), c.id.clone());
+            }
         }
-        let dir_roles = classify_dirs(snap, gd);
-        let mount_owners = snap
-            .containers
-            .values()
-            .flat_map(|c| {
-                std::iter::once(c.id.0.as_str())
-                    .chain(c.image_mounts.iter().map(|(_, m)| m.as_str()))
-            })
-            .collect();
+        let edges = Edges::new(snap, gd, &chains);
+        let (holds, holders) =
+            crate::holds::graphdriver::build(snap, gd, &edges, &mount_owners, extra);
+        let dir_roles = classify_dirs(gd, &edges, &holds);
         Graph {
-            mount_owners,
             snap,
             gd,
             loadable,
@@ -160,6 +136,10 @@ impl<'s> Graph<'s> {
             containers_by_image,
             used_by_containers,
             dir_roles,
+            mount_owners,
+            edges,
+            holds,
+            holders,
         }
     }
 
@@ -198,54 +178,34 @@ impl<'s> Graph<'s> {
         self.gd.mounts.get(&c.id.0)
     }
 
-    /// The reference graph's edges (architecture: reference → image → parent
-    /// image and layer chain → parent layer → driver dir; container → image
-    /// and mount → RW, init and parent layer).
-    pub fn edges(&self, n: &Node, out: &mut Vec<Node>) {
-        let snap = self.snap;
-        let gd = self.gd;
-        match n {
-            Node::Reference(i) => out.push(Node::Image(snap.refs[*i].image)),
-            Node::Image(id) => {
-                if let Some(img) = snap.images.get(id) {
-                    out.extend(img.parent.map(Node::Image));
-                }
-                if let Some(chain) = self.chains.get(id) {
-                    out.extend(chain.iter().map(|c| Node::Layer(*c)));
-                }
-            }
-            Node::Layer(c) => {
-                if let Some(l) = snap.layers.get(c) {
-                    out.extend(l.parent.map(Node::Layer));
-                }
-                if let Some(d) = gd.cache_id(c) {
-                    out.push(Node::DriverDir(d.0.clone()));
-                }
-            }
-            Node::Container(id) => {
-                if let Some(c) = snap.containers.get(id) {
-                    out.extend(c.image.map(Node::Image));
-                    for (img, mount) in &c.image_mounts {
-                        out.push(Node::Image(*img));
-                        out.push(Node::Mount(mount.clone()));
-                    }
-                    out.push(Node::Mount(id.0.clone()));
-                }
-            }
-            Node::Mount(name) => {
-                if let Some(m) = gd.mounts.get(name) {
-                    out.push(Node::DriverDir(m.mount_id.0.clone()));
-                    out.extend(m.init_id.as_ref().map(|i| Node::DriverDir(i.0.clone())));
-                    out.extend(m.parent.map(Node::Layer));
-                }
-            }
-            Node::DriverDir(_) => {}
-        }
+    /// The layer node of a chain ID.
+    pub fn layer_node(&self, c: &ChainId) -> Option<Node> {
+        self.edges.layer(c)
     }
 
-    /// Everything reachable from `roots`.
-    pub fn reachable(&self, roots: impl IntoIterator<Item = Node>) -> HashSet<Node> {
-        mark(roots, |n, out| self.edges(n, out))
+    /// The holders of a layer.
+    pub fn layer_holders(&self, c: &ChainId) -> impl Iterator<Item = &Holder> + '_ {
+        self.layer_node(c)
+            .into_iter()
+            .flat_map(|n| self.holds.of(n))
+            .map(|h| self.holds.holder(*h))
+    }
+
+    /// Layers (with their sizes) that removing `removed` frees.
+    pub fn freed_layers(&self, removed: impl IntoIterator<Item = HolderId>) -> Vec<(ChainId, u64)> {
+        self.holds
+            .freed(removed)
+            .into_iter()
+            .filter_map(|n| self.edges.chain_id(n))
+            .map(|c| (c, self.snap.layers.get(&c).map_or(0, |l| l.size)))
+            .collect()
+    }
+
+    /// The holders of these images.
+    pub fn image_holders<'a>(&self, ids: impl IntoIterator<Item = &'a ImageId>) -> Vec<HolderId> {
+        ids.into_iter()
+            .filter_map(|i| self.holders.images.get(i).copied())
+            .collect()
     }
 }
 
@@ -291,14 +251,13 @@ fn loadable_layers(snap: &Snapshot) -> HashSet<ChainId> {
         .collect()
 }
 
-const PROBE_PREFIXES: &[&str] = &[
-    "check-overlayfs-support",
-    "opaque-bug-check",
-    "metacopy-check",
-    "userxattr-check",
-];
-
-fn classify_dirs<'s>(snap: &Snapshot, gd: &'s graphdriver::State) -> BTreeMap<&'s str, DirRole> {
+/// Each driver dir's place in the layout; among those that are nobody's
+/// data, the ones some holder (BuildKit, an unknown) claims.
+fn classify_dirs<'s>(
+    gd: &'s graphdriver::State,
+    edges: &Edges,
+    holds: &Holds,
+) -> BTreeMap<&'s str, DirRole> {
     let mut by_name: HashMap<&str, DirRole> = HashMap::new();
     for (c, d) in &gd.cache_ids {
         by_name.insert(&d.0, DirRole::Layer(*c));
@@ -321,36 +280,25 @@ fn classify_dirs<'s>(snap: &Snapshot, gd: &'s graphdriver::State) -> BTreeMap<&'
             by_name.entry(&c.0).or_insert(DirRole::Removing);
         }
     }
-    let buildkit: HashSet<&str> = gd
-        .buildkit
-        .referenced_names
-        .iter()
-        .map(String::as_str)
-        .collect();
     gd.dirs
-        .iter()
-        .map(|(name, d)| {
+        .keys()
+        .map(|name| {
             let n = name.as_str();
+            let node = edges.dir(n);
+            let claimed = |f: &dyn Fn(&Holder) -> bool| node.is_some_and(|n| holds.held_by(n, f));
             let role = if let Some(r) = by_name.get(n) {
                 r.clone()
-            } else if buildkit.contains(n) {
+            } else if claimed(&|h| matches!(h, Holder::Buildkit { .. })) {
                 DirRole::Buildkit
             } else if PROBE_PREFIXES.iter().any(|p| n.starts_with(p)) {
                 DirRole::Probe
-            } else if !d.is_dir {
-                DirRole::Unknown("not a directory (e.g. backingFsBlockDev)")
-            } else if crate::ids::is_buildkit_key(n) {
-                // BuildKit names its snapshots like this; without a readable
-                // snapshots.db there is no proof it is unused.
-                DirRole::Unknown("BuildKit-style name not found in buildkit/snapshots.db")
-            } else if crate::ids::MountId::parse(n).is_some() && !snap.unresolved.is_empty() {
-                DirRole::Unknown(
-                    "unreferenced, but an unreadable layer, mount or container may reference it",
-                )
-            } else if crate::ids::MountId::parse(n).is_some() {
-                DirRole::Orphan
+            } else if let Some(Holder::Unknown { why }) = node
+                .and_then(|n| holds.of(n).first())
+                .map(|h| holds.holder(*h))
+            {
+                DirRole::Unknown(why.clone())
             } else {
-                DirRole::Unknown("name the daemon never generates")
+                DirRole::Orphan
             };
             (n, role)
         })
@@ -498,26 +446,6 @@ pub(crate) mod tests {
     }
 
     #[test]
-    fn mark_follows_edges_and_stops_at_cycles() {
-        let edges = |n: &Node, out: &mut Vec<Node>| {
-            if let Node::DriverDir(s) = n {
-                let next = match s.as_str() {
-                    "a" => "b",
-                    "b" => "c",
-                    "c" => "a",
-                    _ => return,
-                };
-                out.push(Node::DriverDir(next.into()));
-            }
-        };
-        let r = mark([Node::DriverDir("a".into())], edges);
-        assert_eq!(r.len(), 3);
-        let r = mark([Node::DriverDir("z".into())], edges);
-        assert_eq!(r.len(), 1);
-        assert!(mark(std::iter::empty(), edges).is_empty());
-    }
-
-    #[test]
     fn loaded_listed_dangling_follow_the_daemon() {
         let mut s = empty_snapshot();
         let base = add_image(&mut s, &[1], 10, None);
@@ -574,24 +502,39 @@ pub(crate) mod tests {
     }
 
     #[test]
-    fn reachability_from_a_container_covers_image_chain_and_dirs() {
+    fn a_container_mount_holds_its_image_chain_and_dirs() {
         let mut s = empty_snapshot();
         let base = add_image(&mut s, &[1], 10, None);
         let app = add_image(&mut s, &[1, 2], 10, Some(base));
         let other = add_image(&mut s, &[7], 10, None);
         let c = add_container(&mut s, 5, app, false);
         let g = Graph::build(&s);
-        let live = g.reachable([Node::Container(c.clone())]);
-        assert!(live.contains(&Node::Image(app)) && live.contains(&Node::Image(base)));
+        let mount = g.holders.mounts[&c.0];
+        assert_eq!(
+            g.holds.holder(mount),
+            &Holder::Mount {
+                name: c.0.clone(),
+                container: Some(c.clone())
+            }
+        );
+        let held: HashSet<Node> = g.holds.reach(mount).iter().copied().collect();
         for l in &g.chains[&app] {
-            assert!(live.contains(&Node::Layer(*l)));
-            assert!(live.contains(&Node::DriverDir(l.hex())));
+            assert!(held.contains(&g.layer_node(l).unwrap()));
+            assert!(held.contains(&g.edges.dir(&l.hex()).unwrap()));
         }
         let m = &g.gd.mounts[&c.0];
-        assert!(live.contains(&Node::DriverDir(m.mount_id.0.clone())));
-        assert!(live.contains(&Node::DriverDir(m.init_id.clone().unwrap().0)));
-        assert!(!live.contains(&Node::Image(other)));
-        assert!(!live.contains(&Node::Layer(g.chains[&other][0])));
+        assert!(held.contains(&g.edges.dir(&m.mount_id.0).unwrap()));
+        assert!(held.contains(&g.edges.dir(&m.init_id.clone().unwrap().0).unwrap()));
+        assert!(!held.contains(&g.layer_node(&g.chains[&other][0]).unwrap()));
+        // The base layer: held by both images and the mount.
+        let holders: Vec<String> = g
+            .layer_holders(&g.chains[&base][0])
+            .map(|h| h.describe())
+            .collect();
+        assert_eq!(holders.len(), 3, "{holders:?}");
+        // Removing app frees nothing while the container's mount holds it.
+        assert!(g.freed_layers(g.image_holders([&app])).is_empty());
+        assert_eq!(g.freed_layers(g.image_holders([&other])).len(), 1);
     }
 
     #[test]

@@ -7,9 +7,12 @@
 pub mod apply;
 pub mod disk;
 pub mod graph;
+pub mod holds;
 pub mod ids;
+pub mod leftovers;
 pub mod plan;
 pub mod policy;
+pub mod reach;
 pub mod reconcile;
 pub mod render;
 pub mod store;

@@ -3,13 +3,12 @@
 //! real run executes the very same value; `apply FILE` re-validates a saved
 //! one against the store as it is now before touching anything.
 
-use crate::disk::docker_size;
-use crate::graph::{DirRole, Graph};
+use crate::graph::Graph;
+use crate::holds::{Holder, HolderId};
 use crate::ids::{CacheId, ChainId, DiffId, ImageId, MountId};
+use crate::leftovers::{self, Leftover, OrphanKind, Subject};
 use crate::policy::Selection;
-use crate::store::graphdriver::LinkTarget;
-use crate::usage::OrphanKind;
-use rayon::prelude::*;
+use crate::reach::Node;
 use serde::{Deserialize, Serialize};
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -136,102 +135,22 @@ fn mtime(p: &Path) -> i64 {
 /// into a Plan. Reads only: sizes of dirs to remove and mtimes for the grace period.
 pub fn build(g: &Graph, sel: &Selection, o: &OrphanOptions, created: String) -> Plan {
     let snap = g.snap;
-    let gd = g.gd;
-    let paths = &gd.paths;
-
-    // References of removed images, and of images that are only untagged.
-    let mut references = Vec::new();
-    for (id, why) in sel.remove.iter().chain(sel.untag.iter()) {
-        let untag_only = sel.untag.contains_key(id);
-        for r in g.refs(id) {
-            references.push(PlanRef {
-                repository: r.repository.clone(),
-                reference: r.reference.clone(),
-                image: *id,
-                reason: if untag_only {
-                    format!("{why}; the image stays, images built on it stay")
-                } else {
-                    why.clone()
-                },
-            });
-        }
-    }
-    references.sort_by(|a, b| a.reference.cmp(&b.reference));
-
-    // Children before parents, as `docker rmi` walks up: a failure then never
-    // leaves a child whose `parent` names a removed image.
-    let depth = |id: &ImageId| {
-        std::iter::successors(Some(*id), |i| snap.images.get(i).and_then(|x| x.parent))
-            .take(snap.images.len() + 1)
-            .count()
-    };
-    let mut order: Vec<(&ImageId, &String)> = sel.remove.iter().collect();
-    order.sort_by_cached_key(|(id, _)| (std::cmp::Reverse(depth(id)), **id));
-    let images: Vec<PlanImage> = order
-        .into_iter()
-        .map(|(id, why)| PlanImage {
-            id: *id,
-            reason: why.clone(),
-            config_bytes: snap.images[id].config_bytes,
-            repo_tags: g.tags(id).map(str::to_string).collect(),
-        })
-        .collect();
-
-    // Orphan mounts, when asked: no container owns them and no unreadable
-    // container directory might.
-    let mut mounts: Vec<PlanMount> = Vec::new();
-    if o.enabled {
-        let owners = &g.mount_owners;
-        for m in gd.mounts.values() {
-            let container_dir = paths.docker().container(&m.name);
-            if owners.contains(m.name.as_str()) || snap.unresolved.contains(&container_dir) {
-                continue;
-            }
-            let mdir = paths.mount(&m.name);
-            if o.now - mtime(&mdir) < o.grace {
-                continue;
-            }
-            mounts.push(PlanMount {
-                name: m.name.clone(),
-                mount_id: m.mount_id.clone(),
-                init_id: m.init_id.clone(),
-                bytes: 0,
-                reason: if crate::ids::is_buildkit_key(&m.name) {
-                    "transient BuildKit mount left by an interrupted build".into()
-                } else {
-                    "no container owns this RW layer".into()
-                },
-            });
-        }
-    }
-    let removed_mounts: HashSet<&str> = mounts.iter().map(|m| m.name.as_str()).collect();
-    let layers = layers_to_remove(g, sel, &removed_mounts, o);
-
-    let mut orphans = Vec::new();
-    let mut untouched = Vec::new();
-    if o.enabled {
-        collect_orphans(g, o, &layers, &mut orphans, &mut untouched);
-    }
-
-    // Sizes of directories to remove, in parallel.
-    mounts.par_iter_mut().for_each(|m| {
-        m.bytes = docker_size(&paths.dir(&m.mount_id.0))
-            + m.init_id
-                .as_ref()
-                .map_or(0, |i| docker_size(&paths.dir(&i.0)));
-    });
-    orphans
-        .par_iter_mut()
-        .chain(untouched.par_iter_mut())
-        .for_each(|x| {
-            if x.kind != OrphanKind::DanglingLink {
-                x.bytes = docker_size(&snap.root.join(&x.path))
-                    + x.cache_dir
-                        .as_ref()
-                        .map_or(0, |c| docker_size(&paths.dir(c)));
-            }
-        });
-
+    let references = references(g, sel);
+    let images = images(g, sel);
+    let Leftovers {
+        mounts,
+        orphan_layers,
+        orphans,
+        untouched,
+    } = leftovers_to_remove(g, o);
+    let removed = holders_removed(
+        g,
+        sel.remove.keys(),
+        mounts.iter().map(|m| m.name.as_str()),
+        orphan_layers.iter(),
+        orphans.iter().map(|x| snap.root.join(&x.path)),
+    );
+    let layers = layers_to_remove(g, sel, &removed, &orphan_layers);
     let mut reclaim = Reclaim {
         images: images.iter().map(|i| i.config_bytes).sum(),
         layers: layers.iter().map(|l| l.size).sum(),
@@ -264,56 +183,186 @@ pub fn build(g: &Graph, sel: &Selection, o: &OrphanOptions, created: String) -> 
     }
 }
 
-/// Layers something keeps when `removed_images` and `removed_mounts` go:
-/// the chains of every other image (loaded or not: an image the daemon skips
-/// may be repairable, and its data is not ours to take), of every other
-/// mount, and of everything BuildKit's snapshots.db names.
-pub fn held_layers(
-    g: &Graph,
-    removed_images: &HashSet<ImageId>,
-    removed_mounts: &HashSet<&str>,
-) -> HashSet<ChainId> {
-    let snap = g.snap;
-    let gd = g.gd;
-    let mut held: HashSet<ChainId> = HashSet::new();
-    for id in snap.images.keys().filter(|i| !removed_images.contains(i)) {
-        held.extend(g.chains[id].iter().copied());
-    }
-    let chain_of = |start: Option<ChainId>| snap.layer_chain(start);
-    for m in gd
-        .mounts
-        .values()
-        .filter(|m| !removed_mounts.contains(m.name.as_str()))
-    {
-        held.extend(chain_of(m.parent));
-    }
-    let bk: HashSet<&str> = gd
-        .buildkit
-        .referenced_names
-        .iter()
-        .map(String::as_str)
-        .collect();
-    for l in snap.layers.values() {
-        let cache = gd.cache_id(&l.chain_id).map_or("", |c| c.0.as_str());
-        if bk.contains(l.chain_id.hex().as_str()) || bk.contains(cache) {
-            held.extend(chain_of(Some(l.chain_id)));
+/// References of removed images, and of images that are only untagged.
+fn references(g: &Graph, sel: &Selection) -> Vec<PlanRef> {
+    let mut references = Vec::new();
+    for (id, why) in sel.remove.iter().chain(sel.untag.iter()) {
+        let untag_only = sel.untag.contains_key(id);
+        for r in g.refs(id) {
+            references.push(PlanRef {
+                repository: r.repository.clone(),
+                reference: r.reference.clone(),
+                image: *id,
+                reason: if untag_only {
+                    format!("{why}; the image stays, images built on it stay")
+                } else {
+                    why.clone()
+                },
+            });
         }
     }
-    held
+    references.sort_by(|a, b| a.reference.cmp(&b.reference));
+    references
 }
 
-/// Layers of removed images that nothing else holds, plus (with `--orphans`)
-/// layers nothing holds at all; never one with a child layer that stays.
+/// Images to remove, children before parents, as `docker rmi` walks up: a
+/// failure then never leaves a child whose `parent` names a removed image.
+fn images(g: &Graph, sel: &Selection) -> Vec<PlanImage> {
+    let snap = g.snap;
+    let depth = |id: &ImageId| {
+        std::iter::successors(Some(*id), |i| snap.images.get(i).and_then(|x| x.parent))
+            .take(snap.images.len() + 1)
+            .count()
+    };
+    let mut order: Vec<(&ImageId, &String)> = sel.remove.iter().collect();
+    order.sort_by_cached_key(|(id, _)| (std::cmp::Reverse(depth(id)), **id));
+    order
+        .into_iter()
+        .map(|(id, why)| PlanImage {
+            id: *id,
+            reason: why.clone(),
+            config_bytes: snap.images[id].config_bytes,
+            repo_tags: g.tags(id).map(str::to_string).collect(),
+        })
+        .collect()
+}
+
+/// What `--orphans` removes, from the one list of leftovers.
+struct Leftovers {
+    mounts: Vec<PlanMount>,
+    /// Unreferenced layers (their removal goes with the image layers).
+    orphan_layers: Vec<ChainId>,
+    orphans: Vec<PlanOrphan>,
+    untouched: Vec<PlanOrphan>,
+}
+
+fn leftovers_to_remove(g: &Graph, o: &OrphanOptions) -> Leftovers {
+    let mut out = Leftovers {
+        mounts: Vec::new(),
+        orphan_layers: Vec::new(),
+        orphans: Vec::new(),
+        untouched: Vec::new(),
+    };
+    if !o.enabled {
+        return out;
+    }
+    let paths = &g.gd.paths;
+    let mut items = leftovers::collect(g);
+    // Only what the plan keeps needs measuring: drop what grace protects.
+    let mtimes: Vec<i64> = items.iter().map(|x| mtime(&x.path)).collect();
+    let mut keep = Vec::with_capacity(items.len());
+    for (x, m) in items.drain(..).zip(mtimes) {
+        let old_enough = o.now - m >= o.grace;
+        // Layers have no grace (the daemon is down: nothing registers them).
+        if old_enough || x.kind == OrphanKind::Unknown || matches!(x.subject, Subject::Layer { .. })
+        {
+            keep.push((x, m));
+        }
+    }
+    let mut items: Vec<Leftover> = keep.iter().map(|(x, _)| x.clone()).collect();
+    leftovers::measure(g, &mut items);
+    for (x, (_, mtime)) in items.into_iter().zip(keep) {
+        let orphan = |link: Option<String>, cache_dir: Option<String>| PlanOrphan {
+            path: paths.rel(&x.path).to_path_buf(),
+            kind: x.kind,
+            bytes: x.bytes,
+            reason: x.reason.clone(),
+            link,
+            cache_dir,
+            mtime,
+        };
+        match (&x.subject, x.kind) {
+            (_, OrphanKind::Unknown) => out.untouched.push(orphan(None, None)),
+            (Subject::Layer { chain_id }, OrphanKind::UnreferencedLayer) => {
+                out.orphan_layers.push(*chain_id)
+            }
+            (Subject::Layer { .. } | Subject::Entry, _) => {} // broken: never removed
+            (Subject::Mount { name }, _) => {
+                if let Some(m) = g.gd.mounts.get(name) {
+                    out.mounts.push(PlanMount {
+                        name: name.clone(),
+                        mount_id: m.mount_id.clone(),
+                        init_id: m.init_id.clone(),
+                        bytes: x.bytes,
+                        reason: x.reason.clone(),
+                    });
+                }
+            }
+            (Subject::Dir { link, .. }, _) => out.orphans.push(orphan(link.clone(), None)),
+            (Subject::Removing { cache_dir, link }, _) => {
+                out.orphans.push(orphan(link.clone(), cache_dir.clone()))
+            }
+            (Subject::WriteSet | Subject::Link { .. }, _) => out.orphans.push(orphan(None, None)),
+        }
+    }
+    out
+}
+
+/// The holders a plan removes, in the graph of the store as it is now: its
+/// images, its mounts, its unreferenced layers and its `-removing` entries.
+pub fn holders_removed<'a>(
+    g: &Graph,
+    images: impl IntoIterator<Item = &'a ImageId>,
+    mounts: impl IntoIterator<Item = &'a str>,
+    layers: impl IntoIterator<Item = &'a ChainId>,
+    entries: impl IntoIterator<Item = PathBuf>,
+) -> Vec<HolderId> {
+    let h = &g.holders;
+    let mut out: Vec<HolderId> = g.image_holders(images);
+    out.extend(mounts.into_iter().filter_map(|m| h.mounts.get(m).copied()));
+    out.extend(
+        layers
+            .into_iter()
+            .filter_map(|c| h.leftover_layers.get(c).copied()),
+    );
+    out.extend(
+        entries
+            .into_iter()
+            .filter_map(|p| h.leftover_entries.get(&p).copied()),
+    );
+    out
+}
+
+/// The layers a plan frees on the store as it is now, leaving out images
+/// and mounts that could not be removed (a failure keeps what they hold).
+pub fn frees(
+    g: &Graph,
+    plan: &Plan,
+    failed_images: &HashSet<ImageId>,
+    failed_mounts: &HashSet<&str>,
+) -> HashSet<ChainId> {
+    let root = &g.snap.root;
+    let removed = holders_removed(
+        g,
+        plan.images
+            .iter()
+            .map(|i| &i.id)
+            .filter(|i| !failed_images.contains(i)),
+        plan.mounts
+            .iter()
+            .map(|m| m.name.as_str())
+            .filter(|m| !failed_mounts.contains(m)),
+        plan.layers.iter().map(|l| &l.chain_id),
+        plan.orphans.iter().map(|o| root.join(&o.path)),
+    );
+    g.freed_layers(removed)
+        .into_iter()
+        .map(|(c, _)| c)
+        .collect()
+}
+
+/// The layers removing `removed` frees, children before parents; a layer's
+/// driver dir goes with it unless something that stays still holds the dir.
 fn layers_to_remove(
     g: &Graph,
     sel: &Selection,
-    removed_mounts: &HashSet<&str>,
-    o: &OrphanOptions,
+    removed: &[HolderId],
+    orphan_layers: &[ChainId],
 ) -> Vec<PlanLayer> {
     let snap = g.snap;
-    let removed: HashSet<ImageId> = sel.remove.keys().copied().collect();
-    let held = held_layers(g, &removed, removed_mounts);
-    let chain_of = |start: Option<ChainId>| snap.layer_chain(start);
+    let freed: HashSet<Node> = g.holds.freed(removed.iter().copied()).into_iter().collect();
+    let orphan: HashSet<&ChainId> = orphan_layers.iter().collect();
+    // Why each layer goes: the first removed image whose chain has it.
     let mut reason: HashMap<ChainId, String> = HashMap::new();
     for id in sel.remove.keys() {
         for c in &g.chains[id] {
@@ -322,206 +371,49 @@ fn layers_to_remove(
                 .or_insert_with(|| format!("layer of removed image {}", id.short()));
         }
     }
-    if o.enabled {
-        for l in snap.layers.values() {
-            if g.loadable.contains(&l.chain_id) && !reason.contains_key(&l.chain_id) {
-                reason.insert(
-                    l.chain_id,
-                    "unreferenced layer (no image, container or BuildKit snapshot)".into(),
-                );
-            }
+    let why = |c: &ChainId| -> String {
+        if let Some(r) = reason.get(c) {
+            return r.clone();
         }
-    }
-    let mut del: HashSet<ChainId> = reason
-        .keys()
-        .filter(|c| !held.contains(c) && snap.layers.contains_key(c))
-        .copied()
-        .collect();
-    // A layer that stays holds a reference on its parent (§3.6): keep the
-    // parent, and so its ancestors.
-    let staying_children: Vec<ChainId> = snap
-        .layers
-        .values()
-        .filter(|l| !del.contains(&l.chain_id))
-        .filter_map(|l| l.parent)
-        .collect();
-    for p in staying_children {
-        for c in chain_of(Some(p)) {
-            if !del.remove(&c) {
-                // Already kept, and so are its ancestors by the same rule.
-                if !reason.contains_key(&c) {
-                    break;
-                }
-            }
+        if orphan.contains(c) {
+            return leftovers::REASON_LAYER.to_string();
         }
-    }
-    // Broken entries share driver dirs? Never remove a cache dir another kept entry names.
-    let gd = g.gd;
-    let kept_caches: HashSet<&str> = gd
-        .cache_ids
+        let by: Vec<String> = g.layer_holders(c).map(Holder::describe).collect();
+        format!("held only by what this plan removes: {}", by.join(", "))
+    };
+    let depth = |c: &ChainId| snap.layer_chain(Some(*c)).count();
+    let mut out: Vec<PlanLayer> = freed
         .iter()
-        .filter(|(c, _)| !del.contains(c))
-        .map(|(_, d)| d.0.as_str())
-        .chain(
-            gd.broken_layers
-                .iter()
-                .filter_map(|b| b.cache_id.as_ref().map(|c| c.0.as_str())),
-        )
-        .collect();
-    let depth = |c: &ChainId| chain_of(Some(*c)).count();
-    let mut out: Vec<PlanLayer> = del
-        .iter()
-        .map(|c| {
-            let l = &snap.layers[c];
-            let cache_id = gd.cache_ids[c].clone();
-            let shared = kept_caches.contains(cache_id.0.as_str());
-            PlanLayer {
-                keep_driver_dir: shared,
-                chain_id: *c,
+        .filter_map(|n| g.edges.chain_id(*n))
+        .filter_map(|c| {
+            let l = snap.layers.get(&c)?;
+            let cache_id = g.gd.cache_id(&c)?.clone();
+            let dir_stays = g
+                .edges
+                .dir(&cache_id.0)
+                .is_some_and(|d| !freed.contains(&d));
+            let reason = if dir_stays {
+                format!(
+                    "{}; its driver dir is shared with a kept layer and stays",
+                    why(&c)
+                )
+            } else {
+                why(&c)
+            };
+            Some(PlanLayer {
+                keep_driver_dir: dir_stays,
+                chain_id: c,
                 diff_id: l.diff_id,
                 cache_id,
                 parent: l.parent,
                 size: l.size,
-                reason: if shared {
-                    format!(
-                        "{}; its driver dir is shared with a kept layer and stays",
-                        reason[c]
-                    )
-                } else {
-                    reason[c].clone()
-                },
-            }
+                reason,
+            })
         })
         .collect();
     // Children before parents; deterministic.
     out.sort_by_cached_key(|l| (std::cmp::Reverse(depth(&l.chain_id)), l.chain_id));
     out
-}
-
-fn collect_orphans(
-    g: &Graph,
-    o: &OrphanOptions,
-    layers: &[PlanLayer],
-    orphans: &mut Vec<PlanOrphan>,
-    untouched: &mut Vec<PlanOrphan>,
-) {
-    let gd = g.gd;
-    let paths = &gd.paths;
-    let rel = |p: &Path| paths.rel(p).to_path_buf();
-    let old_enough = |p: &Path| -> (bool, i64) {
-        let m = mtime(p);
-        (o.now - m >= o.grace, m)
-    };
-    // l/ links by the dir they point at.
-    let mut link_of: HashMap<&str, &str> = HashMap::new();
-    for (name, l) in &gd.links {
-        if let LinkTarget::DriverDir(d) = &l.target {
-            link_of.insert(d.as_str(), name.as_str());
-        }
-    }
-    let live_caches: HashSet<&str> = gd
-        .cache_ids
-        .values()
-        .map(|c| c.0.as_str())
-        .chain(gd.mounts.values().flat_map(|m| {
-            std::iter::once(m.mount_id.0.as_str()).chain(m.init_id.iter().map(|i| i.0.as_str()))
-        }))
-        .collect();
-    let push = |list: &mut Vec<PlanOrphan>,
-                path: PathBuf,
-                kind,
-                reason: &str,
-                link: Option<String>,
-                cache_dir| {
-        let (ok, m) = old_enough(&path);
-        if ok {
-            list.push(PlanOrphan {
-                path: rel(&path),
-                kind,
-                bytes: 0,
-                reason: reason.to_string(),
-                link,
-                cache_dir,
-                mtime: m,
-            });
-        }
-    };
-    for (name, role) in &g.dir_roles {
-        let path = paths.dir(name);
-        let link = link_of.get(name).map(|s| s.to_string());
-        match role {
-            DirRole::Orphan => push(
-                orphans,
-                path,
-                OrphanKind::DriverDir,
-                "no layerdb layer, mount or BuildKit snapshot references it",
-                link,
-                None,
-            ),
-            DirRole::Probe => push(
-                orphans,
-                path,
-                OrphanKind::Probe,
-                "overlay2 feature-probe leftover",
-                link,
-                None,
-            ),
-            DirRole::Unknown(why) => untouched.push(PlanOrphan {
-                path: rel(&path),
-                kind: OrphanKind::Unknown,
-                bytes: 0,
-                reason: format!("{why}; never removed"),
-                link: None,
-                cache_dir: None,
-                mtime: mtime(&path),
-            }),
-            _ => {}
-        }
-    }
-    let removed_caches: HashSet<&str> = layers.iter().map(|l| l.cache_id.0.as_str()).collect();
-    for r in &gd.removing {
-        // Finish it as the daemon's Cleanup does, unless a live entry shares the dir.
-        let cache_dir = r
-            .cache_id
-            .as_ref()
-            .map(|c| c.0.clone())
-            .filter(|c| !live_caches.contains(c.as_str()) && !removed_caches.contains(c.as_str()))
-            .filter(|c| gd.dirs.contains_key(c));
-        push(
-            orphans,
-            r.path.clone(),
-            OrphanKind::PendingRemoval,
-            "finish an interrupted layer deletion",
-            cache_dir
-                .as_deref()
-                .and_then(|c| link_of.get(c))
-                .map(|s| s.to_string()),
-            cache_dir,
-        );
-    }
-    for w in &gd.write_sets {
-        push(
-            orphans,
-            w.clone(),
-            OrphanKind::WriteSet,
-            "interrupted layer registration",
-            None,
-            None,
-        );
-    }
-    for (name, l) in &gd.links {
-        if !l.resolves {
-            push(
-                orphans,
-                paths.link(name),
-                OrphanKind::DanglingLink,
-                "its target does not exist",
-                None,
-                None,
-            );
-        }
-    }
-    orphans.sort_by(|a, b| (a.kind, &a.path).cmp(&(b.kind, &b.path)));
 }
 
 #[cfg(test)]

@@ -6,11 +6,11 @@
 //! always kept (Docker's own conflicts, format doc §8.3, §8.4, §13).
 
 use crate::graph::Graph;
-use crate::ids::{ChainId, ImageId};
+use crate::ids::ImageId;
 use crate::store::parse_time;
 use globset::{Glob, GlobMatcher};
 use serde::Serialize;
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 
 #[derive(Debug, thiserror::Error)]
 pub enum PolicyError {
@@ -183,6 +183,23 @@ pub struct Options {
     pub now: i64,
 }
 
+impl Options {
+    /// `prune -a` with no filter and no keep rule: what df calls reclaimable.
+    pub fn all(now: i64) -> Options {
+        Options {
+            all: true,
+            filters: Filters::default(),
+            older_than: None,
+            age_by: AgeBy::Created,
+            keep: Vec::new(),
+            keep_last: None,
+            watermark: None,
+            min_age: None,
+            now,
+        }
+    }
+}
+
 #[derive(Debug, Default, Serialize)]
 pub struct Selection {
     /// Images whose config, metadata and references go, with the rule that chose each.
@@ -216,12 +233,94 @@ pub fn last_used(g: &Graph, id: &ImageId) -> Option<i64> {
 }
 
 pub fn select(g: &Graph, o: &Options) -> Selection {
-    let snap = g.snap;
     let mut sel = Selection::default();
+    let protect = Protector::new(g, o);
+    let mut candidates = candidates(g, o);
+    candidates.retain(|id| match protect.why(id) {
+        Some(why) => {
+            sel.kept.insert(*id, why);
+            false
+        }
+        None => true,
+    });
+    let base_reason = if o.all { "unused (-a)" } else { "dangling" };
+    let chosen = match o.watermark {
+        None => candidates
+            .into_iter()
+            .map(|id| (id, base_reason.to_string()))
+            .collect(),
+        Some((w, fs)) => evict(g, candidates, w, fs, &mut sel.note),
+    };
 
-    // Protection, with the reason shown in the plan.
-    let keep_last = keep_last_set(g, o.keep_last);
-    let protect = |id: &ImageId| -> Option<String> {
+    // Tagged images with children lose their tags and stay for their
+    // children (Docker's -a does this) ...
+    let (mut untag, mut remove): (BTreeMap<_, _>, BTreeMap<_, _>) =
+        chosen.into_iter().partition(|(id, _)| g.has_children(id));
+    keep_parents_of_staying_images(g, &mut remove);
+    // ... until their last child goes: then the child's PruneChildren
+    // removes them too, as it does untagged parents.
+    loop {
+        add_untagged_parents(g, &mut remove, &|p| {
+            untag.contains_key(p) || (!g.refs_by_image.contains_key(p) && protect.why(p).is_none())
+        });
+        let freed: Vec<ImageId> = untag
+            .keys()
+            .filter(|p| g.children[p].iter().all(|c| remove.contains_key(c)))
+            .copied()
+            .collect();
+        if freed.is_empty() {
+            break;
+        }
+        for p in freed {
+            let why = untag.remove(&p).unwrap_or_default();
+            remove.insert(p, format!("{why}; its children go too"));
+        }
+    }
+    sel.untag = untag;
+    sel.remove = remove;
+    sel
+}
+
+/// What `docker rmi` of `ids` (with its default PruneChildren) removes: each
+/// image unless a container uses it or it has children, and the untagged,
+/// unused parents that are left without children.
+pub fn select_only(g: &Graph, ids: &[ImageId]) -> Selection {
+    let mut sel = Selection::default();
+    let mut remove = BTreeMap::new();
+    for id in ids.iter().filter(|i| g.loaded.contains(i)) {
+        if g.used_by_containers.contains(id) {
+            sel.kept.insert(*id, "used by a container".into());
+        } else if g.has_children(id) {
+            sel.kept.insert(*id, "has child images".into());
+        } else {
+            remove.insert(*id, "selected".to_string());
+        }
+    }
+    add_untagged_parents(g, &mut remove, &|p| {
+        !g.refs_by_image.contains_key(p) && !g.used_by_containers.contains(p)
+    });
+    sel.remove = remove;
+    sel
+}
+
+/// The keep rules, with the reason each shows in the plan.
+struct Protector<'a> {
+    g: &'a Graph<'a>,
+    o: &'a Options,
+    keep_last: HashMap<ImageId, String>,
+}
+
+impl<'a> Protector<'a> {
+    fn new(g: &'a Graph<'a>, o: &'a Options) -> Self {
+        Protector {
+            g,
+            o,
+            keep_last: keep_last_set(g, o.keep_last),
+        }
+    }
+
+    fn why(&self, id: &ImageId) -> Option<String> {
+        let (g, o) = (self.g, self.o);
         if g.used_by_containers.contains(id) {
             return Some("used by a container".into());
         }
@@ -234,7 +333,7 @@ pub fn select(g: &Graph, o: &Options) -> Selection {
             };
             return Some(format!("--keep {name}"));
         }
-        if let Some(repo) = keep_last.get(id) {
+        if let Some(repo) = self.keep_last.get(id) {
             return Some(format!(
                 "--keep-last {} in {repo}",
                 o.keep_last.unwrap_or(0)
@@ -246,12 +345,14 @@ pub fn select(g: &Graph, o: &Options) -> Selection {
             return Some("younger than --min-age".into());
         }
         None
-    };
+    }
+}
 
-    // Candidates: dangling images, or with -a every image (an untagged image
-    // with children is never a candidate: it goes with its children).
-    let mut candidates: Vec<ImageId> = g
-        .loaded
+/// Dangling images, or with -a every image (an untagged image with children
+/// is never a candidate: it goes with its children), that pass the filters.
+fn candidates(g: &Graph, o: &Options) -> Vec<ImageId> {
+    let snap = g.snap;
+    g.loaded
         .iter()
         .filter(|id| {
             if o.all {
@@ -260,105 +361,103 @@ pub fn select(g: &Graph, o: &Options) -> Selection {
                 g.is_dangling(id)
             }
         })
-        .copied()
-        .collect();
-    let base_reason = if o.all { "unused (-a)" } else { "dangling" };
-
-    candidates.retain(|id| {
-        let img = &snap.images[id];
-        if let Some(until) = o.filters.until
-            && img.created_unix.is_none_or(|c| c > until)
-        {
-            return false;
-        }
-        if !o
-            .filters
-            .labels
-            .iter()
-            .all(|l| label_matches(&img.labels, l))
-        {
-            return false;
-        }
-        if !o.filters.not_labels.is_empty()
-            && o.filters
-                .not_labels
-                .iter()
-                .all(|l| label_matches(&img.labels, l))
-        {
-            return false;
-        }
-        if let Some(age) = o.older_than {
-            let t = match o.age_by {
-                AgeBy::Created => img.created_unix,
-                AgeBy::LastUsed => last_used(g, id),
-            };
-            if t.is_none_or(|t| o.now - t <= age) {
+        .filter(|id| {
+            let img = &snap.images[id];
+            if let Some(until) = o.filters.until
+                && img.created_unix.is_none_or(|c| c > until)
+            {
                 return false;
             }
-        }
-        true
-    });
-    candidates.retain(|id| match protect(id) {
-        Some(why) => {
-            sel.kept.insert(*id, why);
-            false
-        }
-        None => true,
-    });
+            if !o
+                .filters
+                .labels
+                .iter()
+                .all(|l| label_matches(&img.labels, l))
+            {
+                return false;
+            }
+            if !o.filters.not_labels.is_empty()
+                && o.filters
+                    .not_labels
+                    .iter()
+                    .all(|l| label_matches(&img.labels, l))
+            {
+                return false;
+            }
+            if let Some(age) = o.older_than {
+                let t = match o.age_by {
+                    AgeBy::Created => img.created_unix,
+                    AgeBy::LastUsed => last_used(g, id),
+                };
+                if t.is_none_or(|t| o.now - t <= age) {
+                    return false;
+                }
+            }
+            true
+        })
+        .copied()
+        .collect()
+}
 
-    let mut chosen: BTreeMap<ImageId, String> = BTreeMap::new();
-    match o.watermark {
-        None => {
-            for id in candidates {
-                chosen.insert(id, base_reason.to_string());
-            }
+/// Watermarks: least recently used candidates first, until what the holds
+/// say their removal frees reaches what the watermark asks for.
+fn evict(
+    g: &Graph,
+    mut candidates: Vec<ImageId>,
+    w: Watermark,
+    fs: FsStats,
+    note: &mut Option<String>,
+) -> BTreeMap<ImageId, String> {
+    let mut chosen = BTreeMap::new();
+    let used = fs.total.saturating_sub(fs.available);
+    let (over, need, why) = match w {
+        Watermark::Percent { high, low } => {
+            let pct = used as f64 * 100.0 / fs.total.max(1) as f64;
+            let target = (low / 100.0 * fs.total as f64) as u64;
+            (
+                pct > high,
+                used.saturating_sub(target),
+                format!("LRU: filesystem {pct:.1}% used > --high {high}%"),
+            )
         }
-        Some((w, fs)) => {
-            let used = fs.total.saturating_sub(fs.available);
-            let (over, need, why) = match w {
-                Watermark::Percent { high, low } => {
-                    let pct = used as f64 * 100.0 / fs.total.max(1) as f64;
-                    let target = (low / 100.0 * fs.total as f64) as u64;
-                    (
-                        pct > high,
-                        used.saturating_sub(target),
-                        format!("LRU: filesystem {pct:.1}% used > --high {high}%"),
-                    )
-                }
-                Watermark::Free(want) => (
-                    fs.available < want,
-                    want.saturating_sub(fs.available),
-                    format!("LRU: {} bytes free < --free {want}", fs.available),
-                ),
-            };
-            if !over {
-                sel.note = Some("below the high watermark: nothing to evict".into());
-            } else {
-                candidates.sort_by_key(|id| (last_used(g, id), *id));
-                let mut freer = Freer::new(g);
-                for id in candidates {
-                    if freer.freed >= need {
-                        break;
-                    }
-                    freer.remove(&id);
-                    chosen.insert(id, why.clone());
-                }
-                if freer.freed < need {
-                    sel.note = Some(format!(
-                        "evicting every eligible image frees {} of the {need} bytes asked for",
-                        freer.freed
-                    ));
-                }
-            }
-        }
+        Watermark::Free(want) => (
+            fs.available < want,
+            want.saturating_sub(fs.available),
+            format!("LRU: {} bytes free < --free {want}", fs.available),
+        ),
+    };
+    if !over {
+        *note = Some("below the high watermark: nothing to evict".into());
+        return chosen;
     }
+    candidates.sort_by_key(|id| (last_used(g, id), *id));
+    let mut freer = g.holds.freer();
+    let mut freed = 0u64;
+    for id in candidates {
+        if freed >= need {
+            break;
+        }
+        if let Some(h) = g.holders.images.get(&id) {
+            freed += freer
+                .remove(*h)
+                .iter()
+                .filter_map(|n| g.edges.chain_id(*n))
+                .map(|c| g.snap.layers.get(&c).map_or(0, |l| l.size))
+                .sum::<u64>();
+        }
+        chosen.insert(id, why.clone());
+    }
+    if freed < need {
+        *note = Some(format!(
+            "evicting every eligible image frees {freed} of the {need} bytes asked for"
+        ));
+    }
+    chosen
+}
 
-    // Tagged images with children stay, untagged (Docker's -a does this).
-    let (untag, mut remove): (BTreeMap<_, _>, BTreeMap<_, _>) =
-        chosen.into_iter().partition(|(id, _)| g.has_children(id));
-    sel.untag = untag;
-
-    // Never remove a parent of an image that stays (Docker: "has children").
+/// Never remove a parent of an image that stays (Docker: "has children").
+fn keep_parents_of_staying_images(g: &Graph, remove: &mut BTreeMap<ImageId, String>) {
+    let snap = g.snap;
     let stays: Vec<ImageId> = g
         .loaded
         .iter()
@@ -374,8 +473,18 @@ pub fn select(g: &Graph, o: &Options) -> Selection {
             cur = snap.images.get(&p).and_then(|i| i.parent);
         }
     }
+}
 
-    // `docker rmi` removes untagged, unused parents left without children too.
+/// `docker rmi` also removes untagged parents that are left without
+/// children (`imageDeleteHelper` with PruneChildren), when `may_go` allows.
+/// `may_go` decides for parents with references too: prune may already
+/// have taken a parent's tags.
+fn add_untagged_parents(
+    g: &Graph,
+    remove: &mut BTreeMap<ImageId, String>,
+    may_go: &dyn Fn(&ImageId) -> bool,
+) {
+    let snap = g.snap;
     let mut changed = true;
     while changed {
         changed = false;
@@ -384,22 +493,19 @@ pub fn select(g: &Graph, o: &Options) -> Selection {
             .filter_map(|c| snap.images[c].parent.map(|p| (p, *c)))
             .collect();
         for (p, child) in parents {
-            if remove.contains_key(&p) || !g.loaded.contains(&p) || g.refs_by_image.contains_key(&p)
-            {
+            if remove.contains_key(&p) || !g.loaded.contains(&p) {
                 continue;
             }
             let all_children_go = g
                 .children
                 .get(&p)
                 .is_some_and(|ch| ch.iter().all(|c| remove.contains_key(c)));
-            if all_children_go && protect(&p).is_none() {
+            if all_children_go && may_go(&p) {
                 remove.insert(p, format!("untagged parent of {}", child.short()));
                 changed = true;
             }
         }
     }
-    sel.remove = remove;
-    sel
 }
 
 /// In each repository, the images of its N most recently created tags.
@@ -420,48 +526,6 @@ fn keep_last_set(g: &Graph, n: Option<usize>) -> HashMap<ImageId, String> {
         }
     }
     out
-}
-
-/// Tracks the bytes freed as images are removed one by one (watermarks):
-/// a layer is freed when the last image holding it goes and nothing pins it.
-struct Freer<'g> {
-    g: &'g Graph<'g>,
-    holders: HashMap<ChainId, u32>,
-    pinned: HashSet<ChainId>,
-    freed: u64,
-}
-
-impl<'g> Freer<'g> {
-    fn new(g: &'g Graph<'g>) -> Self {
-        let mut holders: HashMap<ChainId, u32> = HashMap::new();
-        for id in &g.loaded {
-            for c in &g.chains[id] {
-                *holders.entry(*c).or_default() += 1;
-            }
-        }
-        let snap = g.snap;
-        let mut pinned = HashSet::new();
-        for m in g.gd.mounts.values() {
-            pinned.extend(snap.layer_chain(m.parent));
-        }
-        Freer {
-            g,
-            holders,
-            pinned,
-            freed: 0,
-        }
-    }
-
-    fn remove(&mut self, id: &ImageId) {
-        for c in &self.g.chains[id] {
-            if let Some(n) = self.holders.get_mut(c) {
-                *n -= 1;
-                if *n == 0 && !self.pinned.contains(c) {
-                    self.freed += self.g.snap.layers.get(c).map_or(0, |l| l.size);
-                }
-            }
-        }
-    }
 }
 
 #[cfg(test)]
@@ -536,6 +600,28 @@ mod tests {
         assert_eq!(sel.remove.keys().collect::<Vec<_>>(), vec![&other]);
         assert_eq!(sel.kept[&app], "used by a container");
         // base is tagged with a child that stays: untagged, not removed
+        assert!(sel.untag.contains_key(&base));
+    }
+
+    #[test]
+    fn all_removes_a_tagged_parent_whose_children_all_go() {
+        // Docker's -a untags base:1, then its last child's PruneChildren
+        // removes it; with a child that stays, it stays untagged.
+        let mut s = empty_snapshot();
+        let base = add_image(&mut s, &[1], 10, None);
+        let app = add_image(&mut s, &[1, 2], 10, Some(base));
+        tag(&mut s, "base:1", base);
+        tag(&mut s, "app:1", app);
+        let all = Options {
+            all: true,
+            ..opts()
+        };
+        let sel = select(&Graph::build(&s), &all);
+        assert!(sel.remove.contains_key(&base) && sel.remove.contains_key(&app));
+        assert!(sel.untag.is_empty());
+        add_container(&mut s, 3, app, false);
+        let sel = select(&Graph::build(&s), &all);
+        assert!(sel.remove.is_empty());
         assert!(sel.untag.contains_key(&base));
     }
 

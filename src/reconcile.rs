@@ -3,9 +3,9 @@
 
 use crate::disk::{Classifier, Progress, walk_allocated};
 use crate::graph::{DirRole, Graph};
-use crate::ids::ChainId;
+use crate::holds::Holder;
 use serde::Serialize;
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::ffi::{OsStr, OsString};
 use std::path::PathBuf;
 
@@ -87,41 +87,33 @@ impl Classifier for RootClassifier {
     }
 }
 
+/// A driver dir's category, from who holds it: image or container data,
+/// BuildKit's, or (nobody's) orphaned.
+fn dir_category(g: &Graph, name: &str, role: &DirRole) -> usize {
+    let held =
+        |f: &dyn Fn(&Holder) -> bool| g.edges.dir(name).is_some_and(|n| g.holds.held_by(n, f));
+    match role {
+        DirRole::Unknown(_) => OTHER,
+        DirRole::MountRw(m) | DirRole::MountInit(m) if g.mount_owners.contains_key(m.as_str()) => {
+            CONTAINER_RW
+        }
+        DirRole::Layer(_)
+            if held(&|h| matches!(h, Holder::Image { .. } | Holder::Mount { .. })) =>
+        {
+            IMAGE_LAYERS
+        }
+        _ if held(&|h| matches!(h, Holder::Buildkit { .. })) => BUILD_CACHE,
+        _ => ORPHANS,
+    }
+}
+
 /// Walks the snapshot's root and charges every byte to one category.
 pub fn disk_usage(g: &Graph, progress: &Progress) -> std::io::Result<DiskUsage> {
     let snap = g.snap;
-    let used: HashSet<ChainId> = g
-        .loaded
-        .iter()
-        .flat_map(|i| g.chains[i].iter().copied())
-        .chain(
-            g.gd.mounts
-                .values()
-                .flat_map(|m| snap.layer_chain(m.parent)),
-        )
-        .collect();
-    let owned = &g.mount_owners;
     let driver_dirs = g
         .dir_roles
         .iter()
-        .map(|(name, role)| {
-            let cat = match role {
-                DirRole::Layer(c) if used.contains(c) => IMAGE_LAYERS,
-                DirRole::Layer(c)
-                    if g.gd.buildkit.referenced_names.contains(&c.hex())
-                        || g.gd.buildkit.referenced_names.iter().any(|n| n == name) =>
-                {
-                    BUILD_CACHE
-                }
-                DirRole::MountRw(m) | DirRole::MountInit(m) if owned.contains(m.as_str()) => {
-                    CONTAINER_RW
-                }
-                DirRole::Buildkit => BUILD_CACHE,
-                DirRole::Unknown(_) => OTHER,
-                _ => ORPHANS,
-            };
-            (OsString::from(name), cat)
-        })
+        .map(|(name, role)| (OsString::from(name), dir_category(g, name, role)))
         .collect();
     let top = [
         ("image", IMAGE_METADATA),

@@ -1,15 +1,23 @@
 //! `df`: where the disk went, computed from the graph with the daemon's own
-//! rules (format doc §8.1, §8.2), plus what Docker never shows.
+//! rules (moby `daemon/images/image_list.go` for SIZE and SHARED SIZE,
+//! `daemon/disk_usage.go` for the summary), plus what Docker never shows.
+//! Every "would this be freed" number (EXCLUSIVE, RECLAIMABLE, build cache)
+//! is a question to the holds ([`crate::holds`]), asked with the same
+//! selection the prune plan uses, so df and prune cannot disagree.
 
 use crate::disk::docker_size;
 use crate::graph::{DirRole, Graph};
+use crate::holds::Holder;
 use crate::ids::{ChainId, ContainerId, ImageId};
-use crate::store::graphdriver::LinkTarget;
+use crate::leftovers::{self, Leftover};
+use crate::policy;
 use crate::store::{Anomaly, AnomalyKind, Snapshot};
 use rayon::prelude::*;
 use serde::Serialize;
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::path::PathBuf;
+
+pub use crate::leftovers::OrphanKind;
 
 /// Which images count when deciding that a layer is shared (§8.1).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -94,35 +102,23 @@ pub struct ContainerUsage {
     pub log_bytes: u64,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, serde::Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum OrphanKind {
-    /// A driver dir no layer, mount or BuildKit snapshot references.
-    DriverDir,
-    /// A layerdb layer no image, container or BuildKit snapshot uses.
-    UnreferencedLayer,
-    /// A layerdb layer the daemon cannot load, and the data under it.
-    BrokenLayer,
-    /// A `layerdb/mounts` entry no container owns.
-    Mount,
-    /// `layerdb/tmp/write-set-*`.
-    WriteSet,
-    /// An overlay2 feature-probe leftover.
-    Probe,
-    /// An `l/` symlink whose target does not exist.
-    DanglingLink,
-    /// A `-removing` layerdb entry and its driver dir.
-    PendingRemoval,
-    /// Something in the driver home dockgc cannot classify; never removed.
-    Unknown,
-}
-
 #[derive(Debug, Serialize)]
 pub struct Orphan {
     pub path: PathBuf,
     pub bytes: u64,
     pub kind: OrphanKind,
     pub reason: String,
+}
+
+impl From<&Leftover> for Orphan {
+    fn from(x: &Leftover) -> Self {
+        Orphan {
+            path: x.path.clone(),
+            bytes: x.bytes,
+            kind: x.kind,
+            reason: x.reason.clone(),
+        }
+    }
 }
 
 pub struct Options {
@@ -134,8 +130,34 @@ pub fn compute(g: &Graph, opts: &Options) -> Usage {
     let rule = opts
         .shared_size
         .unwrap_or_else(|| SharedSizeRule::for_snapshot(snap));
-    let layer_size = |c: &ChainId| snap.layers.get(c).map_or(0, |l| l.size);
+    let images = images(g, rule);
+    let layers_size = layers_size(g);
+    let containers = containers(g);
+    let mut orphans = leftovers::collect(g);
+    leftovers::measure(g, &mut orphans);
+    let orphans: Vec<Orphan> = orphans.iter().map(Orphan::from).collect();
+    let summary = summary(g, &images, layers_size, &containers, &orphans);
+    let mut anomalies = snap.anomalies.clone();
+    anomalies.extend(not_loaded(g));
+    Usage {
+        root: snap.root.clone(),
+        driver: snap.driver().to_string(),
+        shared_size_rule: rule,
+        summary,
+        images,
+        containers,
+        layers_size,
+        orphans,
+        anomalies,
+        disk: None,
+    }
+}
 
+/// Every image the daemon loads, newest first, with Docker's SIZE and
+/// SHARED SIZE and dockgc's EXCLUSIVE.
+fn images(g: &Graph, rule: SharedSizeRule) -> Vec<ImageUsage> {
+    let snap = g.snap;
+    let layer_size = |c: &ChainId| snap.layers.get(c).map_or(0, |l| l.size);
     // Reference counts per chain ID, over the set the rule names.
     let mut counts: HashMap<ChainId, u32> = HashMap::new();
     for id in &g.loaded {
@@ -145,7 +167,6 @@ pub fn compute(g: &Graph, opts: &Options) -> Usage {
             }
         }
     }
-    let holders = holders(g);
     let mut images: Vec<ImageUsage> = g
         .loaded
         .iter()
@@ -181,7 +202,7 @@ pub fn compute(g: &Graph, opts: &Options) -> Usage {
                 size,
                 shared_size: shared,
                 unique_size: size - shared,
-                exclusive_size: exclusive_size(g, id, &holders),
+                exclusive_size: exclusive_size(g, id),
                 containers: g.containers_by_image.get(id).map_or(0, |v| v.len() as u64),
                 listed,
                 dangling: g.is_dangling(id),
@@ -191,24 +212,39 @@ pub fn compute(g: &Graph, opts: &Options) -> Usage {
         })
         .collect();
     images.sort_by(|a, b| b.created_unix.cmp(&a.created_unix).then(a.id.cmp(&b.id)));
+    images
+}
 
-    // Docker's LayersSize: distinct layers of listed images (getLayerRefs).
-    let listed_layers: HashSet<ChainId> = g
-        .loaded
+/// Bytes that `docker rmi` of this image alone would free: the layers the
+/// holds free when it and the untagged parents removed with it go
+/// ([`policy::select_only`], the selection a prune of just this image makes).
+fn exclusive_size(g: &Graph, id: &ImageId) -> u64 {
+    let sel = policy::select_only(g, &[*id]);
+    freed_bytes(g, sel.remove.keys())
+}
+
+fn freed_bytes<'a>(g: &Graph, images: impl IntoIterator<Item = &'a ImageId>) -> u64 {
+    g.freed_layers(g.image_holders(images))
+        .iter()
+        .map(|(_, size)| size)
+        .sum()
+}
+
+/// Docker's `LayersSize`: distinct layers of the listed images (`getLayerRefs`).
+fn layers_size(g: &Graph) -> u64 {
+    let mut seen = std::collections::HashSet::new();
+    g.loaded
         .iter()
         .filter(|id| g.is_listed(id))
-        .flat_map(|id| g.chains[id].iter().copied())
-        .collect();
-    let layers_size: u64 = listed_layers.iter().map(layer_size).sum();
-    let in_use = layers_in_use(g);
-    let images_reclaimable: u64 = listed_layers
-        .iter()
-        .filter(|c| !in_use.contains(c))
-        .map(layer_size)
-        .sum();
+        .flat_map(|id| g.chains[id].iter())
+        .filter(|c| seen.insert(**c))
+        .map(|c| g.snap.layers.get(c).map_or(0, |l| l.size))
+        .sum()
+}
 
+fn containers(g: &Graph) -> Vec<ContainerUsage> {
     let paths = &g.gd.paths;
-    let containers: Vec<ContainerUsage> = snap
+    g.snap
         .containers
         .values()
         .collect::<Vec<_>>()
@@ -225,20 +261,63 @@ pub fn compute(g: &Graph, opts: &Options) -> Usage {
                 .map_or(0, |m| docker_size(&paths.diff(&m.mount_id.0))),
             log_bytes: c.log_bytes,
         })
+        .collect()
+}
+
+/// BuildKit's driver dirs and the layers only BuildKit holds: (count, bytes).
+fn build_cache(g: &Graph) -> (u64, u64) {
+    let dirs: Vec<&str> = g
+        .dir_roles
+        .iter()
+        .filter(|(_, r)| **r == DirRole::Buildkit)
+        .map(|(n, _)| *n)
         .collect();
+    let dir_bytes: u64 = dirs
+        .par_iter()
+        .map(|n| docker_size(&g.gd.paths.dir(n)))
+        .sum();
+    // Held by BuildKit and by no image or container (leftovers do not count).
+    let layers: Vec<u64> = g
+        .snap
+        .layers
+        .values()
+        .filter(|l| {
+            let Some(n) = g.layer_node(&l.chain_id) else {
+                return false;
+            };
+            g.holds.held_by(n, |h| matches!(h, Holder::Buildkit { .. }))
+                && g.holds.only_held_by(n, |h| {
+                    matches!(h, Holder::Buildkit { .. }) || h.is_leftover()
+                })
+        })
+        .map(|l| l.size)
+        .collect();
+    (
+        (dirs.len() + layers.len()) as u64,
+        dir_bytes + layers.iter().sum::<u64>(),
+    )
+}
 
-    let orphans = orphans(g, &holders);
-    let build_cache = build_cache(g, &holders);
-
+fn summary(
+    g: &Graph,
+    images: &[ImageUsage],
+    layers_size: u64,
+    containers: &[ContainerUsage],
+    orphans: &[Orphan],
+) -> Vec<SummaryRow> {
+    let snap = g.snap;
     let active = |c: &&ContainerUsage| snap.containers[&c.id].state.is_active();
-    let listed_images: Vec<&ImageUsage> = images.iter().filter(|i| i.listed).collect();
-    let mut summary = vec![
+    let listed: Vec<&ImageUsage> = images.iter().filter(|i| i.listed).collect();
+    // What `prune -a` frees: the plan's own selection, the holds' answer.
+    let prune_all = policy::select(g, &policy::Options::all(0));
+    let build_cache = build_cache(g);
+    let mut rows = vec![
         SummaryRow {
             kind: "images",
-            total: listed_images.len() as u64,
-            active: listed_images.iter().filter(|i| i.containers > 0).count() as u64,
+            total: listed.len() as u64,
+            active: listed.iter().filter(|i| i.containers > 0).count() as u64,
             size: layers_size,
-            reclaimable: images_reclaimable,
+            reclaimable: freed_bytes(g, prune_all.remove.keys()),
         },
         SummaryRow {
             kind: "containers",
@@ -284,305 +363,16 @@ pub fn compute(g: &Graph, opts: &Options) -> Usage {
             reclaimable: size,
         }
     };
-    summary.push(row("orphans", &|o| {
+    rows.push(row("orphans", &|o| {
         !matches!(o.kind, OrphanKind::PendingRemoval | OrphanKind::Unknown)
     }));
-    summary.push(row("pending-removal", &|o| {
+    rows.push(row("pending-removal", &|o| {
         o.kind == OrphanKind::PendingRemoval
     }));
     let mut unknown = row("unknown", &|o| o.kind == OrphanKind::Unknown);
     unknown.reclaimable = 0;
-    summary.push(unknown);
-
-    let mut anomalies = snap.anomalies.clone();
-    anomalies.extend(not_loaded(g));
-
-    Usage {
-        root: snap.root.clone(),
-        driver: snap.driver().to_string(),
-        shared_size_rule: rule,
-        summary,
-        images,
-        containers,
-        layers_size,
-        orphans,
-        anomalies,
-        disk: None,
-    }
-}
-
-/// Who holds each layer: loaded images whose chain contains it, plus one
-/// extra hold for layers that mounts or BuildKit keep (which no image
-/// removal can release).
-struct Holders {
-    images: HashMap<ChainId, u32>,
-    pinned: HashSet<ChainId>,
-}
-
-fn holders(g: &Graph) -> Holders {
-    let snap = g.snap;
-    let gd = g.gd;
-    let mut images: HashMap<ChainId, u32> = HashMap::new();
-    for id in &g.loaded {
-        for c in &g.chains[id] {
-            *images.entry(*c).or_default() += 1;
-        }
-    }
-    let mut pinned = HashSet::new();
-    let buildkit: HashSet<&str> = gd
-        .buildkit
-        .referenced_names
-        .iter()
-        .map(String::as_str)
-        .collect();
-    let pin_from = |start: Option<ChainId>, pinned: &mut HashSet<ChainId>| {
-        let mut cur = start;
-        while let Some(c) = cur {
-            if !pinned.insert(c) {
-                break;
-            }
-            cur = snap.layers.get(&c).and_then(|l| l.parent);
-        }
-    };
-    for m in gd.mounts.values() {
-        pin_from(m.parent, &mut pinned);
-    }
-    for l in snap.layers.values() {
-        let cache = gd.cache_id(&l.chain_id).map_or("", |c| c.0.as_str());
-        if buildkit.contains(l.chain_id.hex().as_str()) || buildkit.contains(cache) {
-            pin_from(Some(l.chain_id), &mut pinned);
-        }
-        // A child layer holds a reference on its parent (§3.6), even one no
-        // image uses; removing images never releases the parent then.
-        if !images.contains_key(&l.chain_id) {
-            pin_from(l.parent, &mut pinned);
-        }
-    }
-    Holders { images, pinned }
-}
-
-/// Bytes freed by removing `id` alone, as `docker rmi` (with its default
-/// PruneChildren) would: nothing if a container uses it or it has children;
-/// otherwise its layers no other holder keeps, including those of the
-/// untagged, unused parents removed with it.
-fn exclusive_size(g: &Graph, id: &ImageId, h: &Holders) -> u64 {
-    if g.has_children(id) || g.used_by_containers.contains(id) {
-        return 0;
-    }
-    let snap = g.snap;
-    let mut set = vec![*id];
-    let mut cur = snap.images[id].parent;
-    while let Some(p) = cur {
-        let removable = g.loaded.contains(&p)
-            && !g.refs_by_image.contains_key(&p)
-            && !g.used_by_containers.contains(&p)
-            && g.children
-                .get(&p)
-                .is_some_and(|ch| ch.iter().all(|c| set.contains(c)));
-        if !removable {
-            break;
-        }
-        set.push(p);
-        cur = snap.images[&p].parent;
-    }
-    let mut in_set: HashMap<ChainId, u32> = HashMap::new();
-    for i in &set {
-        for c in &g.chains[i] {
-            *in_set.entry(*c).or_default() += 1;
-        }
-    }
-    in_set
-        .iter()
-        .filter(|(c, n)| !h.pinned.contains(c) && h.images.get(c) == Some(n))
-        .map(|(c, _)| snap.layers.get(c).map_or(0, |l| l.size))
-        .sum()
-}
-
-/// Layers that `prune -a` keeps: those of images containers use (and their
-/// ancestors), of container mounts, and everything pinned.
-fn layers_in_use(g: &Graph) -> HashSet<ChainId> {
-    let mut keep = HashSet::new();
-    let mut img_stack: Vec<ImageId> = g.used_by_containers.iter().copied().collect();
-    let mut seen = HashSet::new();
-    while let Some(i) = img_stack.pop() {
-        if !seen.insert(i) {
-            continue;
-        }
-        if let Some(chain) = g.chains.get(&i) {
-            keep.extend(chain.iter().copied());
-        }
-        if let Some(p) = g.snap.images.get(&i).and_then(|im| im.parent) {
-            img_stack.push(p);
-        }
-    }
-    for m in g.gd.mounts.values() {
-        let mut cur = m.parent;
-        while let Some(c) = cur {
-            if !keep.insert(c) {
-                break;
-            }
-            cur = g.snap.layers.get(&c).and_then(|l| l.parent);
-        }
-    }
-    keep
-}
-
-/// BuildKit's driver dirs and the layers only BuildKit holds: (count, bytes).
-fn build_cache(g: &Graph, h: &Holders) -> (u64, u64) {
-    let snap = g.snap;
-    let gd = g.gd;
-    let dirs: Vec<&str> = g
-        .dir_roles
-        .iter()
-        .filter(|(_, r)| **r == DirRole::Buildkit)
-        .map(|(n, _)| *n)
-        .collect();
-    let dir_bytes: u64 = dirs.par_iter().map(|n| docker_size(&gd.paths.dir(n))).sum();
-    let bk_layers: Vec<u64> = snap
-        .layers
-        .values()
-        .filter(|l| !h.images.contains_key(&l.chain_id) && h.pinned.contains(&l.chain_id))
-        .filter(|l| {
-            let names = &gd.buildkit.referenced_names;
-            names.contains(&l.chain_id.hex())
-                || gd
-                    .cache_id(&l.chain_id)
-                    .is_some_and(|c| names.contains(&c.0))
-        })
-        .map(|l| l.size)
-        .collect();
-    (
-        (dirs.len() + bk_layers.len()) as u64,
-        dir_bytes + bk_layers.iter().sum::<u64>(),
-    )
-}
-
-fn orphans(g: &Graph, h: &Holders) -> Vec<Orphan> {
-    let snap = g.snap;
-    let gd = g.gd;
-    let paths = &gd.paths;
-    // (path, kind, reason, dirs whose bytes count)
-    let mut found: Vec<(PathBuf, OrphanKind, String, Vec<PathBuf>, u64)> = Vec::new();
-
-    for (name, role) in &g.dir_roles {
-        let path = paths.dir(name);
-        let (kind, reason) = match role {
-            DirRole::Orphan => (
-                OrphanKind::DriverDir,
-                "no layerdb layer, mount or BuildKit snapshot references it".to_string(),
-            ),
-            DirRole::Probe => (
-                OrphanKind::Probe,
-                "left by an interrupted overlay2 feature probe".to_string(),
-            ),
-            DirRole::Unknown(why) => (OrphanKind::Unknown, why.to_string()),
-            _ => continue,
-        };
-        found.push((path.clone(), kind, reason, vec![path], 0));
-    }
-
-    // Layers no loaded image uses and nothing pins.
-    for l in snap.layers.values() {
-        if h.images.contains_key(&l.chain_id) || h.pinned.contains(&l.chain_id) {
-            continue;
-        }
-        let (kind, reason) = if g.loadable.contains(&l.chain_id) {
-            (
-                OrphanKind::UnreferencedLayer,
-                "no image, container or BuildKit snapshot uses it; Docker never removes such layers"
-                    .to_string(),
-            )
-        } else {
-            (
-                OrphanKind::BrokenLayer,
-                "its parent chain is missing or broken, so the daemon cannot load it".to_string(),
-            )
-        };
-        found.push((paths.layer(&l.chain_id), kind, reason, vec![], l.size));
-    }
-    for b in &gd.broken_layers {
-        let dirs = b.cache_id.iter().map(|c| paths.dir(&c.0)).collect();
-        found.push((
-            b.path.clone(),
-            OrphanKind::BrokenLayer,
-            "the daemon cannot load this layerdb entry (see anomalies)".to_string(),
-            dirs,
-            0,
-        ));
-    }
-
-    // Mounts no container (or container image mount) owns.
-    let owned = &g.mount_owners;
-    for m in gd.mounts.values() {
-        if owned.contains(m.name.as_str()) {
-            continue;
-        }
-        let container_dir = paths.docker().container(&m.name);
-        let (kind, reason) = if snap.unresolved.contains(&container_dir) {
-            (
-                OrphanKind::Unknown,
-                "its container's config could not be read (see anomalies)",
-            )
-        } else if crate::ids::is_buildkit_key(&m.name) {
-            (
-                OrphanKind::Mount,
-                "transient BuildKit mount left by an interrupted build",
-            )
-        } else {
-            (OrphanKind::Mount, "no container owns this RW layer")
-        };
-        let mut dirs = vec![paths.dir(&m.mount_id.0)];
-        dirs.extend(m.init_id.iter().map(|i| paths.dir(&i.0)));
-        found.push((paths.mount(&m.name), kind, reason.into(), dirs, 0));
-    }
-
-    for r in &gd.removing {
-        let dirs = r.cache_id.iter().map(|c| paths.dir(&c.0)).collect();
-        found.push((
-            r.path.clone(),
-            OrphanKind::PendingRemoval,
-            "interrupted layer deletion; the daemon finishes it only at a clean shutdown".into(),
-            dirs,
-            0,
-        ));
-    }
-    for w in &gd.write_sets {
-        found.push((
-            w.clone(),
-            OrphanKind::WriteSet,
-            "interrupted layer registration; the daemon never cleans these".into(),
-            vec![w.clone()],
-            0,
-        ));
-    }
-    for (name, l) in &gd.links {
-        if !l.resolves {
-            let reason = match &l.target {
-                LinkTarget::DriverDir(d) => format!("its target ../{d}/diff does not exist"),
-                LinkTarget::Other(t) => format!("its target {t} does not resolve"),
-                LinkTarget::NotSymlink => "not a symlink".to_string(),
-            };
-            found.push((
-                paths.link(name),
-                OrphanKind::DanglingLink,
-                reason,
-                vec![],
-                0,
-            ));
-        }
-    }
-
-    let mut out: Vec<Orphan> = found
-        .into_par_iter()
-        .map(|(path, kind, reason, dirs, fixed)| Orphan {
-            bytes: fixed + dirs.iter().map(|d| docker_size(d)).sum::<u64>(),
-            path,
-            kind,
-            reason,
-        })
-        .collect();
-    out.sort_by(|a, b| (a.kind, &a.path).cmp(&(b.kind, &b.path)));
-    out
+    rows.push(unknown);
+    rows
 }
 
 /// Images with a valid config that the daemon would skip at start.
@@ -756,6 +546,207 @@ mod tests {
             u.anomalies
                 .iter()
                 .any(|x| x.kind == AnomalyKind::ImageNotLoaded && x.message.contains("missing"))
+        );
+    }
+}
+
+/// One answer to one question: df's "would be freed" figures are the prune
+/// plan's own bytes, on random snapshots with every kind of holder.
+#[cfg(test)]
+mod one_answer {
+    use super::*;
+    use crate::graph::tests::*;
+    use crate::holds::Hold;
+    use crate::plan::{self, OrphanOptions};
+    use crate::reach::Node;
+    use proptest::prelude::*;
+
+    fn plan_layer_bytes(g: &Graph, sel: &policy::Selection) -> u64 {
+        let o = OrphanOptions {
+            enabled: false,
+            grace: 0,
+            now: 0,
+        };
+        plan::build(g, sel, &o, String::new()).reclaim.layers
+    }
+
+    /// A snapshot from a recipe: images as (diff ids, parent index, tagged),
+    /// containers on some images, leaked child layers, orphan mounts and
+    /// BuildKit-named layers.
+    fn snapshot(
+        images: &[(Vec<u8>, Option<usize>, bool)],
+        containers: &[usize],
+        leaks: &[usize],
+        buildkit: &[usize],
+    ) -> Snapshot {
+        let mut s = empty_snapshot();
+        let mut ids = Vec::new();
+        for (i, (diffs, parent, tagged)) in images.iter().enumerate() {
+            let parent = parent.and_then(|p| ids.get(p).copied());
+            let size = 1 + (i as u64 * 37) % 500;
+            let id = add_image(&mut s, diffs, size, parent);
+            if *tagged {
+                tag(&mut s, &format!("r{i}:t"), id);
+            }
+            ids.push(id);
+        }
+        for (n, i) in containers.iter().enumerate() {
+            if let Some(id) = ids.get(*i) {
+                add_container(&mut s, 100 + n as u8, *id, n % 2 == 0);
+            }
+        }
+        for (n, i) in leaks.iter().enumerate() {
+            // A layer on top of an image's chain that no image uses.
+            if let Some(id) = ids.get(*i) {
+                let mut d = s.images[id].diff_ids.clone();
+                d.push(diff(200 + n as u8));
+                let chain = ChainId::chain(&d);
+                let c = *chain.last().unwrap();
+                s.layers.insert(
+                    c,
+                    crate::store::Layer {
+                        chain_id: c,
+                        diff_id: d[d.len() - 1],
+                        size: 7,
+                        parent: chain.get(chain.len().wrapping_sub(2)).copied(),
+                    },
+                );
+                gd(&mut s).cache_ids.insert(c, crate::ids::CacheId(c.hex()));
+            }
+        }
+        for i in buildkit {
+            if let Some(c) = ids
+                .get(*i)
+                .and_then(|id| ChainId::chain(&s.images[id].diff_ids).last().copied())
+            {
+                gd(&mut s).buildkit.referenced_names.push(c.hex());
+            }
+        }
+        s
+    }
+
+    fn recipe() -> impl Strategy<Value = Snapshot> {
+        let image = (
+            prop::collection::vec(0u8..6, 1..4),
+            prop::option::of(0usize..8),
+            any::<bool>(),
+        );
+        (
+            prop::collection::vec(image, 1..10),
+            prop::collection::vec(0usize..10, 0..3),
+            prop::collection::vec(0usize..10, 0..2),
+            prop::collection::vec(0usize..10, 0..2),
+        )
+            .prop_map(|(i, c, l, b)| snapshot(&i, &c, &l, &b))
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(200))]
+
+        #[test]
+        fn reclaimable_is_what_prune_all_frees(s in recipe()) {
+            let g = Graph::build(&s);
+            let u = compute(&g, &Options { shared_size: None });
+            let sel = policy::select(&g, &policy::Options::all(0));
+            prop_assert_eq!(u.summary[0].reclaimable, plan_layer_bytes(&g, &sel));
+        }
+
+        #[test]
+        fn exclusive_is_what_removing_the_image_alone_frees(s in recipe()) {
+            let g = Graph::build(&s);
+            let u = compute(&g, &Options { shared_size: None });
+            for i in &u.images {
+                let sel = policy::select_only(&g, &[i.id]);
+                prop_assert_eq!(i.exclusive_size, plan_layer_bytes(&g, &sel), "image {}", i.id);
+            }
+        }
+    }
+
+    /// A newcomer's test: one new holder, added in one place, changes df,
+    /// the plan and verify together.
+    #[test]
+    fn one_extra_holder_changes_df_plan_and_verify_together() {
+        let mut s = empty_snapshot();
+        let a = add_image(&mut s, &[1, 2], 10, None);
+        tag(&mut s, "a:1", a);
+        let leak = add_image(&mut s, &[5], 3, None);
+        s.images.remove(&leak); // its layer is now unreferenced
+        let top = *ChainId::chain(&s.images[&a].diff_ids).last().unwrap();
+        let leaked = ChainId::chain(&[diff(5)])[0];
+
+        let plain = Graph::build(&s);
+        let u = compute(&plain, &Options { shared_size: None });
+        assert_eq!(u.summary[0].reclaimable, 20);
+        assert_eq!(u.images[0].exclusive_size, 20);
+        assert!(
+            u.orphans
+                .iter()
+                .any(|o| o.kind == OrphanKind::UnreferencedLayer)
+        );
+
+        let pin = |g: &Graph, c: &ChainId| g.layer_node(c).unwrap();
+        let roots: Vec<Node> = [top, leaked].iter().map(|c| pin(&plain, c)).collect();
+        let held = Graph::build_with(
+            &s,
+            vec![Hold {
+                holder: Holder::Extra {
+                    why: "pinned by a test".into(),
+                },
+                roots,
+            }],
+        );
+        // df: the pinned layers (the top and its parent) are no longer freed.
+        let u = compute(&held, &Options { shared_size: None });
+        assert_eq!(u.summary[0].reclaimable, 0);
+        assert_eq!(u.images[0].exclusive_size, 0);
+        assert!(
+            u.orphans
+                .iter()
+                .all(|o| o.kind != OrphanKind::UnreferencedLayer)
+        );
+        // plan: prune -a --orphans removes the image but none of the layers.
+        let sel = policy::select(&held, &policy::Options::all(0));
+        let o = OrphanOptions {
+            enabled: true,
+            grace: 0,
+            now: i64::MAX / 2,
+        };
+        let p = plan::build(&held, &sel, &o, String::new());
+        assert_eq!(p.images.len(), 1);
+        assert!(p.layers.is_empty(), "{:?}", p.layers);
+        // verify: no unreferenced-layer warning for the pinned leak.
+        let r = crate::verify::run(
+            &held,
+            &crate::verify::Options {
+                deep: false,
+                sizes: false,
+                images: vec![],
+            },
+            &std::sync::atomic::AtomicU64::new(0),
+        )
+        .unwrap();
+        assert!(
+            r.findings
+                .iter()
+                .all(|f| f.check != crate::verify::Check::UnreferencedLayer),
+            "{:?}",
+            r.findings
+        );
+        let plain_r = crate::verify::run(
+            &plain,
+            &crate::verify::Options {
+                deep: false,
+                sizes: false,
+                images: vec![],
+            },
+            &std::sync::atomic::AtomicU64::new(0),
+        )
+        .unwrap();
+        assert!(
+            plain_r
+                .findings
+                .iter()
+                .any(|f| f.check == crate::verify::Check::UnreferencedLayer)
         );
     }
 }

@@ -1151,6 +1151,24 @@ fn equivalent_to_docker_prune_all_untagging_a_parent() {
     );
 }
 
+#[test]
+fn equivalent_to_docker_prune_all_removing_a_tagged_parent() {
+    // With every container gone, Docker's -a removes everything: a tagged
+    // image with children (base:1, app:1) is untagged first and then goes
+    // with its last child (PruneChildren), whichever order prune takes.
+    let sc = scenario_or_skip!();
+    let (_, after) = equivalence_after(
+        sc,
+        &[],
+        true,
+        None,
+        Some(|d| {
+            d.docker(&["rm", "-f", "running", "exited", "failed", "created"]);
+        }),
+    );
+    assert!(after.images.is_empty(), "{after:#?}");
+}
+
 /// Adds digest references offline (as a pull would): `loaded@` to the
 /// untagged 2018 image (now digest-only), `base@` to base:1, and `solo@`
 /// to solo:1.

@@ -600,6 +600,42 @@ fn df_disk_total_is_du_and_categories_sum() {
     assert!(df_json(&sc.root, &[])["disk"].is_null());
 }
 
+/// One answer to one question on a root a real daemon wrote: df's Images
+/// RECLAIMABLE is the layer bytes of the `prune -a` plan, and each image's
+/// EXCLUSIVE the layer bytes of a plan that removes it alone (`docker rmi`).
+#[test]
+fn df_and_plans_agree_on_what_is_freed() {
+    use dockgc::{graph::Graph, plan, policy, store, usage};
+    let sc = scenario_or_skip!();
+    let snap = store::load(&sc.root).expect("load the scenario");
+    let g = Graph::build(&snap);
+    let u = usage::compute(&g, &usage::Options { shared_size: None });
+    let no_orphans = plan::OrphanOptions {
+        enabled: false,
+        grace: 0,
+        now: 0,
+    };
+    let bytes = |sel: &policy::Selection| {
+        plan::build(&g, sel, &no_orphans, String::new())
+            .reclaim
+            .layers
+    };
+    let all = policy::select(&g, &policy::Options::all(0));
+    assert_eq!(u.summary[0].kind, "images");
+    assert_eq!(u.summary[0].reclaimable, bytes(&all));
+    assert!(
+        u.summary[0].reclaimable > 0,
+        "the scenario has unused images"
+    );
+    let mut nonzero = 0;
+    for i in &u.images {
+        let alone = policy::select_only(&g, &[i.id]);
+        assert_eq!(i.exclusive_size, bytes(&alone), "image {}", i.id);
+        nonzero += usize::from(i.exclusive_size > 0);
+    }
+    assert!(nonzero > 0, "some image frees something alone");
+}
+
 #[test]
 fn read_only_commands_change_nothing() {
     let sc = scenario_or_skip!();

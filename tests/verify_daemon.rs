@@ -47,6 +47,7 @@ const ERROR_CHECKS: &[&str] = &[
 ];
 const WARNING_CHECKS: &[&str] = &[
     "orphan-dir",
+    "orphan-mount",
     "unknown-dir",
     "unreferenced-layer",
     "removing",
@@ -1451,6 +1452,30 @@ fn warning_orphan_dir() {
         ),
         "orphan-dir does not name overlay2/{id}\n{}",
         run.show()
+    );
+}
+
+/// A container's directory is gone (an interrupted `docker rm`): its RW layer
+/// is a leftover no container owns. A warning, like every leftover: the
+/// daemon starts, and `prune --orphans` removes it.
+#[test]
+fn warning_orphan_mount() {
+    let sc = scenario_or_skip!();
+    let cid = container(sc, "failed");
+    let copy = damaged(sc, |r| {
+        fs::remove_dir_all(r.join("containers").join(&cid)).unwrap()
+    });
+    expect_only(
+        sc,
+        copy.path(),
+        &[],
+        &Expect {
+            check: "orphan-mount",
+            kinds: &["mount"],
+            id: Some(&cid),
+            also_warn: &[],
+            also_err: &[],
+        },
     );
 }
 

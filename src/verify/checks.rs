@@ -3,9 +3,10 @@
 use super::select::Scope;
 use super::{Check, Finding, Impact, Subject, SubjectKind};
 use crate::disk::docker_size;
-use crate::graph::{DirRole, Graph};
+use crate::graph::Graph;
 use crate::ids::{ChainId, ImageId, MountId};
-use crate::store::graphdriver::{LinkTarget, Paths, fnv1a};
+use crate::leftovers::{self, OrphanKind, Subject as Left};
+use crate::store::graphdriver::{LinkTarget, fnv1a};
 use crate::store::{Anomaly, AnomalyKind};
 use rayon::prelude::*;
 use std::collections::{HashMap, HashSet};
@@ -286,7 +287,6 @@ fn mount_checks(g: &Graph, present: &HashSet<ImageId>, out: &mut Vec<Finding>) {
     let snap = g.snap;
     let gd = g.gd;
     let paths = &gd.paths;
-    let owners = &g.mount_owners;
     for m in gd.mounts.values() {
         let dir = paths.mount(&m.name);
         let mf = |path: PathBuf, msg: String| {
@@ -314,11 +314,6 @@ fn mount_checks(g: &Graph, present: &HashSet<ImageId>, out: &mut Vec<Finding>) {
                 dir.join("parent"),
                 format!("parent layer {p} does not exist"),
             ));
-        }
-        if !owners.contains(m.name.as_str())
-            && !snap.unresolved.contains(&paths.docker().container(&m.name))
-        {
-            out.push(mf(dir.clone(), "no container owns this mount".into()));
         }
     }
     for c in snap.containers.values() {
@@ -362,88 +357,27 @@ fn mount_checks(g: &Graph, present: &HashSet<ImageId>, out: &mut Vec<Finding>) {
     }
 }
 
+/// The store's leftovers ([`leftovers::collect`]), as warnings: the same
+/// items df lists and `prune --orphans` removes. Broken entries are not
+/// repeated here: their anomaly is already an error.
 fn leftover_warnings(g: &Graph, out: &mut Vec<Finding>) {
-    let snap = g.snap;
-    let gd = g.gd;
-    let paths: &Paths = &gd.paths;
-    for (name, role) in &g.dir_roles {
-        let path = paths.dir(name);
-        match role {
-            DirRole::Orphan | DirRole::Probe => out.push(finding(
-                Check::OrphanDir,
-                SubjectKind::Path,
-                path.display().to_string(),
-                path,
-                "no layer, mount or BuildKit snapshot references this driver directory".into(),
-            )),
-            DirRole::Unknown(why) => out.push(finding(
-                Check::UnknownDir,
-                SubjectKind::Path,
-                path.display().to_string(),
-                path,
-                why.to_string(),
-            )),
-            _ => {}
-        }
-    }
-    // Layers nothing holds: not in any image's chain, below no mount, not BuildKit's.
-    let mut held: HashSet<ChainId> = g.chains.values().flatten().copied().collect();
-    for m in gd.mounts.values() {
-        held.extend(snap.layer_chain(m.parent));
-    }
-    let bk: HashSet<&str> = gd
-        .buildkit
-        .referenced_names
-        .iter()
-        .map(String::as_str)
-        .collect();
-    for l in snap.layers.values() {
-        let cache = gd.cache_id(&l.chain_id).map_or("", |c| c.0.as_str());
-        if !held.contains(&l.chain_id)
-            && !bk.contains(l.chain_id.hex().as_str())
-            && !bk.contains(cache)
-        {
-            out.push(layer_finding(
-                Check::UnreferencedLayer,
-                l.chain_id,
-                paths.layer(&l.chain_id),
-                "no image, container or BuildKit snapshot uses this layer".into(),
-            ));
-        }
-    }
-    for r in &gd.removing {
-        out.push(finding(
-            Check::Removing,
-            SubjectKind::Path,
-            r.path.display().to_string(),
-            r.path.clone(),
-            "an interrupted layer deletion; the daemon finishes it only at a clean shutdown".into(),
-        ));
-    }
-    for w in &gd.write_sets {
-        out.push(finding(
-            Check::WriteSet,
-            SubjectKind::Path,
-            w.display().to_string(),
-            w.clone(),
-            "an interrupted layer registration; the daemon never cleans these".into(),
-        ));
-    }
-    for (name, l) in &gd.links {
-        if !l.resolves {
-            let path = paths.link(name);
-            out.push(finding(
-                Check::DanglingLink,
-                SubjectKind::Path,
-                path.display().to_string(),
-                path,
-                match &l.target {
-                    LinkTarget::DriverDir(d) => format!("target ../{d}/diff does not exist"),
-                    LinkTarget::Other(t) => format!("target {t} does not resolve"),
-                    LinkTarget::NotSymlink => "not a symlink".into(),
-                },
-            ));
-        }
+    for x in leftovers::collect(g) {
+        let check = match (x.kind, &x.subject) {
+            (OrphanKind::DriverDir | OrphanKind::Probe, _) => Check::OrphanDir,
+            (OrphanKind::Unknown, Left::Dir { .. }) => Check::UnknownDir,
+            (OrphanKind::UnreferencedLayer, _) => Check::UnreferencedLayer,
+            (OrphanKind::Mount, _) => Check::OrphanMount,
+            (OrphanKind::PendingRemoval, _) => Check::Removing,
+            (OrphanKind::WriteSet, _) => Check::WriteSet,
+            (OrphanKind::DanglingLink, _) => Check::DanglingLink,
+            (OrphanKind::BrokenLayer | OrphanKind::Unknown, _) => continue,
+        };
+        let (kind, id) = match &x.subject {
+            Left::Layer { chain_id } => (SubjectKind::Layer, chain_id.to_string()),
+            Left::Mount { name } => (SubjectKind::Mount, name.clone()),
+            _ => (SubjectKind::Path, x.path.display().to_string()),
+        };
+        out.push(finding(check, kind, id, x.path, x.reason));
     }
 }
 

@@ -36,6 +36,7 @@ pub enum Check {
     TarSplit,
     // warnings
     OrphanDir,
+    OrphanMount,
     UnknownDir,
     UnreferencedLayer,
     Removing,
@@ -49,8 +50,8 @@ impl Check {
     pub fn severity(self) -> Severity {
         use Check::*;
         match self {
-            OrphanDir | UnknownDir | UnreferencedLayer | Removing | WriteSet | DanglingLink
-            | SizeMismatch | Unverifiable => Severity::Warning,
+            OrphanDir | OrphanMount | UnknownDir | UnreferencedLayer | Removing | WriteSet
+            | DanglingLink | SizeMismatch | Unverifiable => Severity::Warning,
             _ => Severity::Error,
         }
     }

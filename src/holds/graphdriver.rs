@@ -1,0 +1,370 @@
+//! The graphdriver source's half of the holds: its nodes and edges (image →
+//! every layer of its chain; layer → parent layer and its driver dir; mount →
+//! its RW and init dirs and its parent layer) and its holders (images,
+//! container mounts, BuildKit, leftovers, unknowns). Adding a kind of holder
+//! is one more `Hold` pushed in [`build`].
+//!
+//! The edges mirror the daemon's reference counts (moby
+//! `daemon/internal/layer/layer_store.go` `loadLayer`, `loadMount`,
+//! `ro_layer.go`): a child layer and a mount each hold a reference on their
+//! parent, and an image holds its top layer.
+
+use super::{Hold, Holder, HolderId, Holds};
+use crate::ids::{ChainId, ContainerId, ImageId, MountId};
+use crate::reach::{Kind, Marker, Node, Refs};
+use crate::store::Snapshot;
+use crate::store::graphdriver::State;
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::path::PathBuf;
+
+const NONE: u32 = u32::MAX;
+
+/// The graphdriver snapshot as dense nodes and edges.
+pub struct Edges<'s> {
+    pub images: Vec<ImageId>,
+    image_key: HashMap<ImageId, u32>,
+    pub layers: Vec<ChainId>,
+    layer_key: HashMap<ChainId, u32>,
+    pub mounts: Vec<&'s str>,
+    mount_key: HashMap<&'s str, u32>,
+    pub dirs: Vec<&'s str>,
+    dir_key: HashMap<&'s str, u32>,
+    /// Layers of each image's chain that exist: `image_layers[image_at[i]..image_at[i+1]]`.
+    image_layers: Vec<u32>,
+    image_at: Vec<u32>,
+    layer_parent: Vec<u32>,
+    layer_dir: Vec<u32>,
+    /// RW dir, init dir, parent layer.
+    mount_refs: Vec<[u32; 3]>,
+}
+
+impl<'s> Edges<'s> {
+    pub fn new(snap: &Snapshot, gd: &'s State, chains: &HashMap<ImageId, Vec<ChainId>>) -> Self {
+        let layers: Vec<ChainId> = snap.layers.keys().copied().collect();
+        let layer_key: HashMap<ChainId, u32> = layers
+            .iter()
+            .enumerate()
+            .map(|(i, c)| (*c, i as u32))
+            .collect();
+        let dirs: Vec<&str> = gd.dirs.keys().map(String::as_str).collect();
+        let dir_key: HashMap<&str, u32> = dirs
+            .iter()
+            .enumerate()
+            .map(|(i, d)| (*d, i as u32))
+            .collect();
+        let layer_of = |c: &ChainId| layer_key.get(c).copied().unwrap_or(NONE);
+        let images: Vec<ImageId> = snap.images.keys().copied().collect();
+        let mut image_layers = Vec::new();
+        let mut image_at = Vec::with_capacity(images.len() + 1);
+        for id in &images {
+            image_at.push(image_layers.len() as u32);
+            let chain = chains.get(id).map_or(&[][..], Vec::as_slice);
+            image_layers.extend(chain.iter().filter_map(|c| layer_key.get(c).copied()));
+        }
+        image_at.push(image_layers.len() as u32);
+        let layer_parent = snap
+            .layers
+            .values()
+            .map(|l| l.parent.as_ref().map_or(NONE, layer_of))
+            .collect();
+        let layer_dir = layers
+            .iter()
+            .map(|c| {
+                gd.cache_id(c)
+                    .map_or(NONE, |d| dir_key.get(d.0.as_str()).copied().unwrap_or(NONE))
+            })
+            .collect();
+        let mounts: Vec<&str> = gd.mounts.keys().map(String::as_str).collect();
+        let mount_key = mounts
+            .iter()
+            .enumerate()
+            .map(|(i, m)| (*m, i as u32))
+            .collect();
+        let dir_of = |id: Option<&MountId>| {
+            id.and_then(|i| dir_key.get(i.0.as_str()).copied())
+                .unwrap_or(NONE)
+        };
+        let mount_refs = gd
+            .mounts
+            .values()
+            .map(|m| {
+                [
+                    dir_of(Some(&m.mount_id)),
+                    dir_of(m.init_id.as_ref()),
+                    m.parent.as_ref().map_or(NONE, layer_of),
+                ]
+            })
+            .collect();
+        let image_key = images
+            .iter()
+            .enumerate()
+            .map(|(i, d)| (*d, i as u32))
+            .collect();
+        Edges {
+            images,
+            image_key,
+            layers,
+            layer_key,
+            mounts,
+            mount_key,
+            dirs,
+            dir_key,
+            image_layers,
+            image_at,
+            layer_parent,
+            layer_dir,
+            mount_refs,
+        }
+    }
+
+    pub fn image(&self, id: &ImageId) -> Option<Node> {
+        self.image_key.get(id).map(|k| Node::new(Kind::Image, *k))
+    }
+
+    pub fn layer(&self, c: &ChainId) -> Option<Node> {
+        self.layer_key.get(c).map(|k| Node::new(Kind::Layer, *k))
+    }
+
+    pub fn mount(&self, name: &str) -> Option<Node> {
+        self.mount_key.get(name).map(|k| Node::new(Kind::Mount, *k))
+    }
+
+    pub fn dir(&self, name: &str) -> Option<Node> {
+        self.dir_key.get(name).map(|k| Node::new(Kind::Dir, *k))
+    }
+
+    /// The chain ID of a layer node.
+    pub fn chain_id(&self, n: Node) -> Option<ChainId> {
+        (n.kind == Kind::Layer)
+            .then(|| self.layers.get(n.key as usize).copied())
+            .flatten()
+    }
+
+    /// The name of a dir node.
+    pub fn dir_name(&self, n: Node) -> Option<&'s str> {
+        (n.kind == Kind::Dir)
+            .then(|| self.dirs.get(n.key as usize).copied())
+            .flatten()
+    }
+}
+
+impl Refs for Edges<'_> {
+    fn count(&self, kind: Kind) -> usize {
+        match kind {
+            Kind::Image => self.images.len(),
+            Kind::Layer => self.layers.len(),
+            Kind::Mount => self.mounts.len(),
+            Kind::Dir => self.dirs.len(),
+        }
+    }
+
+    fn refs(&self, n: Node, out: &mut Vec<Node>) {
+        let k = n.key as usize;
+        let push = |out: &mut Vec<Node>, kind, key: u32| {
+            if key != NONE {
+                out.push(Node::new(kind, key));
+            }
+        };
+        match n.kind {
+            Kind::Image => {
+                let (a, b) = (self.image_at[k] as usize, self.image_at[k + 1] as usize);
+                out.extend(
+                    self.image_layers[a..b]
+                        .iter()
+                        .map(|l| Node::new(Kind::Layer, *l)),
+                );
+            }
+            Kind::Layer => {
+                push(out, Kind::Layer, self.layer_parent[k]);
+                push(out, Kind::Dir, self.layer_dir[k]);
+            }
+            Kind::Mount => {
+                let [rw, init, parent] = self.mount_refs[k];
+                push(out, Kind::Dir, rw);
+                push(out, Kind::Dir, init);
+                push(out, Kind::Layer, parent);
+            }
+            Kind::Dir => {}
+        }
+    }
+}
+
+/// The holder ids of the snapshot's things, to ask "what does removing these free".
+#[derive(Default)]
+pub struct HolderIds {
+    pub images: HashMap<ImageId, HolderId>,
+    pub mounts: HashMap<String, HolderId>,
+    /// Layers nothing but themselves (and other leftovers) holds.
+    pub leftover_layers: BTreeMap<ChainId, HolderId>,
+    /// `-removing` entries and entries the daemon cannot load, by path.
+    pub leftover_entries: HashMap<PathBuf, HolderId>,
+}
+
+/// Why nothing references a driver dir dockgc still will not call an orphan.
+pub const UNRESOLVED: &str =
+    "unreferenced, but an unreadable layer, mount or container may reference it";
+pub const BUILDKIT_NAME: &str = "BuildKit-style name not found in buildkit/snapshots.db";
+pub const NOT_A_DIR: &str = "not a directory (e.g. backingFsBlockDev)";
+pub const FOREIGN_NAME: &str = "name the daemon never generates";
+
+/// Leftovers of the daemon's feature probes (overlay2 `check.go`).
+pub const PROBE_PREFIXES: &[&str] = &[
+    "check-overlayfs-support",
+    "opaque-bug-check",
+    "metacopy-check",
+    "userxattr-check",
+];
+
+/// The holds of a graphdriver snapshot, with `extra` holders appended.
+pub fn build(
+    snap: &Snapshot,
+    gd: &State,
+    edges: &Edges,
+    mount_owners: &HashMap<&str, ContainerId>,
+    extra: Vec<Hold>,
+) -> (Holds, HolderIds) {
+    let mut holds: Vec<Hold> = Vec::new();
+    let mut ids = HolderIds::default();
+    let add = |holds: &mut Vec<Hold>, holder, roots| {
+        holds.push(Hold { holder, roots });
+        (holds.len() - 1) as HolderId
+    };
+
+    for (i, id) in edges.images.iter().enumerate() {
+        let h = add(
+            &mut holds,
+            Holder::Image { id: *id },
+            vec![Node::new(Kind::Image, i as u32)],
+        );
+        ids.images.insert(*id, h);
+    }
+    for (i, name) in edges.mounts.iter().enumerate() {
+        let holder = Holder::Mount {
+            name: name.to_string(),
+            container: mount_owners.get(name).cloned(),
+        };
+        let h = add(&mut holds, holder, vec![Node::new(Kind::Mount, i as u32)]);
+        ids.mounts.insert(name.to_string(), h);
+    }
+    let bk = buildkit_roots(snap, gd, edges);
+    if !bk.is_empty() {
+        let what = "named in buildkit/snapshots.db".to_string();
+        add(&mut holds, Holder::Buildkit { what }, bk);
+    }
+
+    // What the holders so far reach; every other layer is a leftover that
+    // holds itself and its ancestors.
+    let mut marker = Marker::new(edges);
+    let mut reached = Reached {
+        layers: vec![false; edges.layers.len()],
+        dirs: vec![false; edges.dirs.len()],
+    };
+    let roots: Vec<Node> = holds.iter().flat_map(|h| h.roots.iter().copied()).collect();
+    marker.mark(edges, roots, |n| reached.note(n));
+    let leftovers: Vec<u32> = (0..edges.layers.len() as u32)
+        .filter(|i| !reached.layers[*i as usize])
+        .collect();
+    for i in leftovers {
+        let n = Node::new(Kind::Layer, i);
+        let chain_id = edges.layers[i as usize];
+        let h = add(&mut holds, Holder::LeftoverLayer { chain_id }, vec![n]);
+        ids.leftover_layers.insert(chain_id, h);
+        marker.mark(edges, [n], |n| reached.note(n));
+    }
+    let entries = gd
+        .removing
+        .iter()
+        .map(|r| (&r.path, &r.cache_id))
+        .chain(gd.broken_layers.iter().map(|b| (&b.path, &b.cache_id)));
+    for (path, cache_id) in entries {
+        let roots: Vec<Node> = cache_id.iter().filter_map(|c| edges.dir(&c.0)).collect();
+        let holder = Holder::LeftoverEntry {
+            path: gd.paths.rel(path).to_path_buf(),
+        };
+        for n in &roots {
+            reached.note(*n);
+        }
+        let h = add(&mut holds, holder, roots);
+        ids.leftover_entries.insert(path.clone(), h);
+    }
+
+    // Dirs nothing holds that dockgc still cannot call orphans.
+    let mut unknown: BTreeMap<&'static str, Vec<Node>> = BTreeMap::new();
+    for (i, name) in edges.dirs.iter().enumerate() {
+        if reached.dirs[i] {
+            continue;
+        }
+        if let Some(why) = unknown_reason(snap, gd, name) {
+            unknown
+                .entry(why)
+                .or_default()
+                .push(Node::new(Kind::Dir, i as u32));
+        }
+    }
+    for (why, roots) in unknown {
+        add(&mut holds, Holder::Unknown { why: why.into() }, roots);
+    }
+    holds.extend(extra);
+    (Holds::compute(edges, holds), ids)
+}
+
+/// Which layers and dirs some holder reaches, while holders are added.
+struct Reached {
+    layers: Vec<bool>,
+    dirs: Vec<bool>,
+}
+
+impl Reached {
+    fn note(&mut self, n: Node) {
+        match n.kind {
+            Kind::Layer => self.layers[n.key as usize] = true,
+            Kind::Dir => self.dirs[n.key as usize] = true,
+            _ => {}
+        }
+    }
+}
+
+/// Layers and dirs BuildKit's `snapshots.db` names (the byte-substring rule:
+/// stale pages can only add names, never hide one).
+fn buildkit_roots(snap: &Snapshot, gd: &State, edges: &Edges) -> Vec<Node> {
+    let names: HashSet<&str> = gd
+        .buildkit
+        .referenced_names
+        .iter()
+        .map(String::as_str)
+        .collect();
+    if names.is_empty() {
+        return Vec::new();
+    }
+    let mut roots: Vec<Node> = snap
+        .layers
+        .keys()
+        .filter(|c| {
+            names.contains(c.hex().as_str())
+                || gd.cache_id(c).is_some_and(|d| names.contains(d.0.as_str()))
+        })
+        .filter_map(|c| edges.layer(c))
+        .collect();
+    roots.extend(names.iter().filter_map(|n| edges.dir(n)));
+    roots
+}
+
+/// Why an unheld driver dir is not an orphan, if it is not one.
+fn unknown_reason(snap: &Snapshot, gd: &State, name: &str) -> Option<&'static str> {
+    if PROBE_PREFIXES.iter().any(|p| name.starts_with(p)) {
+        return None; // a probe leftover
+    }
+    let d = gd.dirs.get(name)?;
+    if !d.is_dir {
+        return Some(NOT_A_DIR);
+    }
+    if crate::ids::is_buildkit_key(name) {
+        // BuildKit names its snapshots like this; without a readable
+        // snapshots.db there is no proof it is unused.
+        return Some(BUILDKIT_NAME);
+    }
+    if MountId::parse(name).is_some() {
+        return (!snap.unresolved.is_empty()).then_some(UNRESOLVED);
+    }
+    Some(FOREIGN_NAME)
+}
