@@ -17,7 +17,9 @@ pub mod reconcile;
 pub mod render;
 pub mod store;
 pub mod synth;
-pub mod trash;
 pub mod units;
 pub mod usage;
 pub mod verify;
+
+/// `prune --trash` and `dockgc trash`: [`apply::trash`].
+pub use apply::trash;

@@ -71,16 +71,16 @@ pub fn run(ctx: &Ctx, args: &PruneArgs) -> anyhow::Result<u8> {
         super::now(),
     )?;
     // A real run holds the root from planning to the last removal.
-    let _guard = if o.dry_run {
+    let _mode = if o.dry_run {
         None
     } else {
         Some(
-            store::daemon::guard(root)
+            apply::mode::choose(root)
                 .map_err(|b| Refused(format!("refusing to prune {}: {b}", root.display())))?,
         )
     };
     if o.dry_run
-        && let Some(b) = store::daemon::daemon_alive(root)
+        && let Some(b) = apply::mode::would_refuse(root)
     {
         log::warn(
             "prune.daemon",
@@ -116,7 +116,7 @@ pub fn apply_file(ctx: &Ctx, a: &ApplyArgs) -> anyhow::Result<u8> {
     let started = std::time::Instant::now();
     let root = &ctx.root;
     let run = options::apply(a, &ctx.config);
-    let _guard = store::daemon::guard(root)
+    let _mode = apply::mode::choose(root)
         .map_err(|b| Refused(format!("refusing to apply to {}: {b}", root.display())))?;
     let text = std::fs::read(&a.plan).map_err(|e| anyhow::anyhow!("{}: {e}", a.plan.display()))?;
     let p: plan::Plan = serde_json::from_slice(&text)

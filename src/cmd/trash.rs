@@ -1,13 +1,13 @@
 use super::{Ctx, EXIT_OK, Refused, log, output};
 use crate::cli::{Format, TrashAction};
 use dockgc::render::tabwriter::Table;
-use dockgc::{store, trash};
+use dockgc::{apply, trash};
 use serde_json::json;
 
 pub fn run(ctx: &Ctx, action: &TrashAction) -> anyhow::Result<u8> {
     let root = &ctx.root;
     let busy =
-        |b: store::daemon::Busy| Refused(format!("refusing to change {}: {b}", root.display()));
+        |b: apply::mode::Refusal| Refused(format!("refusing to change {}: {b}", root.display()));
     match action {
         TrashAction::List { format } => {
             let entries =
@@ -35,7 +35,7 @@ pub fn run(ctx: &Ctx, action: &TrashAction) -> anyhow::Result<u8> {
             }
         }
         TrashAction::Restore { id } => {
-            let _g = store::daemon::guard(root).map_err(busy)?;
+            let _mode = apply::mode::choose(root).map_err(busy)?;
             let n = trash::restore(root, id).map_err(|e| anyhow::anyhow!("restore {id}: {e}"))?;
             log::info(
                 "trash.restored",
@@ -44,7 +44,7 @@ pub fn run(ctx: &Ctx, action: &TrashAction) -> anyhow::Result<u8> {
             );
         }
         TrashAction::Empty { older_than } => {
-            let _g = store::daemon::guard(root).map_err(busy)?;
+            let _mode = apply::mode::choose(root).map_err(busy)?;
             let gone = trash::empty(root, *older_than, super::now())
                 .map_err(|e| anyhow::anyhow!("{}: {e}", root.display()))?;
             log::info(

@@ -1,123 +1,16 @@
-//! The Plan: exactly what a prune removes, each item with its bytes and the
-//! rule that chose it. `--dry-run` prints it, `--plan-out` saves it, and the
-//! real run executes the very same value; `apply FILE` re-validates a saved
-//! one against the store as it is now before touching anything.
+//! Building a plan: a policy selection plus, with `--orphans`, the store's
+//! leftovers, turned into the items to remove. What goes with them is the
+//! holds' answer ([`crate::holds`]).
 
+use super::*;
 use crate::graph::Graph;
 use crate::holds::{Holder, HolderId};
-use crate::ids::{CacheId, ChainId, DiffId, ImageId, MountId};
+use crate::ids::{ChainId, ImageId};
 use crate::leftovers::{self, Leftover, OrphanKind, Subject};
 use crate::policy::Selection;
 use crate::reach::Node;
-use serde::{Deserialize, Serialize};
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
-
-pub const PLAN_VERSION: u32 = 1;
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Plan {
-    pub version: u32,
-    pub root: PathBuf,
-    pub driver: String,
-    /// When the plan was made (RFC 3339).
-    pub created: String,
-    /// `repositories.json` entries to remove.
-    pub references: Vec<PlanRef>,
-    /// Images whose config and metadata go.
-    pub images: Vec<PlanImage>,
-    /// Layers to remove, children before parents.
-    pub layers: Vec<PlanLayer>,
-    /// `layerdb/mounts` entries no container owns (`--orphans`).
-    pub mounts: Vec<PlanMount>,
-    /// Leftovers (`--orphans`): driver dirs, `-removing` entries, write-sets, dangling links.
-    pub orphans: Vec<PlanOrphan>,
-    /// Candidates a keep rule protected, for the reader of the plan.
-    pub kept: Vec<PlanKept>,
-    /// Things seen but never removed (unknown driver entries).
-    pub untouched: Vec<PlanOrphan>,
-    pub reclaim: Reclaim,
-    pub note: Option<String>,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
-pub struct PlanRef {
-    pub repository: String,
-    pub reference: String,
-    pub image: ImageId,
-    pub reason: String,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct PlanImage {
-    pub id: ImageId,
-    pub reason: String,
-    pub config_bytes: u64,
-    pub repo_tags: Vec<String>,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
-pub struct PlanLayer {
-    pub chain_id: ChainId,
-    pub diff_id: DiffId,
-    pub cache_id: CacheId,
-    pub parent: Option<ChainId>,
-    pub size: u64,
-    pub reason: String,
-    /// Another layer that stays names the same driver dir: remove only the
-    /// layerdb entry (invariant 7).
-    #[serde(default)]
-    pub keep_driver_dir: bool,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
-pub struct PlanMount {
-    pub name: String,
-    pub mount_id: MountId,
-    pub init_id: Option<MountId>,
-    pub bytes: u64,
-    pub reason: String,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
-pub struct PlanOrphan {
-    /// Relative to the root.
-    pub path: PathBuf,
-    pub kind: OrphanKind,
-    pub bytes: u64,
-    pub reason: String,
-    /// For driver dirs: their `l/` link, removed with them.
-    pub link: Option<String>,
-    /// For `-removing` entries: the driver dir to finish removing first.
-    pub cache_dir: Option<String>,
-    /// Modification time (Unix seconds) when planned; a change makes the plan stale.
-    pub mtime: i64,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct PlanKept {
-    pub id: ImageId,
-    pub reason: String,
-}
-
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
-pub struct Reclaim {
-    pub images: u64,
-    pub layers: u64,
-    pub mounts: u64,
-    pub orphans: u64,
-    pub total: u64,
-}
-
-impl Plan {
-    pub fn is_empty(&self) -> bool {
-        self.references.is_empty()
-            && self.images.is_empty()
-            && self.layers.is_empty()
-            && self.mounts.is_empty()
-            && self.orphans.is_empty()
-    }
-}
 
 pub struct OrphanOptions {
     /// Also remove unreferenced data older than `grace` seconds.
@@ -267,9 +160,8 @@ fn leftovers_to_remove(g: &Graph, o: &OrphanOptions) -> Leftovers {
             kind: x.kind,
             bytes: x.bytes,
             reason: x.reason.clone(),
-            link,
-            cache_dir,
             mtime,
+            steps: OrphanSteps { link, cache_dir },
         };
         match (&x.subject, x.kind) {
             (_, OrphanKind::Unknown) => out.untouched.push(orphan(None, None)),
@@ -281,10 +173,12 @@ fn leftovers_to_remove(g: &Graph, o: &OrphanOptions) -> Leftovers {
                 if let Some(m) = g.gd.mounts.get(name) {
                     out.mounts.push(PlanMount {
                         name: name.clone(),
-                        mount_id: m.mount_id.clone(),
-                        init_id: m.init_id.clone(),
                         bytes: x.bytes,
                         reason: x.reason.clone(),
+                        dirs: RwDirs {
+                            mount_id: m.mount_id.clone(),
+                            init_id: m.init_id.clone(),
+                        },
                     });
                 }
             }
@@ -401,13 +295,15 @@ fn layers_to_remove(
                 why(&c)
             };
             Some(PlanLayer {
-                keep_driver_dir: dir_stays,
                 chain_id: c,
                 diff_id: l.diff_id,
-                cache_id,
                 parent: l.parent,
                 size: l.size,
                 reason,
+                data: LayerData {
+                    cache_id,
+                    keep_dir: dir_stays,
+                },
             })
         })
         .collect();

@@ -1,0 +1,138 @@
+//! Re-validating a saved plan (`apply FILE`) against the store as it is now:
+//! every item must still be what the plan saw, and still be free to go.
+
+use crate::graph::Graph;
+use crate::ids::{ChainId, ImageId};
+use crate::leftovers::OrphanKind;
+use crate::plan::Plan;
+use std::collections::HashSet;
+use std::fs;
+
+/// Why a saved plan cannot be applied to the store as it is now.
+pub fn validate(g: &Graph, plan: &Plan) -> Result<(), Vec<String>> {
+    let snap = g.snap;
+    let mut errs = Vec::new();
+    if plan.version != crate::plan::PLAN_VERSION {
+        errs.push(format!(
+            "plan version {} is not {}",
+            plan.version,
+            crate::plan::PLAN_VERSION
+        ));
+    }
+    let same_root = fs::canonicalize(&plan.root).ok() == fs::canonicalize(&snap.root).ok();
+    if !same_root || plan.driver != snap.driver() {
+        errs.push(format!(
+            "the plan is for {} ({}), not {} ({})",
+            plan.root.display(),
+            plan.driver,
+            snap.root.display(),
+            snap.driver()
+        ));
+        return Err(errs);
+    }
+    for r in &plan.references {
+        if !snap
+            .refs
+            .iter()
+            .any(|x| x.reference == r.reference && x.image == r.image)
+        {
+            errs.push(format!(
+                "reference {} no longer names {}",
+                r.reference,
+                r.image.short()
+            ));
+        }
+    }
+    let images: HashSet<ImageId> = plan.images.iter().map(|i| i.id).collect();
+    for i in &plan.images {
+        if !snap.images.contains_key(&i.id) {
+            errs.push(format!("image {} no longer exists", i.id.short()));
+        }
+        if g.used_by_containers.contains(&i.id) {
+            errs.push(format!("image {} is now used by a container", i.id.short()));
+        }
+        if let Some(ch) = g.children.get(&i.id)
+            && ch.iter().any(|c| !images.contains(c))
+        {
+            errs.push(format!(
+                "image {} now has a child image that stays",
+                i.id.short()
+            ));
+        }
+        let refs_now: HashSet<&str> = g.refs(&i.id).map(|r| r.reference.as_str()).collect();
+        let refs_planned: HashSet<&str> = plan
+            .references
+            .iter()
+            .filter(|r| r.image == i.id)
+            .map(|r| r.reference.as_str())
+            .collect();
+        if refs_now != refs_planned {
+            errs.push(format!("image {}'s references changed", i.id.short()));
+        }
+    }
+    let freed = crate::plan::frees(g, plan, &HashSet::new(), &HashSet::new());
+    let layers: HashSet<ChainId> = plan.layers.iter().map(|l| l.chain_id).collect();
+    for l in &plan.layers {
+        match snap.layers.get(&l.chain_id) {
+            None => errs.push(format!("layer {} no longer exists", l.chain_id.short())),
+            Some(now)
+                if now.diff_id != l.diff_id
+                    || g.gd.cache_id(&l.chain_id) != Some(&l.data.cache_id)
+                    || now.parent != l.parent
+                    || now.size != l.size =>
+            {
+                errs.push(format!("layer {} changed", l.chain_id.short()))
+            }
+            Some(_) => {}
+        }
+        if !freed.contains(&l.chain_id) {
+            errs.push(format!("layer {} is now in use", l.chain_id.short()));
+        }
+    }
+    for l in snap.layers.values() {
+        if let Some(p) = l.parent
+            && layers.contains(&p)
+            && !layers.contains(&l.chain_id)
+        {
+            errs.push(format!(
+                "layer {} now has a child layer that stays",
+                p.short()
+            ));
+        }
+    }
+    let owners = &g.mount_owners;
+    for m in &plan.mounts {
+        match g.gd.mounts.get(&m.name) {
+            Some(now)
+                if now.mount_id == m.dirs.mount_id
+                    && now.init_id == m.dirs.init_id
+                    && !owners.contains_key(m.name.as_str()) => {}
+            _ => errs.push(format!("mount {} changed or is now owned", m.name)),
+        }
+    }
+    for o in &plan.orphans {
+        let p = snap.root.join(&o.path);
+        let m = fs::symlink_metadata(&p).map(|m| {
+            use std::os::unix::fs::MetadataExt;
+            m.mtime()
+        });
+        if m.ok() != Some(o.mtime) {
+            errs.push(format!(
+                "{} changed since the plan was made",
+                o.path.display()
+            ));
+            continue;
+        }
+        if o.kind == OrphanKind::DriverDir {
+            let name = o
+                .path
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            if g.dir_roles.get(name.as_str()) != Some(&crate::graph::DirRole::Orphan) {
+                errs.push(format!("{} is now referenced", o.path.display()));
+            }
+        }
+    }
+    if errs.is_empty() { Ok(()) } else { Err(errs) }
+}
