@@ -5,8 +5,23 @@ use bbolt::{Bucket, Db, Entry};
 fn show(bytes: &[u8]) -> String {
     let text = String::from_utf8_lossy(bytes);
     let printable = !text.contains('\u{fffd}') && !bytes.iter().any(|b| b.is_ascii_control());
-    let s = if printable { text.into_owned() } else { format!("0x{}", bytes.iter().map(|b| format!("{b:02x}")).collect::<String>()) };
-    if s.len() > 100 { format!("{}… ({} bytes)", &s[..s.floor_char_boundary(100)], bytes.len()) } else { s }
+    let s = if printable {
+        text.into_owned()
+    } else {
+        format!(
+            "0x{}",
+            bytes.iter().map(|b| format!("{b:02x}")).collect::<String>()
+        )
+    };
+    if s.len() > 100 {
+        format!(
+            "{}… ({} bytes)",
+            &s[..s.floor_char_boundary(100)],
+            bytes.len()
+        )
+    } else {
+        s
+    }
 }
 
 fn dump(b: Bucket<'_>, depth: usize) {
@@ -33,7 +48,10 @@ fn main() {
             println!("# {:?}", db.meta());
             println!("# {:?}", db.stats());
             match db.check() {
-                Ok(r) => println!("# check: {} pages, {} reachable, {} free, leaked {:?}", r.pages, r.reachable, r.free, r.leaked),
+                Ok(r) => println!(
+                    "# check: {} pages, {} reachable, {} free, leaked {:?}",
+                    r.pages, r.reachable, r.free, r.leaked
+                ),
                 Err(e) => println!("# check: {e}"),
             }
             dump(db.root(), 0);
