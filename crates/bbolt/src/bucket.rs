@@ -75,6 +75,14 @@ impl<'a> Bucket<'a> {
         self.sequence
     }
 
+    /// The page id of the bucket's tree root, `None` for an inline bucket.
+    pub fn root_page(&self) -> Option<u64> {
+        match self.root {
+            Root::Paged(id) => Some(id),
+            Root::Inline(_) => None,
+        }
+    }
+
     /// Whether the bucket is stored inline in its parent's leaf.
     pub fn is_inline(&self) -> bool {
         matches!(self.root, Root::Inline(_))

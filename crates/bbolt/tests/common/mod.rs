@@ -41,3 +41,24 @@ pub const ALL: [&str; 8] = [
     "containerd/meta.db.gz",
     "containerd/metadata.db.gz",
 ];
+
+/// FNV-1a 64, to re-seal meta pages a test has edited.
+pub fn fnv1a64(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| {
+        (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
+    })
+}
+
+/// Recomputes the checksum of the meta page at `off` (if it has room).
+pub fn reseal_meta(img: &mut [u8], off: usize) {
+    if let Some(m) = img.get_mut(off + 16..off + 80) {
+        let sum = fnv1a64(&m[..56]);
+        m[56..64].copy_from_slice(&sum.to_le_bytes());
+    }
+}
+
+/// Both meta slots of an image whose page size is `ps`.
+pub fn reseal_metas(img: &mut [u8], ps: usize) {
+    reseal_meta(img, 0);
+    reseal_meta(img, ps);
+}
