@@ -57,9 +57,9 @@ impl Db {
         Db::open_with(path, Retry::default())
     }
 
-    /// Reads the file whole, validates it, then re-reads its meta pages, and
-    /// accepts the copy only if both meta pages were byte-identical before,
-    /// in and after the whole read. A committing writer never rewrites pages
+    /// Reads the file whole, re-reads its meta pages, validates the copy, and
+    /// accepts it only if both meta pages were byte-identical before, in and
+    /// after the whole read. A committing writer never rewrites pages
     /// reachable from the newest meta until its *second* commit after it, and
     /// each commit rewrites a meta page, so unchanged metas mean the copy is
     /// one consistent snapshot. Otherwise it retries; a file that fails
@@ -79,12 +79,16 @@ impl Db {
             }
             let before = read_head(&file, HEAD_PROBE).map_err(io_err)?;
             let data = read_all(&mut file).map_err(io_err)?;
+            // Re-read at once, before parsing: the copy is what must be one
+            // snapshot, and a short window means fewer needless retries.
+            let after = read_head(&file, HEAD_PROBE).map_err(io_err)?;
             let parsed = parse(&data, path);
+            // Only the meta pages must match: an in-flight commit may write
+            // free pages anywhere else.
             let head = match &parsed {
                 Ok(p) => 2 * p.meta.page_size as usize,
                 Err(_) => HEAD_PROBE,
             };
-            let after = read_head(&file, head).map_err(io_err)?;
             let n = head.min(data.len());
             let stable = before.get(..n) == data.get(..n) && after.get(..n) == data.get(..n);
             match parsed {
