@@ -12,11 +12,12 @@ use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_mai
 
 /// Shaped like the files dockgc reads, scaled up: many small inline buckets
 /// (BuildKit records), paged nested buckets (containerd namespaces), plain
-/// values, and big values in overflow pages.
+/// values, and big values in overflow pages. Paged buckets holding a few keys
+/// fill a page each, as they do in bbolt.
 fn big_db() -> Vec<u8> {
     let mut root = Tree::new();
     let records = root.bucket("_main");
-    for i in 0..180_000u32 {
+    for i in 0..120_000u32 {
         let r = records.bucket(format!("{:025}", u64::from(i) * 7_919));
         r.put(
             "cache.createdAt",
@@ -33,13 +34,13 @@ fn big_db() -> Vec<u8> {
         r.put("cache.equalMutable", "");
     }
     let v1 = root.bucket("v1");
-    for ns in 0..20u32 {
+    for ns in 0..10u32 {
         let blobs = v1
             .bucket(format!("ns{ns}"))
             .bucket("content")
             .bucket("blob");
         blobs.set_sequence(u64::from(ns));
-        for b in 0..2_000u32 {
+        for b in 0..1_000u32 {
             let blob = blobs.bucket(format!(
                 "sha256:{:064x}",
                 u64::from(ns) << 32 | u64::from(b)
@@ -53,7 +54,7 @@ fn big_db() -> Vec<u8> {
         }
     }
     let large = root.bucket("large");
-    for i in 0..3_000u32 {
+    for i in 0..2_000u32 {
         large.put(
             format!("blob-{i:06}"),
             vec![(i % 251) as u8; 12_000 + (i as usize % 7) * 1000],
