@@ -16,7 +16,7 @@ fn show(bytes: &[u8]) -> String {
     if s.len() > 100 {
         format!(
             "{}… ({} bytes)",
-            &s[..s.floor_char_boundary(100)],
+            s.chars().take(100).collect::<String>(),
             bytes.len()
         )
     } else {

@@ -7,6 +7,7 @@ use crate::walk::Fault;
 
 /// What [`crate::Db::check`] found in a file that passed it.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct CheckReport {
     /// Pages below the high-water mark, meta pages included.
     pub pages: u64,

@@ -17,6 +17,7 @@ const MAX_PAGE: u32 = 1 << 24;
 
 /// The meta page a reader uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Meta {
     /// Which slot (page 0 or 1) it came from.
     pub slot: u8,

@@ -12,6 +12,7 @@ pub(crate) const MAX_DEPTH: usize = 256;
 
 /// What the walk counted.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Stats {
     /// Pages reached, overflow pages included.
     pub pages: u64,

@@ -137,7 +137,7 @@ fn run(in_place: bool) {
     while !done.load(Ordering::Relaxed) {
         i += 1;
         // Half the opens get no retry, to see that changes are detected.
-        let attempts = if i % 2 == 0 { 1 } else { 4 };
+        let attempts = if i.is_multiple_of(2) { 1 } else { 4 };
         match Db::open_with(
             &path,
             Retry {
