@@ -482,3 +482,37 @@ fn unreachable_pages_are_reported_as_leaked() {
     let r = Db::from_bytes(img, NAME).unwrap().check().unwrap();
     assert_eq!(r.leaked, vec![s.hwm, s.hwm + 1]);
 }
+
+#[test]
+fn open_reports_damage_of_an_unchanging_file_and_io_errors_by_name() {
+    let s = sample();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bad.db");
+    let mut img = s.img.clone();
+    put_u64(&mut img, s.leaves[1] as usize * PS, 99);
+    std::fs::write(&path, img).unwrap();
+    let started = std::time::Instant::now();
+    let err = Db::open(&path).unwrap_err();
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(2),
+        "no long retry for a stable file"
+    );
+    assert_eq!(
+        (err.page(), err.damage()),
+        (
+            Some(s.leaves[1]),
+            Some(&Damage::WrongHeaderId { found: 99 })
+        )
+    );
+    assert!(
+        err.to_string()
+            .starts_with(&format!("{}: page {}:", path.display(), s.leaves[1])),
+        "{err}"
+    );
+    let missing = dir.path().join("missing.db");
+    let err = Db::open(&missing).unwrap_err();
+    assert!(
+        matches!(err, Error::Io { .. }) && err.file() == missing,
+        "{err}"
+    );
+}
