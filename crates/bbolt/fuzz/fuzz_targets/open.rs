@@ -8,11 +8,15 @@ use bbolt::{Bucket, Db, Entry};
 use libfuzzer_sys::fuzz_target;
 
 fn fnv1a64(bytes: &[u8]) -> u64 {
-    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3))
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| {
+        (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
+    })
 }
 
 fn reseal(img: &mut [u8]) {
-    let ps = img.get(24..28).map_or(4096, |b| u32::from_le_bytes(b.try_into().unwrap()) as usize);
+    let ps = img
+        .get(24..28)
+        .map_or(4096, |b| u32::from_le_bytes(b.try_into().unwrap()) as usize);
     for off in [0, ps] {
         if let Some(m) = img.get_mut(off.saturating_add(16)..off.saturating_add(80)) {
             let sum = fnv1a64(&m[..56]);
