@@ -55,4 +55,5 @@ if [ -n "${CI:-}" ]; then
     export DOCKGC_REQUIRE_DOCKER=1
 fi
 
-exec cargo test --all-targets "$@"
+# --workspace: the bbolt reader crate (crates/bbolt) has its own tests.
+exec cargo test --workspace --all-targets "$@"
