@@ -3,7 +3,8 @@
 //!
 //! An image goes only if the selecting rules choose it and no keep rule
 //! protects it; images containers use and parents of images that stay are
-//! always kept (Docker's own conflicts, format doc §8.3, §8.4, §13).
+//! always kept (Docker's own conflicts: moby `daemon/images/image_prune.go`,
+//! `image_delete.go`).
 
 use crate::graph::Graph;
 use crate::ids::ImageId;

@@ -19,7 +19,8 @@ use std::path::PathBuf;
 
 pub use crate::leftovers::OrphanKind;
 
-/// Which images count when deciding that a layer is shared (§8.1).
+/// Which images count when deciding that a layer is shared (moby
+/// `daemon/images/image_list.go`: engines 24+ count every image).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum SharedSizeRule {

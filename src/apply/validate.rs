@@ -10,8 +10,21 @@ use std::fs;
 
 /// Why a saved plan cannot be applied to the store as it is now.
 pub fn validate(g: &Graph, plan: &Plan) -> Result<(), Vec<String>> {
-    let snap = g.snap;
     let mut errs = Vec::new();
+    if !same_store(g, plan, &mut errs) {
+        return Err(errs);
+    }
+    references(g, plan, &mut errs);
+    images(g, plan, &mut errs);
+    layers(g, plan, &mut errs);
+    mounts(g, plan, &mut errs);
+    orphans(g, plan, &mut errs);
+    if errs.is_empty() { Ok(()) } else { Err(errs) }
+}
+
+/// The plan's version, root and driver; false when nothing else is comparable.
+fn same_store(g: &Graph, plan: &Plan, errs: &mut Vec<String>) -> bool {
+    let snap = g.snap;
     if plan.version != crate::plan::PLAN_VERSION {
         errs.push(format!(
             "plan version {} is not {}",
@@ -28,10 +41,15 @@ pub fn validate(g: &Graph, plan: &Plan) -> Result<(), Vec<String>> {
             snap.root.display(),
             snap.driver()
         ));
-        return Err(errs);
+        return false;
     }
+    true
+}
+
+fn references(g: &Graph, plan: &Plan, errs: &mut Vec<String>) {
     for r in &plan.references {
-        if !snap
+        if !g
+            .snap
             .refs
             .iter()
             .any(|x| x.reference == r.reference && x.image == r.image)
@@ -43,9 +61,13 @@ pub fn validate(g: &Graph, plan: &Plan) -> Result<(), Vec<String>> {
             ));
         }
     }
+}
+
+/// Each image still exists, has no new user or child, and the same references.
+fn images(g: &Graph, plan: &Plan, errs: &mut Vec<String>) {
     let images: HashSet<ImageId> = plan.images.iter().map(|i| i.id).collect();
     for i in &plan.images {
-        if !snap.images.contains_key(&i.id) {
+        if !g.snap.images.contains_key(&i.id) {
             errs.push(format!("image {} no longer exists", i.id.short()));
         }
         if g.used_by_containers.contains(&i.id) {
@@ -70,6 +92,12 @@ pub fn validate(g: &Graph, plan: &Plan) -> Result<(), Vec<String>> {
             errs.push(format!("image {}'s references changed", i.id.short()));
         }
     }
+}
+
+/// Each layer is unchanged, still freed by what the plan removes (the holds
+/// of the store now), and has no child that stays.
+fn layers(g: &Graph, plan: &Plan, errs: &mut Vec<String>) {
+    let snap = g.snap;
     let freed = crate::plan::frees(g, plan, &HashSet::new(), &HashSet::new());
     let layers: HashSet<ChainId> = plan.layers.iter().map(|l| l.chain_id).collect();
     for l in &plan.layers {
@@ -100,18 +128,24 @@ pub fn validate(g: &Graph, plan: &Plan) -> Result<(), Vec<String>> {
             ));
         }
     }
-    let owners = &g.mount_owners;
+}
+
+fn mounts(g: &Graph, plan: &Plan, errs: &mut Vec<String>) {
     for m in &plan.mounts {
         match g.gd.mounts.get(&m.name) {
             Some(now)
                 if now.mount_id == m.dirs.mount_id
                     && now.init_id == m.dirs.init_id
-                    && !owners.contains_key(m.name.as_str()) => {}
+                    && !g.mount_owners.contains_key(m.name.as_str()) => {}
             _ => errs.push(format!("mount {} changed or is now owned", m.name)),
         }
     }
+}
+
+/// Each leftover is untouched since (same mtime) and, for a dir, still nobody's.
+fn orphans(g: &Graph, plan: &Plan, errs: &mut Vec<String>) {
     for o in &plan.orphans {
-        let p = snap.root.join(&o.path);
+        let p = g.snap.root.join(&o.path);
         let m = fs::symlink_metadata(&p).map(|m| {
             use std::os::unix::fs::MetadataExt;
             m.mtime()
@@ -134,5 +168,4 @@ pub fn validate(g: &Graph, plan: &Plan) -> Result<(), Vec<String>> {
             }
         }
     }
-    if errs.is_empty() { Ok(()) } else { Err(errs) }
 }

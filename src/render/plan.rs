@@ -22,40 +22,70 @@ pub fn plan_table(p: &Plan, verbose: bool) -> String {
         }
         return out;
     }
-    if !p.images.is_empty() {
-        let mut t = Table::new(["IMAGE ID", "TAGS", "WHY"]);
-        for i in &p.images {
-            let tags = if i.repo_tags.is_empty() {
-                "<none>".into()
-            } else {
-                i.repo_tags.join(",")
-            };
-            t.row([i.id.short(), tags, i.reason.clone()]);
-        }
-        out.push_str("Images to remove:\n");
-        out.push_str(&t.render());
+    images(p, &mut out);
+    untagged(p, &mut out);
+    if verbose {
+        layers(p, &mut out);
     }
+    leftovers(p, &mut out);
+    if verbose && !p.kept.is_empty() {
+        out.push_str("\nKept by rule:\n");
+        for k in &p.kept {
+            let _ = writeln!(out, "  {}: {}", k.id.short(), k.reason);
+        }
+    }
+    totals(p, &mut out);
+    out
+}
+
+fn images(p: &Plan, out: &mut String) {
+    if p.images.is_empty() {
+        return;
+    }
+    let mut t = Table::new(["IMAGE ID", "TAGS", "WHY"]);
+    for i in &p.images {
+        let tags = if i.repo_tags.is_empty() {
+            "<none>".into()
+        } else {
+            i.repo_tags.join(",")
+        };
+        t.row([i.id.short(), tags, i.reason.clone()]);
+    }
+    out.push_str("Images to remove:\n");
+    out.push_str(&t.render());
+}
+
+/// References of images that stay.
+fn untagged(p: &Plan, out: &mut String) {
     let untag: Vec<_> = p
         .references
         .iter()
         .filter(|r| !p.images.iter().any(|i| i.id == r.image))
         .collect();
-    if !untag.is_empty() {
-        out.push_str("\nReferences to remove (the images stay: images built on them stay):\n");
-        let mut t = Table::new(["REFERENCE", "IMAGE ID"]);
-        for r in untag {
-            t.row([r.reference.clone(), r.image.short()]);
-        }
-        out.push_str(&t.render());
+    if untag.is_empty() {
+        return;
     }
-    if !p.layers.is_empty() && verbose {
-        let mut t = Table::new(["LAYER", "SIZE", "WHY"]);
-        for l in &p.layers {
-            t.row([l.chain_id.short(), human_size(l.size), l.reason.clone()]);
-        }
-        out.push_str("\nLayers to remove (children first):\n");
-        out.push_str(&t.render());
+    out.push_str("\nReferences to remove (the images stay: images built on them stay):\n");
+    let mut t = Table::new(["REFERENCE", "IMAGE ID"]);
+    for r in untag {
+        t.row([r.reference.clone(), r.image.short()]);
     }
+    out.push_str(&t.render());
+}
+
+fn layers(p: &Plan, out: &mut String) {
+    if p.layers.is_empty() {
+        return;
+    }
+    let mut t = Table::new(["LAYER", "SIZE", "WHY"]);
+    for l in &p.layers {
+        t.row([l.chain_id.short(), human_size(l.size), l.reason.clone()]);
+    }
+    out.push_str("\nLayers to remove (children first):\n");
+    out.push_str(&t.render());
+}
+
+fn leftovers(p: &Plan, out: &mut String) {
     if !p.mounts.is_empty() || !p.orphans.is_empty() {
         let mut t = Table::new(["KIND", "SIZE", "PATH", "WHY"]);
         for m in &p.mounts {
@@ -89,12 +119,9 @@ pub fn plan_table(p: &Plan, verbose: bool) -> String {
             );
         }
     }
-    if verbose && !p.kept.is_empty() {
-        out.push_str("\nKept by rule:\n");
-        for k in &p.kept {
-            let _ = writeln!(out, "  {}: {}", k.id.short(), k.reason);
-        }
-    }
+}
+
+fn totals(p: &Plan, out: &mut String) {
     let r = &p.reclaim;
     let _ = writeln!(
         out,
@@ -114,7 +141,6 @@ pub fn plan_table(p: &Plan, verbose: bool) -> String {
     if let Some(n) = &p.note {
         let _ = writeln!(out, "Note: {n}");
     }
-    out
 }
 
 pub fn outcome_table(o: &Outcome) -> String {

@@ -86,6 +86,25 @@ pub fn df_table(u: &Usage, o: &TableOptions) -> String {
 
 fn verbose(u: &Usage, o: &TableOptions) -> String {
     let mut out = String::from("Images space usage:\n\n");
+    out.push_str(&images(u, o));
+    out.push_str("\nContainers space usage:\n\n");
+    out.push_str(&containers(u));
+    out.push_str(&format!(
+        "\nOrphaned and leftover data under {} (Docker shows none of this):\n\n",
+        u.root.display()
+    ));
+    out.push_str(&orphans(u));
+    if !u.anomalies.is_empty() {
+        out.push_str("\nProblems found while reading the store:\n\n");
+        for a in &u.anomalies {
+            out.push_str(&format!("{}: {}\n", a.path.display(), a.message));
+        }
+    }
+    out
+}
+
+/// One row per tag, like `docker system df -v`, plus EXCLUSIVE.
+fn images(u: &Usage, o: &TableOptions) -> String {
     let mut t = Table::new([
         "REPOSITORY",
         "TAG",
@@ -132,9 +151,10 @@ fn verbose(u: &Usage, o: &TableOptions) -> String {
             ]);
         }
     }
-    out.push_str(&t.render());
+    t.render()
+}
 
-    out.push_str("\nContainers space usage:\n\n");
+fn containers(u: &Usage) -> String {
     let mut t = Table::new(["CONTAINER ID", "IMAGE", "STATE", "SIZE", "LOGS", "NAMES"]);
     for c in &u.containers {
         let image = c
@@ -151,37 +171,27 @@ fn verbose(u: &Usage, o: &TableOptions) -> String {
             c.names.join(","),
         ]);
     }
-    out.push_str(&t.render());
+    t.render()
+}
 
-    out.push_str(&format!(
-        "\nOrphaned and leftover data under {} (Docker shows none of this):\n\n",
-        u.root.display()
-    ));
+fn orphans(u: &Usage) -> String {
     if u.orphans.is_empty() {
-        out.push_str("none\n");
-    } else {
-        let mut t = Table::new(["KIND", "SIZE", "PATH", "WHY"]);
-        for x in &u.orphans {
-            let kind = serde_json::to_value(x.kind)
-                .ok()
-                .and_then(|v| v.as_str().map(str::to_string))
-                .unwrap_or_default();
-            // Relative to the root: the table stays readable; JSON has full paths.
-            let path = x.path.strip_prefix(&u.root).unwrap_or(&x.path);
-            t.row([
-                kind,
-                human_size(x.bytes),
-                path.display().to_string(),
-                x.reason.clone(),
-            ]);
-        }
-        out.push_str(&t.render());
+        return "none\n".into();
     }
-    if !u.anomalies.is_empty() {
-        out.push_str("\nProblems found while reading the store:\n\n");
-        for a in &u.anomalies {
-            out.push_str(&format!("{}: {}\n", a.path.display(), a.message));
-        }
+    let mut t = Table::new(["KIND", "SIZE", "PATH", "WHY"]);
+    for x in &u.orphans {
+        let kind = serde_json::to_value(x.kind)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_string))
+            .unwrap_or_default();
+        // Relative to the root: the table stays readable; JSON has full paths.
+        let path = x.path.strip_prefix(&u.root).unwrap_or(&x.path);
+        t.row([
+            kind,
+            human_size(x.bytes),
+            path.display().to_string(),
+            x.reason.clone(),
+        ]);
     }
-    out
+    t.render()
 }

@@ -1,4 +1,5 @@
-//! `containers/<id>/config.v2.json` and the container's json-file logs (§6).
+//! `containers/<id>/config.v2.json` and the container's json-file logs
+//! (moby `daemon/container/container.go`, `daemon/logger/jsonfilelog`).
 
 use super::fsread::{list_dir_opt, read_opt};
 use super::paths::DockerRoot;

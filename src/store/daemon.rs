@@ -1,5 +1,6 @@
 //! Is a dockerd alive on this data root, and keeping one from starting while
-//! dockgc changes it (docker-store.md §10, §6.3 and §14 invariant 1).
+//! dockgc changes it (moby `pkg/pidfile/pidfile.go`; the bbolt flocks of
+//! `daemon/volume/service/store.go`; live-restore in `daemon/daemon.go` `restore`).
 //!
 //! Docker has no lock of its own on the data root. What it does hold while it
 //! runs is bbolt's exclusive `flock` on `<root>/volumes/metadata.db`, taken

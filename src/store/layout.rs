@@ -56,7 +56,8 @@ pub fn detect(root: &Path) -> Result<Layout, StoreError> {
     };
     drivers.sort();
 
-    // containerd-store roots keep no image/<driver>/ but have these traces (§11.2).
+    // containerd-store roots keep no image/<driver>/ but have these traces (moby
+    // `daemon/image_store_choice.go`, `daemon/snapshotter/mount.go`).
     let containerd_traces =
         image_dir.join("identity-cache.db").exists() || docker.containerd_rootfs().exists();
 
@@ -77,7 +78,8 @@ pub fn detect(root: &Path) -> Result<Layout, StoreError> {
         });
     }
 
-    // Drivers with prior state: image/<d>/ and a non-empty <root>/<d>/ (§5.7).
+    // Drivers with prior state: image/<d>/ and a non-empty <root>/<d>/ (moby
+    // `daemon/graphdriver/driver.go` `scanPriorDrivers`).
     let with_state: Vec<&String> = drivers
         .iter()
         .filter(|d| non_empty_dir(&root.join(d)))

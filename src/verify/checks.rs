@@ -6,7 +6,8 @@ use crate::disk::docker_size;
 use crate::graph::Graph;
 use crate::ids::{ChainId, ImageId, MountId};
 use crate::leftovers::{self, OrphanKind, Subject as Left};
-use crate::store::graphdriver::{LinkTarget, fnv1a};
+use crate::store::Layer;
+use crate::store::graphdriver::{DriverDir, LinkTarget, fnv1a};
 use crate::store::{Anomaly, AnomalyKind};
 use rayon::prelude::*;
 use std::collections::{HashMap, HashSet};
@@ -162,124 +163,132 @@ pub fn quick(g: &Graph, scope: &Scope) -> Vec<Finding> {
     out
 }
 
+/// Per layer: its chain ID, and its driver dir with link and `lower`.
 fn layer_checks(g: &Graph, layer_exists: &dyn Fn(&ChainId) -> bool, out: &mut Vec<Finding>) {
-    let snap = g.snap;
-    let gd = g.gd;
-    let paths = &gd.paths;
     let mut cache_owner: HashMap<&str, ChainId> = HashMap::new();
-    let empty_hash = fnv1a(b"");
-    for l in snap.layers.values() {
-        let dir = paths.layer(&l.chain_id);
-        let lf = |check, path: PathBuf, msg: String| layer_finding(check, l.chain_id, path, msg);
-        // chain-id: recomputed from parent and diff, as registerWithDescriptor does.
-        let expected = ChainId::child(l.parent.as_ref(), &l.diff_id);
-        if expected != l.chain_id {
-            out.push(lf(
-                Check::ChainId,
-                dir.join(if l.parent.is_some() { "parent" } else { "diff" }),
-                format!(
-                    "chain ID recomputed from parent and diff is {expected}, not the directory name"
-                ),
-            ));
-        }
-        if let Some(p) = l.parent
-            && !layer_exists(&p)
-        {
-            out.push(lf(
-                Check::ChainId,
-                dir.join("parent"),
-                format!("parent layer {p} does not exist"),
-            ));
-        }
-
-        // driver-dir
-        let Some(cache) = gd.cache_id(&l.chain_id).map(|c| c.0.as_str()) else {
+    for l in g.snap.layers.values() {
+        chain_checks(g, l, layer_exists, out);
+        let Some(cache) = g.gd.cache_id(&l.chain_id).map(|c| c.0.as_str()) else {
             continue;
         };
         if let Some(other) = cache_owner.insert(cache, l.chain_id) {
-            out.push(lf(
+            out.push(layer_finding(
                 Check::DriverDir,
-                dir.join("cache-id"),
+                l.chain_id,
+                g.gd.paths.layer(&l.chain_id).join("cache-id"),
                 format!("cache-id {cache} is also the cache-id of layer {other}"),
             ));
         }
-        let path = paths.dir(cache);
-        let Some(d) = gd.dirs.get(cache).filter(|d| d.is_dir) else {
-            out.push(lf(
-                Check::DriverDir,
-                path,
-                "the layer's driver directory (its cache-id) is missing".into(),
-            ));
-            continue;
-        };
-        if !d.has_diff {
-            out.push(lf(
-                Check::DriverDir,
-                paths.diff(cache),
-                "diff/ is missing".into(),
-            ));
-        }
-        match &d.link {
+        driver_dir_checks(g, l, cache, out);
+    }
+}
+
+/// The chain ID recomputed from `parent` and `diff`, as the daemon's
+/// `registerWithDescriptor` computes it, and the parent's existence.
+fn chain_checks(
+    g: &Graph,
+    l: &Layer,
+    layer_exists: &dyn Fn(&ChainId) -> bool,
+    out: &mut Vec<Finding>,
+) {
+    let dir = g.gd.paths.layer(&l.chain_id);
+    let expected = ChainId::child(l.parent.as_ref(), &l.diff_id);
+    if expected != l.chain_id {
+        out.push(layer_finding(
+            Check::ChainId,
+            l.chain_id,
+            dir.join(if l.parent.is_some() { "parent" } else { "diff" }),
+            format!(
+                "chain ID recomputed from parent and diff is {expected}, not the directory name"
+            ),
+        ));
+    }
+    if let Some(p) = l.parent
+        && !layer_exists(&p)
+    {
+        out.push(layer_finding(
+            Check::ChainId,
+            l.chain_id,
+            dir.join("parent"),
+            format!("parent layer {p} does not exist"),
+        ));
+    }
+}
+
+/// The layer's driver dir has `diff/`, a `link` whose `l/` symlink points
+/// back at it, and the `lower` overlay2 wrote for it.
+fn driver_dir_checks(g: &Graph, l: &Layer, cache: &str, out: &mut Vec<Finding>) {
+    let gd = g.gd;
+    let paths = &gd.paths;
+    let lf = |check, path: PathBuf, msg: String| layer_finding(check, l.chain_id, path, msg);
+    let Some(d) = gd.dirs.get(cache).filter(|d| d.is_dir) else {
+        out.push(lf(
+            Check::DriverDir,
+            paths.dir(cache),
+            "the layer's driver directory (its cache-id) is missing".into(),
+        ));
+        return;
+    };
+    if !d.has_diff {
+        out.push(lf(
+            Check::DriverDir,
+            paths.diff(cache),
+            "diff/ is missing".into(),
+        ));
+    }
+    match &d.link {
+        None => out.push(lf(
+            Check::DriverDir,
+            paths.link_file(cache),
+            "link file is missing".into(),
+        )),
+        Some(link) => match gd.links.get(link) {
             None => out.push(lf(
                 Check::DriverDir,
-                path.join("link"),
-                "link file is missing".into(),
+                paths.link(link),
+                format!("l/{link} is missing"),
             )),
-            Some(link) => match gd.links.get(link) {
-                None => out.push(lf(
-                    Check::DriverDir,
-                    paths.link(link),
-                    format!("l/{link} is missing"),
-                )),
-                Some(lk) if lk.target != LinkTarget::DriverDir(cache.to_string()) => out.push(lf(
-                    Check::DriverDir,
-                    paths.link(link),
-                    format!("l/{link} does not point to ../{cache}/diff"),
-                )),
-                Some(lk) if !lk.resolves => out.push(lf(
-                    Check::DriverDir,
-                    paths.link(link),
-                    format!("l/{link} does not resolve"),
-                )),
-                Some(_) => {}
-            },
-        }
-        // lower = l/<parent link> followed by the parent's lower (§5.2).
-        let parent_dir = l.parent.and_then(|p| gd.layer_dir(&p)).map(|(_, d)| d);
-        match (l.parent, &d.lower, parent_dir) {
-            (None, Some(_), _) => out.push(lf(
+            Some(lk) if lk.target != LinkTarget::DriverDir(cache.to_string()) => out.push(lf(
                 Check::DriverDir,
-                path.join("lower"),
-                "a base layer has a lower file".into(),
+                paths.link(link),
+                format!("l/{link} does not point to ../{cache}/diff"),
             )),
-            (Some(_), None, _) => out.push(lf(
+            Some(lk) if !lk.resolves => out.push(lf(
                 Check::DriverDir,
-                path.join("lower"),
-                "lower file is missing".into(),
+                paths.link(link),
+                format!("l/{link} does not resolve"),
             )),
-            (Some(_), Some(lower), Some(pd)) => {
-                let want_first = pd.link.as_ref().map(|k| format!("l/{k}"));
-                let want_tail = pd.lower.as_ref().map_or(empty_hash, |x| x.hash);
-                if want_first.as_deref() != Some(lower.first.as_str()) {
-                    out.push(lf(
-                        Check::DriverDir,
-                        path.join("lower"),
-                        format!(
-                            "lower starts with {}, not the parent's link {}",
-                            lower.first,
-                            want_first.unwrap_or_else(|| "(none)".into())
-                        ),
-                    ));
-                } else if lower.tail_hash != want_tail {
-                    out.push(lf(
-                        Check::DriverDir,
-                        path.join("lower"),
-                        "lower does not continue with the parent layer's lower".into(),
-                    ));
-                }
+            Some(_) => {}
+        },
+    }
+    lower_check(g, l, cache, d, out);
+}
+
+/// `lower` is `l/<parent's link>` followed by the parent's own `lower`
+/// (moby `daemon/graphdriver/overlay2/overlay.go` `create`, `getLower`).
+fn lower_check(g: &Graph, l: &Layer, cache: &str, d: &DriverDir, out: &mut Vec<Finding>) {
+    let path = g.gd.paths.dir(cache).join("lower");
+    let lf = |msg: String| layer_finding(Check::DriverDir, l.chain_id, path.clone(), msg);
+    let parent_dir = l.parent.and_then(|p| g.gd.layer_dir(&p)).map(|(_, d)| d);
+    match (l.parent, &d.lower, parent_dir) {
+        (None, Some(_), _) => out.push(lf("a base layer has a lower file".into())),
+        (Some(_), None, _) => out.push(lf("lower file is missing".into())),
+        (Some(_), Some(lower), Some(pd)) => {
+            let want_first = pd.link.as_ref().map(|k| format!("l/{k}"));
+            let want_tail = pd.lower.as_ref().map_or(fnv1a(b""), |x| x.hash);
+            if want_first.as_deref() != Some(lower.first.as_str()) {
+                out.push(lf(format!(
+                    "lower starts with {}, not the parent's link {}",
+                    lower.first,
+                    want_first.unwrap_or_else(|| "(none)".into())
+                )));
+            } else if lower.tail_hash != want_tail {
+                out.push(lf(
+                    "lower does not continue with the parent layer's lower".into()
+                ));
             }
-            _ => {}
         }
+        _ => {}
     }
 }
 

@@ -1,8 +1,10 @@
-//! Deep verification of one layer: exact tar stream reassembly (§9.8).
+//! Deep verification of one layer: exact tar stream reassembly, as
+//! `docker save` does it (moby `daemon/internal/layer/layer_store.go`
+//! `getTarStream`, vbatts/tar-split `tar/asm/assemble.go`).
 //!
 //! The layer's tar stream is rebuilt the way Docker's `TarStream` does it —
 //! Segments from `tar-split.json.gz`, file bodies from the layer's own
-//! `diff/` (§9.6) — and fed to sha256, while each body is also checked
+//! `diff/` — and fed to sha256, while each body is also checked
 //! against its CRC-64. Nothing is written and no overlay is mounted.
 //!
 //! Files are resolved inside `diff/` one component at a time with
@@ -17,7 +19,7 @@
 //!   nothing more is hashed. Or every file matched and the stream still
 //!   hashes to something else than the diff ID.
 //! * `TarSplit`: `tar-split.json.gz` is missing, unreadable gzip or malformed.
-//! * `Unverifiable` (§9.6): Docker's own reassembly would read something else
+//! * `Unverifiable`: Docker's own reassembly would read something else
 //!   than this layer's `diff/`, or produce a different stream. Hashing stops
 //!   at the first such entry; later bodies are still CRC-checked so real
 //!   damage is found. See [`verify_layer`] for the cases.
@@ -642,7 +644,7 @@ impl<'a> Verifier<'a> {
     }
 
     /// A missing file: damage, unless the layer's `diff/` is not expected to
-    /// hold it (§9.6).
+    /// hold it.
     fn missing(&mut self, comps: &[&[u8]], missing_dir: Option<String>) -> Problem {
         if comps.iter().any(|c| c.starts_with(b".wh..wh.plnk")) {
             return Problem::Unverifiable(

@@ -1,4 +1,5 @@
-//! Streaming reader of `tar-split.json.gz` (format doc §9.1–9.3).
+//! Streaming reader of `tar-split.json.gz` (vbatts/tar-split
+//! `tar/storage/entry.go`, `packer.go`, `getter.go`).
 //!
 //! The file is one gzip stream (read as multi-member, like Go's `gzip.Reader`)
 //! of newline-delimited JSON objects `{type, name?, name_raw?, size?, payload,
@@ -212,132 +213,131 @@ impl<R: Read> Reader<R> {
     fn advance(&mut self) -> Result<Option<Kind>, TarSplitError> {
         if !self.started {
             self.started = true;
-            // flate2 reads an empty file as an empty stream; Go's gzip
-            // reader (and so Docker) fails on it.
-            let empty = self
-                .inner
-                .get_mut()
-                .get_mut()
-                .fill_buf()
-                .map_err(|e| io_error(1, e))?
-                .is_empty();
-            if empty {
-                return Err(TarSplitError::Gzip {
-                    line: 1,
-                    source: io::Error::new(ErrorKind::UnexpectedEof, "empty file"),
-                });
-            }
+            self.refuse_empty_file()?;
         }
         loop {
             if !self.read_line()? {
                 return Ok(None);
             }
-            let text = self.line.trim_ascii();
-            if text.is_empty() {
+            if self.line.trim_ascii().is_empty() {
                 continue;
             }
-            let line = self.line_no;
-            let raw: Raw<'_> = serde_json::from_slice(text)
-                .map_err(|source| TarSplitError::Json { line, source })?;
-            return match raw.kind {
-                SEGMENT_TYPE => {
-                    self.payload.clear();
-                    if let Some(p) = &raw.payload {
-                        GO_STD
-                            .decode_vec(p.0.as_bytes(), &mut self.payload)
-                            .map_err(|source| TarSplitError::Base64 {
-                                line,
-                                field: "payload",
-                                source,
-                            })?;
-                    }
-                    Ok(Some(Kind::Segment))
-                }
-                FILE_TYPE => {
-                    self.name.clear();
-                    match (&raw.name_raw, &raw.name) {
-                        (Some(r), _) if !r.0.is_empty() => {
-                            GO_STD.decode_vec(r.0.as_bytes(), &mut self.name).map_err(
-                                |source| TarSplitError::Base64 {
-                                    line,
-                                    field: "name_raw",
-                                    source,
-                                },
-                            )?;
-                        }
-                        (_, Some(n)) => self.name.extend_from_slice(n.0.as_bytes()),
-                        _ => {}
-                    }
-                    let size = raw.size.unwrap_or(0);
-                    if size < 0 {
-                        return Err(TarSplitError::NegativeSize {
-                            line,
-                            name: display_name(&self.name),
-                            size,
-                        });
-                    }
-                    let size = size as u64;
-                    let mut crc = None;
-                    if size > 0 {
-                        if self.name.is_empty() {
-                            return Err(TarSplitError::MissingName { line, size });
-                        }
-                        let Some(p) = &raw.payload else {
-                            return Err(TarSplitError::MissingPayload {
-                                line,
-                                name: display_name(&self.name),
-                                size,
-                            });
-                        };
-                        let mut sum = [0u8; 8];
-                        // A CRC is 12 base64 characters; anything much longer is
-                        // wrong anyway and is not worth decoding in full.
-                        let b = p.0.as_bytes();
-                        let len = if b.len() > 64 {
-                            b.len() / 4 * 3
-                        } else {
-                            self.payload.clear();
-                            GO_STD.decode_vec(b, &mut self.payload).map_err(|source| {
-                                TarSplitError::Base64 {
-                                    line,
-                                    field: "payload",
-                                    source,
-                                }
-                            })?;
-                            self.payload.len()
-                        };
-                        if len != 8 {
-                            return Err(TarSplitError::CrcLength {
-                                line,
-                                name: display_name(&self.name),
-                                len,
-                            });
-                        }
-                        sum.copy_from_slice(&self.payload);
-                        crc = Some(u64::from_be_bytes(sum));
-                    } else if let Some(p) = &raw.payload {
-                        // Ignored for size 0, but Go would still fail to decode it.
-                        self.payload.clear();
-                        GO_STD
-                            .decode_vec(p.0.as_bytes(), &mut self.payload)
-                            .map_err(|source| TarSplitError::Base64 {
-                                line,
-                                field: "payload",
-                                source,
-                            })?;
-                    }
-                    let key = self.clean_key();
-                    if !self.seen.insert(key) {
-                        return Err(TarSplitError::DuplicatePath {
-                            line,
-                            name: display_name(&self.name),
-                        });
-                    }
-                    Ok(Some(Kind::File { size, crc }))
-                }
-                kind => Err(TarSplitError::UnknownType { line, kind }),
-            };
+            // The line buffer is lent out while the decoders fill the others,
+            // and given back (with its capacity) whatever they return.
+            let buf = std::mem::take(&mut self.line);
+            let r = self.decode_line(buf.trim_ascii());
+            self.line = buf;
+            return r.map(Some);
         }
+    }
+
+    fn decode_line(&mut self, text: &[u8]) -> Result<Kind, TarSplitError> {
+        let line = self.line_no;
+        let raw: Raw<'_> =
+            serde_json::from_slice(text).map_err(|source| TarSplitError::Json { line, source })?;
+        match raw.kind {
+            SEGMENT_TYPE => {
+                self.payload.clear();
+                if let Some(p) = &raw.payload {
+                    decode(p.0.as_bytes(), &mut self.payload, line, "payload")?;
+                }
+                Ok(Kind::Segment)
+            }
+            FILE_TYPE => self.file(&raw, line),
+            kind => Err(TarSplitError::UnknownType { line, kind }),
+        }
+    }
+
+    /// flate2 reads an empty file as an empty stream; Go's gzip reader (and
+    /// so Docker) fails on it.
+    fn refuse_empty_file(&mut self) -> Result<(), TarSplitError> {
+        let empty = self
+            .inner
+            .get_mut()
+            .get_mut()
+            .fill_buf()
+            .map_err(|e| io_error(1, e))?
+            .is_empty();
+        if empty {
+            return Err(TarSplitError::Gzip {
+                line: 1,
+                source: io::Error::new(ErrorKind::UnexpectedEof, "empty file"),
+            });
+        }
+        Ok(())
+    }
+
+    /// A File line: its name (`name_raw` wins), size, CRC, and no duplicate.
+    fn file(&mut self, raw: &Raw<'_>, line: u64) -> Result<Kind, TarSplitError> {
+        self.name.clear();
+        match (&raw.name_raw, &raw.name) {
+            (Some(r), _) if !r.0.is_empty() => {
+                decode(r.0.as_bytes(), &mut self.name, line, "name_raw")?
+            }
+            (_, Some(n)) => self.name.extend_from_slice(n.0.as_bytes()),
+            _ => {}
+        }
+        let size = raw.size.unwrap_or(0);
+        if size < 0 {
+            return Err(TarSplitError::NegativeSize {
+                line,
+                name: display_name(&self.name),
+                size,
+            });
+        }
+        let size = size as u64;
+        let crc = if size > 0 {
+            Some(self.crc(raw, line, size)?)
+        } else {
+            if let Some(p) = &raw.payload {
+                // Ignored for size 0, but Go would still fail to decode it.
+                self.payload.clear();
+                decode(p.0.as_bytes(), &mut self.payload, line, "payload")?;
+            }
+            None
+        };
+        let key = self.clean_key();
+        if !self.seen.insert(key) {
+            return Err(TarSplitError::DuplicatePath {
+                line,
+                name: display_name(&self.name),
+            });
+        }
+        Ok(Kind::File { size, crc })
+    }
+
+    /// The CRC-64 of a File with a body: 8 bytes, base64 in `payload`.
+    fn crc(&mut self, raw: &Raw<'_>, line: u64, size: u64) -> Result<u64, TarSplitError> {
+        if self.name.is_empty() {
+            return Err(TarSplitError::MissingName { line, size });
+        }
+        let Some(p) = &raw.payload else {
+            return Err(TarSplitError::MissingPayload {
+                line,
+                name: display_name(&self.name),
+                size,
+            });
+        };
+        // A CRC is 12 base64 characters; anything much longer is wrong
+        // anyway and is not worth decoding in full.
+        let b = p.0.as_bytes();
+        let len = if b.len() > 64 {
+            b.len() / 4 * 3
+        } else {
+            self.payload.clear();
+            decode(b, &mut self.payload, line, "payload")?;
+            self.payload.len()
+        };
+        if len != 8 {
+            return Err(TarSplitError::CrcLength {
+                line,
+                name: display_name(&self.name),
+                len,
+            });
+        }
+        let mut sum = [0u8; 8];
+        sum.copy_from_slice(&self.payload);
+        Ok(u64::from_be_bytes(sum))
     }
 
     fn entry(&self, k: Kind) -> Entry<'_> {
@@ -419,6 +419,22 @@ fn memchr(c: u8, buf: &[u8]) -> Option<usize> {
 
 /// Corrupt or truncated compressed data is a gzip error; anything else (EIO
 /// from the disk, permissions) is a read error.
+/// Base64 as Go's `encoding/json` writes `[]byte`, into `out`.
+fn decode(
+    b: &[u8],
+    out: &mut Vec<u8>,
+    line: u64,
+    field: &'static str,
+) -> Result<(), TarSplitError> {
+    GO_STD
+        .decode_vec(b, out)
+        .map_err(|source| TarSplitError::Base64 {
+            line,
+            field,
+            source,
+        })
+}
+
 fn io_error(line: u64, e: io::Error) -> TarSplitError {
     match e.kind() {
         ErrorKind::InvalidData | ErrorKind::InvalidInput | ErrorKind::UnexpectedEof => {

@@ -1,4 +1,5 @@
-//! `image/<driver>/imagedb`: image configs (named by their sha256) and metadata (§2).
+//! `image/<driver>/imagedb`: image configs (named by their sha256) and metadata
+//! (moby `daemon/internal/image/fs.go`, `store.go`).
 
 use super::Paths;
 use crate::ids::{DiffId, Digest, ImageId};
@@ -112,7 +113,31 @@ fn read_one(paths: &Paths, id: ImageId) -> (Option<Image>, Vec<Anomaly>) {
     }
     let created_unix = raw.created.as_deref().and_then(parse_time);
 
-    let meta = paths.image_metadata(&id);
+    let meta = read_metadata(paths, &id, &mut anomalies);
+    let img = Image {
+        id,
+        created: raw.created,
+        created_unix,
+        labels: raw.config.and_then(|c| c.labels).unwrap_or_default(),
+        diff_ids,
+        os: raw.os,
+        parent: meta.parent,
+        last_updated: meta.last_updated,
+        built_locally: meta.built_locally,
+        config_bytes: bytes.len() as u64,
+    };
+    (Some(img), anomalies)
+}
+
+/// `imagedb/metadata/sha256/<id>/`: `parent`, `lastUpdated`, `builtLocally`.
+struct Metadata {
+    parent: Option<ImageId>,
+    last_updated: Option<String>,
+    built_locally: bool,
+}
+
+fn read_metadata(paths: &Paths, id: &ImageId, anomalies: &mut Vec<Anomaly>) -> Metadata {
+    let meta = paths.image_metadata(id);
     let parent = match read_text_opt(&meta.join("parent")) {
         Ok(None) => None,
         Ok(Some(s)) if s.is_empty() => None,
@@ -148,19 +173,11 @@ fn read_one(paths: &Paths, id: ImageId) -> (Option<Image>, Vec<Anomaly>) {
         }
     };
     let built_locally = matches!(read_opt(&meta.join("builtLocally")), Ok(Some(_)));
-    let img = Image {
-        id,
-        created: raw.created,
-        created_unix,
-        labels: raw.config.and_then(|c| c.labels).unwrap_or_default(),
-        diff_ids,
-        os: raw.os,
+    Metadata {
         parent,
         last_updated,
         built_locally,
-        config_bytes: bytes.len() as u64,
-    };
-    (Some(img), anomalies)
+    }
 }
 
 /// RFC3339 (with any fraction) to Unix seconds. Go's zero time parses too.

@@ -1,5 +1,6 @@
 //! `image/<driver>/layerdb`: read-only layers, RW mounts, and leftovers of
-//! interrupted transactions (§3).
+//! interrupted transactions
+//! (moby `daemon/internal/layer/filestore.go`, `layer_store.go`).
 
 use super::{BrokenLayer, Mount, Paths, RemovingLayer};
 use crate::ids::{CacheId, ChainId, DiffId, MountId, is_hex64};

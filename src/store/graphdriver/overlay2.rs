@@ -1,4 +1,5 @@
-//! The overlay2 home `<root>/overlay2`: layer directories and the `l/` links (§5).
+//! The overlay2 home `<root>/overlay2`: layer directories and the `l/` links
+//! (moby `daemon/graphdriver/overlay2/overlay.go`).
 
 use super::{DriverDir, Link, LinkTarget, Lower, Paths};
 use crate::store::fsread::{list_dir, read_text_opt};

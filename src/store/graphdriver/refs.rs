@@ -1,4 +1,5 @@
-//! `image/<driver>/repositories.json`: tags and digest references (§4).
+//! `image/<driver>/repositories.json`: tags and digest references
+//! (moby `daemon/internal/refstore/store.go`).
 
 use crate::ids::ImageId;
 use crate::store::fsread::read_opt;

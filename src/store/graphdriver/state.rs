@@ -135,6 +135,7 @@ pub struct Buildkit {
     /// `buildkit/snapshots.db` exists and was read.
     pub snapshots_db: bool,
     /// Driver dir names and chain IDs found as byte substrings of snapshots.db
-    /// (format doc §12: stale pages can only add false "referenced", never remove).
+    /// (freed bbolt pages keep old bytes: they can only add false "referenced",
+    /// never hide a live name).
     pub referenced_names: Vec<String>,
 }
