@@ -24,6 +24,11 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 use tempfile::TempDir;
 
+mod modern;
+mod volumes;
+pub use modern::*;
+
+
 /// Command for the `dockgc` binary built by cargo for this test run.
 pub fn dockgc() -> Command {
     Command::new(env!("CARGO_BIN_EXE_dockgc"))
@@ -594,6 +599,14 @@ extern "C" fn cleanup_at_exit() {
     }
 }
 
+/// Removes the scenario dirs when the test binary exits.
+fn register_cleanup() {
+    static REGISTER: std::sync::Once = std::sync::Once::new();
+    REGISTER.call_once(|| unsafe {
+        libc::atexit(cleanup_at_exit);
+    });
+}
+
 /// The scenario, built once per test binary. `None` if skipped (no daemon).
 /// If building failed once, every caller panics with that first failure.
 pub fn scenario() -> Option<&'static Scenario> {
@@ -824,10 +837,7 @@ fn build_scenario(extra: Option<fn(&Daemon, &Path)>) -> Option<Scenario> {
         .expect("tempdir");
     let dir = tmp.keep();
     CLEANUP.lock().unwrap().push(dir.clone());
-    static REGISTER: std::sync::Once = std::sync::Once::new();
-    REGISTER.call_once(|| unsafe {
-        libc::atexit(cleanup_at_exit);
-    });
+    register_cleanup();
     let root = dir.join("root");
     let work = dir.join("work");
     let d = Daemon::start(&root)?;
