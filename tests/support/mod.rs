@@ -26,6 +26,7 @@ use tempfile::TempDir;
 
 mod modern;
 mod volumes;
+#[allow(unused_imports)]
 pub use modern::*;
 
 
