@@ -28,6 +28,9 @@ pub enum DirRole {
     Buildkit,
     /// Left by the driver's feature probes (`check-overlayfs-support*`, ...).
     Probe,
+    /// No layer's or mount's own dir, but a held dir's overlay stacks on it
+    /// (BuildKit's copy of a parent layer's dir).
+    Lower,
     /// Nothing holds it and its name is one the daemon generates.
     Orphan,
     /// Not referenced, but dockgc cannot tell what it is; never removed.
@@ -290,6 +293,8 @@ fn classify_dirs<'s>(
                 r.clone()
             } else if claimed(&|h| matches!(h, Holder::Buildkit { .. })) {
                 DirRole::Buildkit
+            } else if claimed(&|h| !matches!(h, Holder::Unknown { .. })) {
+                DirRole::Lower
             } else if PROBE_PREFIXES.iter().any(|p| n.starts_with(p)) {
                 DirRole::Probe
             } else if let Some(Holder::Unknown { why }) = node
@@ -552,7 +557,18 @@ pub(crate) mod tests {
             "abcdefghij0123456789abcde".into(),
             dir("abcdefghij0123456789abcde"),
         );
-        gd(&mut s).buildkit.referenced_names = vec!["abcdefghij0123456789abcde".into()];
+        // A BuildKit snapshot a live record holds.
+        let bk = &mut gd(&mut s).buildkit;
+        bk.status = graphdriver::BuildkitStatus::Read;
+        bk.records
+            .insert("abcdefghij0123456789abcde".into(), Default::default());
+        bk.snapshots.insert(
+            "abcdefghij0123456789abcde".into(),
+            graphdriver::SnapshotRecord {
+                parent: Some(String::new()),
+                ..Default::default()
+            },
+        );
         gd(&mut s)
             .dirs
             .insert("metacopy-check123".into(), dir("metacopy-check123"));

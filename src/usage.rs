@@ -5,9 +5,9 @@
 //! is a question to the holds ([`crate::holds`]), asked with the same
 //! selection the prune plan uses, so df and prune cannot disagree.
 
+use crate::buildcache::{self, BuildRecord};
 use crate::disk::docker_size;
-use crate::graph::{DirRole, Graph};
-use crate::holds::Holder;
+use crate::graph::Graph;
 use crate::ids::{ChainId, ContainerId, ImageId};
 use crate::leftovers::{self, Leftover};
 use crate::policy;
@@ -51,6 +51,11 @@ pub struct Usage {
     pub containers: Vec<ContainerUsage>,
     /// Docker's `LayersSize`: distinct layers of the listed images.
     pub layers_size: u64,
+    /// BuildKit's records as `/system/df` lists them.
+    pub build_cache: Vec<BuildRecord>,
+    /// False when BuildKit's databases could not be read (see `anomalies`):
+    /// then `build_cache` is empty because it is unknown, not because there is none.
+    pub build_cache_known: bool,
     pub orphans: Vec<Orphan>,
     pub anomalies: Vec<Anomaly>,
     pub disk: Option<crate::reconcile::DiskUsage>,
@@ -137,7 +142,8 @@ pub fn compute(g: &Graph, opts: &Options) -> Usage {
     let mut orphans = leftovers::collect(g);
     leftovers::measure(g, &mut orphans);
     let orphans: Vec<Orphan> = orphans.iter().map(Orphan::from).collect();
-    let summary = summary(g, &images, layers_size, &containers, &orphans);
+    let build_cache = buildcache::compute(g);
+    let summary = summary(g, &images, layers_size, &containers, &orphans, &build_cache);
     let mut anomalies = snap.anomalies.clone();
     anomalies.extend(not_loaded(g));
     Usage {
@@ -148,6 +154,8 @@ pub fn compute(g: &Graph, opts: &Options) -> Usage {
         images,
         containers,
         layers_size,
+        build_cache_known: build_cache.known,
+        build_cache: build_cache.records,
         orphans,
         anomalies,
         disk: None,
@@ -265,53 +273,20 @@ fn containers(g: &Graph) -> Vec<ContainerUsage> {
         .collect()
 }
 
-/// BuildKit's driver dirs and the layers only BuildKit holds: (count, bytes).
-fn build_cache(g: &Graph) -> (u64, u64) {
-    let dirs: Vec<&str> = g
-        .dir_roles
-        .iter()
-        .filter(|(_, r)| **r == DirRole::Buildkit)
-        .map(|(n, _)| *n)
-        .collect();
-    let dir_bytes: u64 = dirs
-        .par_iter()
-        .map(|n| docker_size(&g.gd.paths.dir(n)))
-        .sum();
-    // Held by BuildKit and by no image or container (leftovers do not count).
-    let layers: Vec<u64> = g
-        .snap
-        .layers
-        .values()
-        .filter(|l| {
-            let Some(n) = g.layer_node(&l.chain_id) else {
-                return false;
-            };
-            g.holds.held_by(n, |h| matches!(h, Holder::Buildkit { .. }))
-                && g.holds.only_held_by(n, |h| {
-                    matches!(h, Holder::Buildkit { .. }) || h.is_leftover()
-                })
-        })
-        .map(|l| l.size)
-        .collect();
-    (
-        (dirs.len() + layers.len()) as u64,
-        dir_bytes + layers.iter().sum::<u64>(),
-    )
-}
-
 fn summary(
     g: &Graph,
     images: &[ImageUsage],
     layers_size: u64,
     containers: &[ContainerUsage],
     orphans: &[Orphan],
+    build_cache: &buildcache::BuildCache,
 ) -> Vec<SummaryRow> {
     let snap = g.snap;
     let active = |c: &&ContainerUsage| snap.containers[&c.id].state.is_active();
     let listed: Vec<&ImageUsage> = images.iter().filter(|i| i.listed).collect();
     // What `prune -a` frees: the plan's own selection, the holds' answer.
     let prune_all = policy::select(g, &policy::Options::all(0));
-    let build_cache = build_cache(g);
+    let bc = buildcache::totals(build_cache);
     let mut rows = vec![
         SummaryRow {
             kind: "images",
@@ -333,10 +308,10 @@ fn summary(
         },
         SummaryRow {
             kind: "build-cache",
-            total: build_cache.0,
-            active: 0,
-            size: build_cache.1,
-            reclaimable: build_cache.1,
+            total: bc.total,
+            active: bc.active,
+            size: bc.size,
+            reclaimable: bc.reclaimable,
         },
         SummaryRow {
             kind: "logs",
@@ -557,7 +532,7 @@ mod tests {
 mod one_answer {
     use super::*;
     use crate::graph::tests::*;
-    use crate::holds::Hold;
+    use crate::holds::{Hold, Holder};
     use crate::plan::{self, OrphanOptions};
     use crate::reach::Node;
     use proptest::prelude::*;

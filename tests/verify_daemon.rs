@@ -46,6 +46,9 @@ const ERROR_CHECKS: &[&str] = &[
     "tar-split",
 ];
 const WARNING_CHECKS: &[&str] = &[
+    "image-removed",
+    "buildkit-record",
+    "buildkit-snapshot",
     "orphan-dir",
     "orphan-mount",
     "unknown-dir",
@@ -1395,6 +1398,8 @@ fn mounts_container_without_mount() {
     expect_only(sc, copy.path(), &[], &mount_expect(&cid, &["orphan-dir"]));
 }
 
+/// The image is gone and so are the layers under the container's RW layer:
+/// the container cannot start.
 #[test]
 fn container_image_missing() {
     let sc = scenario_or_skip!();
@@ -1404,6 +1409,8 @@ fn container_image_missing() {
         let mut v: Value = serde_json::from_slice(&fs::read(&p).unwrap()).unwrap();
         v["Image"] = Value::String(missing_digest("container image"));
         fs::write(&p, serde_json::to_vec(&v).unwrap()).unwrap();
+        let parent = store(r).join("layerdb/mounts").join(&cid).join("parent");
+        fs::write(parent, missing_digest("mount parent")).unwrap();
     });
     expect_only(
         sc,
@@ -1414,7 +1421,7 @@ fn container_image_missing() {
             kinds: &["container"],
             id: Some(&cid),
             also_warn: &[],
-            also_err: &[],
+            also_err: &["mounts"],
         },
     );
 }
@@ -1452,6 +1459,33 @@ fn warning_orphan_dir() {
         ),
         "orphan-dir does not name overlay2/{id}\n{}",
         run.show()
+    );
+}
+
+/// `docker rmi -f` of an image a stopped container uses: the config and
+/// references go, the container's RW layer keeps the layers below, and the
+/// container starts. A warning naming the image, never an error.
+#[test]
+fn warning_image_removed() {
+    let sc = scenario_or_skip!();
+    let cid = container(sc, "failed");
+    let copy = damaged(sc, |r| {
+        let p = r.join("containers").join(&cid).join("config.v2.json");
+        let mut v: Value = serde_json::from_slice(&fs::read(&p).unwrap()).unwrap();
+        v["Image"] = Value::String(missing_digest("force-removed image"));
+        fs::write(&p, serde_json::to_vec(&v).unwrap()).unwrap();
+    });
+    expect_only(
+        sc,
+        copy.path(),
+        &[],
+        &Expect {
+            check: "image-removed",
+            kinds: &["container"],
+            id: Some(&cid),
+            also_warn: &[],
+            also_err: &[],
+        },
     );
 }
 

@@ -13,7 +13,7 @@ use super::{Hold, Holder, HolderId, Holds};
 use crate::ids::{ChainId, ContainerId, ImageId, MountId};
 use crate::reach::{Kind, Marker, Node, Refs};
 use crate::store::Snapshot;
-use crate::store::graphdriver::State;
+use crate::store::graphdriver::{BuildkitStatus, State};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::PathBuf;
 
@@ -34,6 +34,8 @@ pub struct Edges<'s> {
     image_at: Vec<u32>,
     layer_parent: Vec<u32>,
     layer_dir: Vec<u32>,
+    /// The dir a BuildKit dir's overlay stacks on (its first `lower`).
+    dir_lower: Vec<u32>,
     /// RW dir, init dir, parent layer.
     mount_refs: Vec<[u32; 3]>,
 }
@@ -100,6 +102,15 @@ impl<'s> Edges<'s> {
             .enumerate()
             .map(|(i, d)| (*d, i as u32))
             .collect();
+        let dir_lower = gd
+            .dirs
+            .values()
+            .map(|d| {
+                lower_dir(gd, d)
+                    .and_then(|x| dir_key.get(x).copied())
+                    .unwrap_or(NONE)
+            })
+            .collect();
         Edges {
             images,
             image_key,
@@ -113,6 +124,7 @@ impl<'s> Edges<'s> {
             image_at,
             layer_parent,
             layer_dir,
+            dir_lower,
             mount_refs,
         }
     }
@@ -184,8 +196,20 @@ impl Refs for Edges<'_> {
                 push(out, Kind::Dir, init);
                 push(out, Kind::Layer, parent);
             }
-            Kind::Dir => {}
+            // A dir holds the dir its overlay stacks on: for layerdb layers
+            // that is the parent layer's dir anyway; for BuildKit it may be
+            // BuildKit's own copy of it.
+            Kind::Dir => push(out, Kind::Dir, self.dir_lower[k]),
         }
+    }
+}
+
+/// The dir the first entry of a dir's `lower` (`l/<link>`) points to.
+pub fn lower_dir<'s>(gd: &'s State, d: &crate::store::graphdriver::DriverDir) -> Option<&'s str> {
+    let link = d.lower.as_ref()?.first.strip_prefix("l/")?;
+    match &gd.links.get(link)?.target {
+        crate::store::graphdriver::LinkTarget::DriverDir(x) => Some(x.as_str()),
+        _ => None,
     }
 }
 
@@ -246,10 +270,8 @@ pub fn build(
         let h = add(&mut holds, holder, vec![Node::new(Kind::Mount, i as u32)]);
         ids.mounts.insert(name.to_string(), h);
     }
-    let bk = buildkit_roots(snap, gd, edges);
-    if !bk.is_empty() {
-        let what = "named in buildkit/snapshots.db".to_string();
-        add(&mut holds, Holder::Buildkit { what }, bk);
+    for (what, roots) in buildkit_holds(snap, gd, edges) {
+        add(&mut holds, Holder::Buildkit { what }, roots);
     }
 
     // What the holders so far reach; every other layer is a leftover that
@@ -324,9 +346,66 @@ impl Reached {
     }
 }
 
-/// Layers and dirs BuildKit's `snapshots.db` names (the byte-substring rule:
-/// stale pages can only add names, never hide one).
-fn buildkit_roots(snap: &Snapshot, gd: &State, edges: &Edges) -> Vec<Node> {
+/// BuildKit's holds: one per cache record the daemon would load (dropped
+/// and deleted records hold nothing, whatever `snapshots.db` still lists).
+/// A record holds its snapshot in moby's adapter
+/// (`daemon/internal/builder-next/adapters/snapshot/snapshot.go`): the dir
+/// the key's `Prepare` created, the dir its data was committed to, the layer
+/// it is or became (`chainid`; a layer holds its parents), and the same for
+/// every snapshot below it (`parent`), whose dirs are its overlay lowers.
+/// Runtime references of a running build are not on disk; with the daemon
+/// stopped there are none.
+fn buildkit_holds(snap: &Snapshot, gd: &State, edges: &Edges) -> Vec<(String, Vec<Node>)> {
+    let bk = &gd.buildkit;
+    if let BuildkitStatus::Unreadable { why } = &bk.status {
+        let roots = substring_roots(snap, gd, edges);
+        return vec![(
+            format!("named in buildkit/snapshots.db, which could not be read: {why}"),
+            roots,
+        )];
+    }
+    crate::buildcache::loaded(snap, bk)
+        .into_iter()
+        .filter_map(|id| {
+            let key = bk.snapshot_key(id);
+            let roots = snapshot_roots(bk, edges, key);
+            (!roots.is_empty()).then(|| (format!("record {id}"), roots))
+        })
+        .collect()
+}
+
+/// The dirs and layers of snapshot `key` and of every snapshot below it.
+fn snapshot_roots(bk: &crate::store::graphdriver::Buildkit, edges: &Edges, key: &str) -> Vec<Node> {
+    let mut roots = Vec::new();
+    let mut seen: HashSet<&str> = HashSet::new();
+    let mut todo = vec![key];
+    while let Some(k) = todo.pop() {
+        if !seen.insert(k) {
+            continue;
+        }
+        if let Some(c) = bk.layer_of(k) {
+            roots.extend(edges.layer(&c));
+        }
+        let Some(s) = bk.snapshots.get(k) else {
+            continue;
+        };
+        if s.has_own_dir() {
+            roots.extend(edges.dir(k));
+        }
+        if let Some(c) = s.committed.as_deref() {
+            roots.extend(edges.dir(c));
+            todo.push(c);
+        }
+        if let Some(p) = s.parent.as_deref().filter(|p| !p.is_empty()) {
+            todo.push(p);
+        }
+    }
+    roots
+}
+
+/// The substring rule's layers and dirs: every candidate name found in the
+/// bytes of `snapshots.db`.
+fn substring_roots(snap: &Snapshot, gd: &State, edges: &Edges) -> Vec<Node> {
     let names: HashSet<&str> = gd
         .buildkit
         .referenced_names

@@ -119,6 +119,7 @@ pub fn df_metrics(m: &mut Metrics, u: &Usage) {
         &[],
         u.layers_size as f64,
     );
+    build_cache_metrics(m, u);
     let mut orphans: BTreeMap<String, (u64, u64)> = BTreeMap::new();
     for o in &u.orphans {
         let e = orphans.entry(word(&o.kind)).or_default();
@@ -167,6 +168,40 @@ pub fn df_metrics(m: &mut Metrics, u: &Usage) {
             d.total_bytes as f64,
         );
     }
+}
+
+/// Records and bytes per BuildKit record type (a bounded set: regular,
+/// source.local, exec.cachemount, ...), shared with images or not.
+fn build_cache_metrics(m: &mut Metrics, u: &Usage) {
+    let mut by: BTreeMap<(&str, &'static str), (u64, u64)> = BTreeMap::new();
+    for r in &u.build_cache {
+        let e = by
+            .entry((r.kind.as_str(), if r.shared { "true" } else { "false" }))
+            .or_default();
+        e.0 += 1;
+        e.1 += r.size;
+    }
+    for ((kind, shared), (n, bytes)) in &by {
+        let l = [("type", *kind), ("shared", *shared)];
+        m.gauge(
+            "dockgc_build_cache_records",
+            "BuildKit cache records per record type, as `docker system df -v` lists them.",
+            &l,
+            *n as f64,
+        );
+        m.gauge(
+            "dockgc_build_cache_bytes",
+            "Bytes of BuildKit cache records per record type.",
+            &l,
+            *bytes as f64,
+        );
+    }
+    m.gauge(
+        "dockgc_build_cache_known",
+        "1 when BuildKit's databases could be read, 0 when the build cache is unknown.",
+        &[],
+        f64::from(u8::from(u.build_cache_known)),
+    );
 }
 
 pub fn verify_metrics(m: &mut Metrics, r: &Report) {

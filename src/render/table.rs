@@ -89,6 +89,8 @@ fn verbose(u: &Usage, o: &TableOptions) -> String {
     out.push_str(&images(u, o));
     out.push_str("\nContainers space usage:\n\n");
     out.push_str(&containers(u));
+    out.push_str("\nBuild cache usage:\n\n");
+    out.push_str(&build_cache(u, o));
     out.push_str(&format!(
         "\nOrphaned and leftover data under {} (Docker shows none of this):\n\n",
         u.root.display()
@@ -169,6 +171,40 @@ fn containers(u: &Usage) -> String {
             human_size(c.size_rw),
             human_size(c.log_bytes),
             c.names.join(","),
+        ]);
+    }
+    t.render()
+}
+
+/// Like `docker system df -v`'s build cache table.
+fn build_cache(u: &Usage, o: &TableOptions) -> String {
+    if !u.build_cache_known {
+        return "unknown: BuildKit's databases could not be read (see the problems below)\n".into();
+    }
+    let ago = |t: &str| {
+        crate::store::parse_time(t).map_or_else(
+            || "N/A".to_string(),
+            |t| format!("{} ago", human_duration(o.now - t)),
+        )
+    };
+    let mut t = Table::new([
+        "CACHE ID",
+        "CACHE TYPE",
+        "SIZE",
+        "CREATED",
+        "LAST USED",
+        "USAGE",
+        "SHARED",
+    ]);
+    for r in &u.build_cache {
+        t.row([
+            r.id.chars().take(12).collect::<String>(),
+            r.kind.clone(),
+            human_size(r.size),
+            ago(&r.created),
+            r.last_used.as_deref().map_or_else(String::new, ago),
+            r.usage_count.to_string(),
+            r.shared.to_string(),
         ]);
     }
     t.render()

@@ -74,10 +74,22 @@ fn io_err(path: &Path) -> impl FnOnce(io::Error) -> Busy + '_ {
 pub struct RootGuard {
     root: PathBuf,
     /// `flock(LOCK_EX)` on the root directory: one dockgc at a time.
-    _root_lock: File,
+    _root_lock: Flock,
     /// `flock(LOCK_EX)` on `<root>/volumes/metadata.db`, when it exists: a
     /// dockerd starting meanwhile fails at volume-store init.
-    volumes_lock: Option<File>,
+    volumes_lock: Option<Flock>,
+}
+
+/// A held `flock`, released explicitly when dropped. Closing the descriptor
+/// alone is not enough: a child process forked meanwhile (by any thread)
+/// shares the open file description until its `exec`, and with it the lock.
+#[derive(Debug)]
+struct Flock(File);
+
+impl Drop for Flock {
+    fn drop(&mut self) {
+        let _ = self.0.unlock();
+    }
 }
 
 impl RootGuard {
@@ -116,11 +128,12 @@ pub fn guard(root: &Path) -> Result<RootGuard, Busy> {
         }
         Err(TryLockError::Error(e)) => return Err(io_err(&target.path)(e)),
     }
+    let root_lock = Flock(root_lock);
 
     let db = volume_db(&target.path);
     let volumes_lock = match File::open(&db) {
         Ok(f) => match f.try_lock() {
-            Ok(()) => Some(f),
+            Ok(()) => Some(Flock(f)),
             Err(TryLockError::WouldBlock) => {
                 let me = std::process::id();
                 let holders = lock_holders(&db);

@@ -215,4 +215,6 @@ pub enum AnomalyKind {
     Unreadable,
     /// A directory loop or a symlink where the store has a directory.
     Loop,
+    /// A BuildKit database that could not be read.
+    Buildkit,
 }

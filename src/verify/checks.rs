@@ -72,7 +72,7 @@ fn from_anomaly(a: &Anomaly) -> Finding {
         ),
         AnomalyKind::DriverDir => (Check::DriverDir, None),
         AnomalyKind::Link => (Check::DanglingLink, None),
-        AnomalyKind::Unreadable => (Check::Unreadable, None),
+        AnomalyKind::Unreadable | AnomalyKind::Buildkit => (Check::Unreadable, None),
     };
     let (kind, id) = subject.unwrap_or_else(path_subject);
     finding(check, kind, id, a.path.clone(), a.message.clone())
@@ -148,6 +148,7 @@ pub fn quick(g: &Graph, scope: &Scope) -> Vec<Finding> {
     layer_checks(g, &layer_exists, &mut out);
     mount_checks(g, &present, &mut out);
     leftover_warnings(g, &mut out);
+    buildkit_checks(g, &mut out);
 
     if !scope.all {
         out.retain(|f| match f.subject.kind {
@@ -266,17 +267,25 @@ fn driver_dir_checks(g: &Graph, l: &Layer, cache: &str, out: &mut Vec<Finding>) 
 
 /// `lower` is `l/<parent's link>` followed by the parent's own `lower`
 /// (moby `daemon/graphdriver/overlay2/overlay.go` `create`, `getLower`).
+/// The parent is the dir the layer was created on: for a layer BuildKit
+/// registered (its cache-id is BuildKit's dir), the snapshot its adapter
+/// recorded as the parent, which may be BuildKit's own copy of the parent
+/// layer's dir (a `--no-cache` rebuild of an equal layer); else the parent
+/// layer's dir.
 fn lower_check(g: &Graph, l: &Layer, cache: &str, d: &DriverDir, out: &mut Vec<Finding>) {
     let path = g.gd.paths.dir(cache).join("lower");
     let lf = |msg: String| layer_finding(Check::DriverDir, l.chain_id, path.clone(), msg);
-    let parent_dir = l.parent.and_then(|p| g.gd.layer_dir(&p)).map(|(_, d)| d);
-    match (l.parent, &d.lower, parent_dir) {
+    let layer_parent = l.parent.and_then(|p| g.gd.layer_dir(&p));
+    let parent = buildkit_parent(g, cache).or(layer_parent);
+    match (l.parent, &d.lower, parent) {
         (None, Some(_), _) => out.push(lf("a base layer has a lower file".into())),
         (Some(_), None, _) => out.push(lf("lower file is missing".into())),
-        (Some(_), Some(lower), Some(pd)) => {
+        (Some(_), Some(lower), Some((pname, pd))) => {
             let want_first = pd.link.as_ref().map(|k| format!("l/{k}"));
             let want_tail = pd.lower.as_ref().map_or(fnv1a(b""), |x| x.hash);
-            if want_first.as_deref() != Some(lower.first.as_str()) {
+            if want_first.as_deref() != Some(lower.first.as_str())
+                && !buildkit_copy_of(g, &lower.first, pname, pd)
+            {
                 out.push(lf(format!(
                     "lower starts with {}, not the parent's link {}",
                     lower.first,
@@ -290,6 +299,37 @@ fn lower_check(g: &Graph, l: &Layer, cache: &str, d: &DriverDir, out: &mut Vec<F
         }
         _ => {}
     }
+}
+
+/// The dir BuildKit's adapter created `cache` on (`Prepare(key, parent)`),
+/// from `snapshots.db`: the parent snapshot's dir.
+fn buildkit_parent<'g>(g: &'g Graph, cache: &str) -> Option<(&'g str, &'g DriverDir)> {
+    let bk = &g.gd.buildkit;
+    let parent = bk.snapshots.get(cache)?.parent.as_deref()?;
+    let name = bk.dir_of(parent, &g.gd.cache_ids)?;
+    g.gd.dirs.get_key_value(name).map(|(n, d)| (n.as_str(), d))
+}
+
+/// `first` (`l/<link>`) names a BuildKit dir stacked exactly as the parent
+/// dir is: BuildKit's copy of the parent, whose record a `builder prune` took.
+fn buildkit_copy_of(g: &Graph, first: &str, parent: &str, pd: &DriverDir) -> bool {
+    let Some(x) = first
+        .strip_prefix("l/")
+        .and_then(|link| g.gd.links.get(link))
+        .and_then(|l| match &l.target {
+            LinkTarget::DriverDir(x) => Some(x.as_str()),
+            _ => None,
+        })
+    else {
+        return false;
+    };
+    let Some(xd) = g.gd.dirs.get(x) else {
+        return false;
+    };
+    x != parent
+        && crate::ids::is_buildkit_key(x)
+        && xd.has_diff
+        && xd.lower.as_ref().map(|l| l.hash) == pd.lower.as_ref().map(|l| l.hash)
 }
 
 fn mount_checks(g: &Graph, present: &HashSet<ImageId>, out: &mut Vec<Finding>) {
@@ -352,18 +392,126 @@ fn mount_checks(g: &Graph, present: &HashSet<ImageId>, out: &mut Vec<Finding>) {
                 }
             }
         }
-        for img in c.image.iter().chain(c.image_mounts.iter().map(|(i, _)| i)) {
-            if !present.contains(img) {
-                out.push(finding(
-                    Check::ContainerImage,
-                    SubjectKind::Container,
-                    c.id.0.clone(),
-                    cfg.clone(),
-                    format!("image {img} does not exist"),
-                ));
+        let own = c.image.iter().map(|i| (i, c.id.0.as_str()));
+        let mounted = c.image_mounts.iter().map(|(i, m)| (i, m.as_str()));
+        for (img, mount) in own.chain(mounted) {
+            if present.contains(img) {
+                continue;
             }
+            // `docker rmi -f` of an image a stopped container uses removes
+            // the config and references; the RW layer keeps the layers
+            // below, and the container starts. Only without them is it broken.
+            let (check, message) = if starts_without_image(g, mount) {
+                (
+                    Check::ImageRemoved,
+                    format!(
+                        "image {img} was removed (docker rmi -f); the container's RW layer \
+                         still holds the layers it runs on"
+                    ),
+                )
+            } else {
+                (
+                    Check::ContainerImage,
+                    format!(
+                        "image {img} does not exist, and the container's RW layer does not hold its layers"
+                    ),
+                )
+            };
+            out.push(finding(
+                check,
+                SubjectKind::Container,
+                c.id.0.clone(),
+                cfg.clone(),
+                message,
+            ));
         }
     }
+}
+
+/// The RW layer `mount` exists with its dirs, on a parent layer that loads.
+fn starts_without_image(g: &Graph, mount: &str) -> bool {
+    let has = |id: &crate::ids::MountId| g.gd.dirs.get(&id.0).is_some_and(|d| d.has_diff);
+    g.gd.mounts.get(mount).is_some_and(|m| {
+        has(&m.mount_id)
+            && m.init_id.as_ref().is_none_or(has)
+            && m.parent.is_none_or(|p| g.loadable.contains(&p))
+    })
+}
+
+/// BuildKit's records against its snapshots, and its snapshots against the
+/// driver dirs: warnings, since a build only redoes what is missing.
+fn buildkit_checks(g: &Graph, out: &mut Vec<Finding>) {
+    let bk = &g.gd.buildkit;
+    let db = g.gd.paths.docker().buildkit();
+    let exists = |key: &str| {
+        bk.snapshots.contains_key(key)
+            || bk
+                .layer_of(key)
+                .is_some_and(|c| g.snap.layers.contains_key(&c))
+    };
+    let mut seen = HashSet::new();
+    for id in crate::buildcache::loaded(g.snap, bk) {
+        let r = &bk.records[id];
+        let key = bk.snapshot_key(id);
+        if r.blob_only {
+            continue; // lazy: no snapshot until it is used
+        }
+        if !exists(key) {
+            out.push(finding(
+                Check::BuildkitRecord,
+                SubjectKind::Path,
+                id.to_string(),
+                db.join("metadata_v2.db"),
+                format!("cache record {id}: its snapshot {key} is missing"),
+            ));
+            continue;
+        }
+        let mut todo = vec![key];
+        while let Some(k) = todo.pop() {
+            if !seen.insert(k) {
+                continue;
+            }
+            let Some(s) = bk.snapshots.get(k) else {
+                if let Some(c) = bk.layer_of(k).filter(|c| !g.snap.layers.contains_key(c)) {
+                    out.push(buildkit_snapshot(
+                        &db,
+                        k,
+                        format!("its layer {c} is missing"),
+                    ));
+                }
+                continue;
+            };
+            let dirs = s
+                .has_own_dir()
+                .then_some(k)
+                .into_iter()
+                .chain(s.committed.as_deref());
+            for d in dirs {
+                if !g.gd.dirs.contains_key(d) {
+                    out.push(buildkit_snapshot(
+                        &db,
+                        k,
+                        format!(
+                            "its driver dir {} is gone",
+                            g.gd.paths.rel(&g.gd.paths.dir(d)).display()
+                        ),
+                    ));
+                }
+            }
+            todo.extend(s.committed.as_deref());
+            todo.extend(s.parent.as_deref().filter(|p| !p.is_empty()));
+        }
+    }
+}
+
+fn buildkit_snapshot(db: &std::path::Path, key: &str, why: String) -> Finding {
+    finding(
+        Check::BuildkitSnapshot,
+        SubjectKind::Path,
+        key.to_string(),
+        db.join("snapshots.db"),
+        format!("BuildKit snapshot {key}: {why}"),
+    )
 }
 
 /// The store's leftovers ([`leftovers::collect`]), as warnings: the same
@@ -519,6 +667,13 @@ mod tests {
 
         let mut s = s0.clone();
         s.containers.values_mut().next().unwrap().image = Some(ghost);
+        // Force-removed under a container whose RW layer holds its layers: a warning.
+        let got = checks_of(&s);
+        assert_eq!(got.len(), 1, "{got:?}");
+        assert_eq!(got[0].0, Check::ImageRemoved);
+        // Without the layers below the RW layer it cannot start: an error.
+        gd(&mut s).mounts.values_mut().next().unwrap().parent =
+            Some(ChainId(Digest::of_bytes(b"gone")));
         let got = checks_of(&s);
         assert!(
             got.iter().any(|(c, _)| *c == Check::ContainerImage),

@@ -35,6 +35,9 @@ pub enum Check {
     LayerContent,
     TarSplit,
     // warnings
+    ImageRemoved,
+    BuildkitRecord,
+    BuildkitSnapshot,
     OrphanDir,
     OrphanMount,
     UnknownDir,
@@ -50,8 +53,9 @@ impl Check {
     pub fn severity(self) -> Severity {
         use Check::*;
         match self {
-            OrphanDir | OrphanMount | UnknownDir | UnreferencedLayer | Removing | WriteSet
-            | DanglingLink | SizeMismatch | Unverifiable => Severity::Warning,
+            ImageRemoved | BuildkitRecord | BuildkitSnapshot | OrphanDir | OrphanMount
+            | UnknownDir | UnreferencedLayer | Removing | WriteSet | DanglingLink
+            | SizeMismatch | Unverifiable => Severity::Warning,
             _ => Severity::Error,
         }
     }

@@ -29,7 +29,6 @@ mod volumes;
 #[allow(unused_imports)]
 pub use modern::*;
 
-
 /// Command for the `dockgc` binary built by cargo for this test run.
 pub fn dockgc() -> Command {
     Command::new(env!("CARGO_BIN_EXE_dockgc"))

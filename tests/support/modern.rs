@@ -101,7 +101,10 @@ pub fn import_base(d: &Daemon, work: &Path) {
     ] {
         std::os::unix::fs::symlink("busybox", rootfs.join("bin").join(applet)).unwrap();
     }
-    write(&rootfs.join("etc/passwd"), "root:x:0:0:root:/root:/bin/sh\n");
+    write(
+        &rootfs.join("etc/passwd"),
+        "root:x:0:0:root:/root:/bin/sh\n",
+    );
     write(&rootfs.join("etc/group"), "root:x:0:\n");
     fs::create_dir_all(rootfs.join("tmp")).unwrap();
     let tar = work.join("base.tar");
@@ -139,7 +142,8 @@ pub fn add_buildkit_builds(d: &Daemon, work: &Path) {
 
     let rebuild = work.join("ctx-rebuild");
     write(&rebuild.join("first.txt"), "the same first layer\n");
-    let df = "FROM base:1\nCOPY first.txt /first.txt\nRUN echo one > /second.txt\n";
+    // The second layer differs each time (a fresh UUID), the first does not.
+    let df = "FROM base:1\nCOPY first.txt /first.txt\nRUN cat /proc/sys/kernel/random/uuid > /second.txt\n";
     d.build_bk(&rebuild, "rebuild:1", df, &[]);
     // Same first layer again, built anew: equal diff ID, BuildKit's own dirs.
     d.build_bk(&rebuild, "rebuild:2", df, &["--no-cache"]);

@@ -9,6 +9,7 @@ pub(crate) const ELEMENT: usize = 16;
 
 pub(crate) const BRANCH: u16 = 0x01;
 pub(crate) const LEAF: u16 = 0x02;
+#[cfg_attr(not(feature = "writer"), allow(dead_code))] // read by the writer only
 pub(crate) const META: u16 = 0x04;
 pub(crate) const FREELIST: u16 = 0x10;
 

@@ -10,6 +10,7 @@ mod paths;
 mod refs;
 mod state;
 
+pub use buildkit::{BuildkitStatus, CacheRecord, SnapshotRecord};
 pub use imagedb::parse_time;
 pub use layerdb::parse_size;
 pub use paths::Paths;
@@ -49,7 +50,7 @@ pub fn read(root: &Path, layout: Layout, opts: LoadOptions) -> Snapshot {
         .chain(ldb.cache_ids.values().map(|c| c.0.as_str()));
     let chain_hex: Vec<String> = ldb.layers.keys().map(|c| c.hex()).collect();
     let buildkit = buildkit::read(
-        &paths.docker().buildkit(),
+        &paths,
         candidates.chain(chain_hex.iter().map(String::as_str)),
     );
 
@@ -62,6 +63,15 @@ pub fn read(root: &Path, layout: Layout, opts: LoadOptions) -> Snapshot {
     anomalies.extend(ldb.anomalies);
     anomalies.extend(containers.1);
     anomalies.extend(home.anomalies);
+    if let BuildkitStatus::Unreadable { why } = &buildkit.status {
+        anomalies.push(Anomaly {
+            kind: super::AnomalyKind::Buildkit,
+            path: paths.docker().buildkit(),
+            message: format!(
+                "{why}; BuildKit's records are unknown: everything buildkit/snapshots.db names is kept"
+            ),
+        });
+    }
     anomalies.sort_by(|a, b| (&a.path, a.kind).cmp(&(&b.path, b.kind)));
 
     Snapshot {

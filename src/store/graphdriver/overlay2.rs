@@ -104,7 +104,12 @@ fn read_dir_entry(
             })
         }
     }
-    if with_lower && let Ok(Some(lower)) = read_text_opt(&path.join("lower")) {
+    // BuildKit stacks its dirs on its own copies of parent dirs, which only
+    // `lower` reveals; its dirs are few, so their `lower` is always read.
+    let buildkit_dir = crate::ids::is_buildkit_key(name);
+    if (with_lower || buildkit_dir)
+        && let Ok(Some(lower)) = read_text_opt(&path.join("lower"))
+    {
         d.lower = Some(Lower::parse(lower.trim()));
     }
     (name.to_string(), d, anomaly)

@@ -3,6 +3,7 @@
 //! home's dirs and `l/` links, and leftovers of interrupted operations.
 
 use super::Paths;
+pub use super::buildkit::Buildkit;
 use crate::ids::{CacheId, ChainId, MountId};
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -126,16 +127,4 @@ pub struct BrokenLayer {
     pub path: PathBuf,
     pub chain_id: ChainId,
     pub cache_id: Option<CacheId>,
-}
-
-#[derive(Debug, Clone, Default, Serialize)]
-pub struct Buildkit {
-    /// `<root>/buildkit` exists.
-    pub present: bool,
-    /// `buildkit/snapshots.db` exists and was read.
-    pub snapshots_db: bool,
-    /// Driver dir names and chain IDs found as byte substrings of snapshots.db
-    /// (freed bbolt pages keep old bytes: they can only add false "referenced",
-    /// never hide a live name).
-    pub referenced_names: Vec<String>,
 }
