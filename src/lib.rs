@@ -5,6 +5,7 @@
 //! and never exits; `main.rs` maps outcomes to exit codes.
 
 pub mod apply;
+pub mod archive;
 pub mod cli;
 pub mod config;
 pub mod disk;
