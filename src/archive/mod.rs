@@ -12,11 +12,13 @@
 //! to re-point.
 
 mod docker_archive;
+pub mod export;
 mod oci;
 mod output;
 pub mod save;
 pub mod tarw;
 
+pub use export::{ExportOptions, ExportReport, ExportTarget, export};
 pub use save::{Format, SaveOptions, SaveReport, save};
 
 use crate::graph::Graph;
