@@ -87,21 +87,25 @@ fn parent_dir(p: &Path) -> &Path {
         .unwrap_or(Path::new("."))
 }
 
-/// Reserves `len` bytes for `file` so a full disk fails the run before the
-/// work, not after it. Filesystems without `fallocate` just skip this.
-pub(crate) fn reserve(file: &File, len: u64, path: &Path) -> Result<(), ArchiveError> {
-    match rustix::fs::fallocate(file, rustix::fs::FallocateFlags::empty(), 0, len) {
-        Ok(()) => Ok(()),
-        Err(rustix::io::Errno::NOSPC) => Err(ArchiveError::Output {
+/// Fails when the filesystem holding `file` has less than `len` bytes
+/// free, so a full disk stops the run before the work, not after it. Only
+/// a check: writes that run out of space later still fail. (Reserving the
+/// space with `fallocate` would make sure, but writing into fallocated
+/// extents was 13x slower here: 4.6 s against 0.36 s for 2 GB on ext4.)
+pub(crate) fn check_space(file: &File, len: u64, path: &Path) -> Result<(), ArchiveError> {
+    let st = rustix::fs::fstatvfs(file).map_err(|e| ArchiveError::io(path, e.into()))?;
+    let free = st.f_bavail.saturating_mul(st.f_frsize);
+    if free < len {
+        return Err(ArchiveError::Output {
             path: path.to_path_buf(),
             reason: format!(
-                "not enough free space for the archive ({})",
-                crate::units::human_size(len)
+                "not enough free space: the archive needs {}, {} are free",
+                crate::units::human_size(len),
+                crate::units::human_size(free)
             ),
-        }),
-        Err(rustix::io::Errno::OPNOTSUPP | rustix::io::Errno::NOSYS) => Ok(()),
-        Err(e) => Err(ArchiveError::io(path, e.into())),
+        });
     }
+    Ok(())
 }
 
 /// The error a writer returns once the run has been cancelled (another

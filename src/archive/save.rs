@@ -7,9 +7,9 @@
 //! memory; the output is written in one of three ways:
 //!
 //! * to a file, uncompressed: the stream lengths are read from the
-//!   tar-splits first, so every layer's offset is known; the archive is
-//!   reserved at its full size (a full disk fails at once) and the layers
-//!   are written in parallel, each at its offset (`pwrite`);
+//!   tar-splits first, so every layer's offset is known; a disk without
+//!   room for the whole archive fails at once, and the layers are written
+//!   in parallel, each at its offset (`pwrite`);
 //! * to a stream (stdout), uncompressed: the same lengths, then one layer
 //!   after the other;
 //! * gzip: layers are compressed in parallel into unnamed temporary files
@@ -21,7 +21,7 @@
 //! never one that looks complete.
 
 use super::oci::Blob;
-use super::output::{AtomicFile, Counting, WriteAt, is_cancelled, reserve};
+use super::output::{AtomicFile, Counting, WriteAt, check_space, is_cancelled};
 use super::tarw::{self, END, Header, Kind};
 use super::{ArchiveError, Chosen, LayerRef, Member, Target, choose, docker_archive, layer_error};
 use super::{members_bytes, oci};
@@ -310,7 +310,7 @@ fn positioned(
 
     let out = AtomicFile::create(dest)?;
     let file = out.file();
-    reserve(file, total, dest)?;
+    check_space(file, total, dest)?;
     file.write_all_at(&head, 0)
         .map_err(|e| ArchiveError::io(dest, e))?;
 
