@@ -59,6 +59,10 @@ pub enum Command {
     Prune(PruneArgs),
     /// Apply a plan saved with `prune --plan-out`, if the store still matches it.
     Apply(ApplyArgs),
+    /// Write images to a `docker save` archive or an OCI layout, straight from the root.
+    Save(SaveArgs),
+    /// Write an image's flattened root filesystem, as `docker export` of a fresh container.
+    Export(ExportArgs),
     /// List, restore or empty what `prune --trash` moved aside.
     Trash {
         #[command(subcommand)]
@@ -234,6 +238,73 @@ pub struct ApplyArgs {
     /// Output format.
     #[arg(long, value_enum, default_value_t = Format::Table)]
     pub format: Format,
+}
+
+#[derive(clap::Args, Debug)]
+#[command(
+    after_help = "Exit status: 0 saved; 1 an image is damaged (a layer or config \
+                        cannot be rebuilt exactly), nothing written; 2 unknown image, \
+                        unusable output or I/O error, nothing written."
+)]
+pub struct SaveArgs {
+    /// Images: ID, short ID, name:tag, name (for name:latest), name@sha256:...
+    #[arg(value_name = "IMAGE", required = true)]
+    pub images: Vec<String>,
+
+    /// The archive to write (`-` for stdout); it appears only when complete.
+    #[arg(short, long, value_name = "FILE")]
+    pub output: std::path::PathBuf,
+
+    /// Archive format: `docker-archive` (Engine 20.10-24 `docker save`) or
+    /// `oci` (an OCI image layout, as Engine 25+ `docker save` writes it).
+    #[arg(long, value_enum, default_value_t = ArchiveFormat::DockerArchive)]
+    pub format: ArchiveFormat,
+
+    /// Compress the layers with gzip.
+    #[arg(long)]
+    pub gzip: bool,
+
+    /// gzip level, 1 (fastest) to 9 (smallest); implies --gzip.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=9))]
+    pub gzip_level: Option<u32>,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ArchiveFormat {
+    DockerArchive,
+    Oci,
+}
+
+#[derive(clap::Args, Debug)]
+#[command(
+    after_help = "Exit status: 0 exported; 1 the image is damaged (a file cannot be \
+                        read back exactly), nothing left at FILE or in DIR; 2 unknown image, \
+                        unusable output or I/O error."
+)]
+pub struct ExportArgs {
+    /// The image: ID, short ID, name:tag, name (for name:latest), name@sha256:...
+    #[arg(value_name = "IMAGE")]
+    pub image: String,
+
+    /// Write a tar to FILE (`-` for stdout); it appears only when complete.
+    #[arg(
+        short,
+        long,
+        value_name = "FILE",
+        required_unless_present = "dir",
+        conflicts_with = "dir"
+    )]
+    pub output: Option<std::path::PathBuf>,
+
+    /// Extract into DIR instead: an empty directory, or a new one in an existing directory.
+    #[arg(long, value_name = "DIR")]
+    pub dir: Option<std::path::PathBuf>,
+
+    /// Only the image's layers: leave out what the daemon adds to every container
+    /// (/.dockerenv, /etc/hosts, /etc/hostname, /etc/resolv.conf, /etc/mtab,
+    /// /dev/console, /dev/pts, /dev/shm, /proc, /sys, a missing WORKDIR).
+    #[arg(long)]
+    pub image_only: bool,
 }
 
 #[derive(Subcommand, Debug)]

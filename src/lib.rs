@@ -5,6 +5,7 @@
 //! and never exits; `main.rs` maps outcomes to exit codes.
 
 pub mod apply;
+pub mod archive;
 pub mod buildcache;
 pub mod disk;
 pub mod graph;

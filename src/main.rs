@@ -82,6 +82,8 @@ fn run(cli: &Cli) -> anyhow::Result<u8> {
         Command::Verify(args) => cmd::verify::run(&ctx, args),
         Command::Prune(args) => cmd::prune::run(&ctx, args),
         Command::Apply(args) => cmd::prune::apply_file(&ctx, args),
+        Command::Save(args) => cmd::save::run(&ctx, args),
+        Command::Export(args) => cmd::export::run(&ctx, args),
         Command::Trash { action } => cmd::trash::run(&ctx, action),
         Command::Config { action } => cmd::config::run(&ctx, action),
         Command::Demo(_) | Command::Completions { .. } | Command::Man { .. } => {

@@ -4,9 +4,11 @@
 pub mod config;
 pub mod demo;
 pub mod df;
+pub mod export;
 pub mod log;
 pub mod output;
 pub mod prune;
+pub mod save;
 pub mod trash;
 pub mod verify;
 

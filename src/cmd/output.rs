@@ -27,6 +27,20 @@ pub fn json<T: serde::Serialize>(value: &T) -> anyhow::Result<()> {
     }
 }
 
+/// Stdout as a plain file: archives are binary, and `io::Stdout` would
+/// flush at every newline byte in them.
+pub fn stdout_file() -> Result<std::fs::File, dockgc::archive::ArchiveError> {
+    use std::os::fd::AsFd;
+    std::io::stdout()
+        .as_fd()
+        .try_clone_to_owned()
+        .map(std::fs::File::from)
+        .map_err(|e| dockgc::archive::ArchiveError::Io {
+            path: "-".into(),
+            source: e,
+        })
+}
+
 /// Writes a file atomically: temp file in the same directory, fsync, rename,
 /// so node-exporter never reads half a file.
 pub fn atomic_write(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
@@ -76,6 +90,11 @@ pub fn metrics(
 /// Runs `work`, showing a spinner on stderr if it takes over a second and
 /// stderr is a terminal.
 pub fn with_progress<T: Send>(work: impl FnOnce(&Progress) -> T + Send) -> T {
+    with_progress_as("hashing", work)
+}
+
+/// [`with_progress`], the byte count shown as `<verb>: <bytes> (<rate>/s)`.
+pub fn with_progress_as<T: Send>(verb: &str, work: impl FnOnce(&Progress) -> T + Send) -> T {
     let progress = Progress::default();
     let done = AtomicBool::new(false);
     std::thread::scope(|s| {
@@ -100,7 +119,7 @@ pub fn with_progress<T: Send>(work: impl FnOnce(&Progress) -> T + Send) -> T {
                         )
                     } else {
                         format!(
-                            "hashing: {} ({}/s)",
+                            "{verb}: {} ({}/s)",
                             dockgc::units::human_size(bytes),
                             dockgc::units::human_size(rate as u64)
                         )

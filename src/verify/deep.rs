@@ -5,7 +5,10 @@
 //! The layer's tar stream is rebuilt the way Docker's `TarStream` does it —
 //! Segments from `tar-split.json.gz`, file bodies from the layer's own
 //! `diff/` — and fed to sha256, while each body is also checked
-//! against its CRC-64. Nothing is written and no overlay is mounted.
+//! against its CRC-64. No overlay is mounted. [`verify_layer`] only hashes;
+//! [`stream_layer`] also writes the stream to an `io::Write` as it is hashed
+//! (`dockgc save`), on the same code path: the sink is a type parameter, and
+//! `verify_layer` passes `io::Sink`, whose writes compile to nothing.
 //!
 //! Files are resolved inside `diff/` one component at a time with
 //! `openat(O_NOFOLLOW)`, so no symlink is ever followed and no `..` can leave
@@ -29,7 +32,7 @@ use sha2::{Digest as _, Sha256};
 use std::cell::RefCell;
 use std::ffi::CStr;
 use std::fs::{File, OpenOptions};
-use std::io::{self, ErrorKind, Read};
+use std::io::{self, ErrorKind, Read, Write};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
@@ -106,24 +109,104 @@ pub fn verify_layer(
     diff_dir: &Path,
     hashed: &AtomicU64,
 ) -> LayerCheck {
+    match stream_layer(
+        chain_id,
+        diff_id,
+        layer_dir,
+        diff_dir,
+        hashed,
+        &mut io::sink(),
+    ) {
+        Ok(c) => c,
+        Err(_) => unreachable!("io::Sink never fails"),
+    }
+}
+
+/// [`verify_layer`], also writing the rebuilt stream to `sink` as it is
+/// hashed. Only a stream that is still whole goes to the sink: after the
+/// first damaged or unverifiable entry nothing more is written (the outcome
+/// then is not `Verified`, and the caller must discard what it got). So
+/// when the outcome is `Verified`, `sink` received exactly the
+/// `LayerCheck::bytes` bytes whose sha256 is the diff ID — but that is only
+/// known at the end: the caller must not use the output before.
+///
+/// `Err` is an error of the sink (the first one; nothing more is read after
+/// it), never of the layer.
+pub fn stream_layer<W: Write>(
+    chain_id: ChainId,
+    diff_id: &DiffId,
+    layer_dir: &Path,
+    diff_dir: &Path,
+    hashed: &AtomicU64,
+    sink: &mut W,
+) -> io::Result<LayerCheck> {
     BUF.with_borrow_mut(|buf| {
         if buf.len() < BUF_SIZE {
             buf.resize(BUF_SIZE, 0);
         }
-        let mut v = Verifier::new(layer_dir, diff_dir, hashed, buf);
+        let mut v = Verifier::new(layer_dir, diff_dir, hashed, buf, sink);
         let outcome = v.run(diff_id);
         v.flush_progress();
-        LayerCheck {
+        if let Some(e) = v.sink_err.take() {
+            return Err(e);
+        }
+        Ok(LayerCheck {
             chain_id,
             outcome,
             bytes: v.bytes,
             files: v.files,
-        }
+        })
     })
 }
 
+/// Opens `<layer_dir>/tar-split.json.gz`, or the outcome that its absence
+/// or unreadability means (the same messages wherever it is opened).
+pub(crate) fn open_tar_split(layer_dir: &Path) -> Result<File, Outcome> {
+    match File::open(layer_dir.join("tar-split.json.gz")) {
+        Ok(f) => Ok(f),
+        Err(e) if e.kind() == ErrorKind::NotFound => Err(Outcome::TarSplit {
+            message: "tar-split.json.gz is missing".into(),
+        }),
+        Err(e) if e.kind() == ErrorKind::PermissionDenied => Err(Outcome::Unverifiable {
+            reason: format!("cannot read tar-split.json.gz: {e}"),
+        }),
+        Err(e) => Err(Outcome::TarSplit {
+            message: format!("cannot open tar-split.json.gz: {e}"),
+        }),
+    }
+}
+
+/// The length of the stream [`stream_layer`] rebuilds, from the tar-split
+/// alone (Segment lengths plus recorded file sizes): what a `Verified`
+/// stream is long, known before its files are read. A tar-split that cannot
+/// be read is the same `TarSplit` (or `Unverifiable`) outcome
+/// [`verify_layer`] gives.
+pub fn stream_len(layer_dir: &Path) -> Result<u64, Outcome> {
+    let mut reader = tarsplit::Reader::new(open_tar_split(layer_dir)?);
+    let (mut len, mut entries) = (0u64, 0u64);
+    loop {
+        match reader.next_entry() {
+            Ok(Some(Entry::Segment(b))) => len += b.len() as u64,
+            Ok(Some(Entry::File(f))) => len += f.size,
+            Ok(None) => break,
+            Err(e) => {
+                return Err(Outcome::TarSplit {
+                    message: format!("tar-split.json.gz {e}"),
+                });
+            }
+        }
+        entries += 1;
+    }
+    if entries == 0 {
+        return Err(Outcome::TarSplit {
+            message: "tar-split.json.gz has no entries".into(),
+        });
+    }
+    Ok(len)
+}
+
 /// What is wrong with one file entry.
-enum Problem {
+pub(crate) enum Problem {
     Damaged(String),
     Unverifiable(String),
 }
@@ -139,83 +222,93 @@ enum Mode {
     StatOnly,
 }
 
-struct Verifier<'a> {
+struct Verifier<'a, W: Write> {
     layer_dir: &'a Path,
-    diff_dir: &'a Path,
     hashed: &'a AtomicU64,
     buf: &'a mut [u8],
+    sink: &'a mut W,
+    /// The sink's first error; the run stops at it.
+    sink_err: Option<io::Error>,
     sha: Sha256,
     crc: crc_fast::Digest,
     mode: Mode,
     bytes: u64,
     files: u64,
     unreported: u64,
-    /// `diff/`, opened at the first file with a body.
-    root: Option<Result<OwnedFd, io::Error>>,
-    /// Open directories below the root: (component, fd), outermost first.
-    dirs: Vec<(Vec<u8>, OwnedFd)>,
+    diff_files: LayerFiles<'a>,
     /// Last (up to) 512 Segment bytes since the previous File: its header.
     tail: Vec<u8>,
     /// A `GNU.sparse.*` PAX record was seen since the previous File.
     pax_sparse: bool,
-    buildkit: Option<bool>,
     damaged: Option<(String, String)>,
     more_damaged: u64,
     unverifiable: Option<String>,
     more_unverifiable: u64,
+}
+
+/// Opens the files of one layer's `diff/` by tar name, the way deep
+/// verification does (§9.6): resolved below the root one component at a
+/// time with `openat(O_NOFOLLOW)`, the last one `fstatat`-ed first and only
+/// opened when it is a regular file; what is wrong is classified as damage
+/// or as unverifiable. Also used by `dockgc export` to read file bodies.
+pub(crate) struct LayerFiles<'a> {
+    layer_dir: &'a Path,
+    diff_dir: &'a Path,
+    /// `diff/`, opened at the first file with a body.
+    root: Option<Result<OwnedFd, io::Error>>,
+    /// Open directories below the root: (component, fd), outermost first.
+    dirs: Vec<(Vec<u8>, OwnedFd)>,
+    buildkit: Option<bool>,
     cname: Vec<u8>,
 }
 
-impl<'a> Verifier<'a> {
+impl<'a, W: Write> Verifier<'a, W> {
     fn new(
         layer_dir: &'a Path,
         diff_dir: &'a Path,
         hashed: &'a AtomicU64,
         buf: &'a mut [u8],
+        sink: &'a mut W,
     ) -> Self {
         Verifier {
             layer_dir,
-            diff_dir,
             hashed,
             buf,
+            sink,
+            sink_err: None,
             sha: Sha256::new(),
             crc: crc_fast::Digest::new(crc_fast::CrcAlgorithm::Crc64GoIso),
             mode: Mode::Full,
             bytes: 0,
             files: 0,
             unreported: 0,
-            root: None,
-            dirs: Vec::new(),
+            diff_files: LayerFiles::new(layer_dir, diff_dir),
             tail: Vec::with_capacity(1024),
             pax_sparse: false,
-            buildkit: None,
             damaged: None,
             more_damaged: 0,
             unverifiable: None,
             more_unverifiable: 0,
-            cname: Vec::with_capacity(256),
+        }
+    }
+
+    /// Passes stream bytes on to the sink; false (and the error kept) when
+    /// it fails.
+    #[inline]
+    fn emit(&mut self, b: &[u8]) -> bool {
+        match self.sink.write_all(b) {
+            Ok(()) => true,
+            Err(e) => {
+                self.sink_err = Some(e);
+                false
+            }
         }
     }
 
     fn run(&mut self, diff_id: &DiffId) -> Outcome {
-        let path = self.layer_dir.join("tar-split.json.gz");
-        let f = match File::open(&path) {
+        let f = match open_tar_split(self.layer_dir) {
             Ok(f) => f,
-            Err(e) if e.kind() == ErrorKind::NotFound => {
-                return Outcome::TarSplit {
-                    message: "tar-split.json.gz is missing".into(),
-                };
-            }
-            Err(e) if e.kind() == ErrorKind::PermissionDenied => {
-                return Outcome::Unverifiable {
-                    reason: format!("cannot read tar-split.json.gz: {e}"),
-                };
-            }
-            Err(e) => {
-                return Outcome::TarSplit {
-                    message: format!("cannot open tar-split.json.gz: {e}"),
-                };
-            }
+            Err(o) => return o,
         };
         let mut reader = tarsplit::Reader::new(f);
         let mut entries = 0u64;
@@ -241,6 +334,10 @@ impl<'a> Verifier<'a> {
                     self.tail.clear();
                     self.pax_sparse = false;
                 }
+            }
+            if self.sink_err.is_some() {
+                // The outcome is moot: the caller reports the sink's error.
+                return Outcome::Verified;
             }
         }
 
@@ -297,6 +394,9 @@ impl<'a> Verifier<'a> {
     fn segment(&mut self, b: &[u8]) {
         if self.mode == Mode::Full {
             self.sha.update(b);
+            if !self.emit(b) {
+                return;
+            }
             self.bytes += b.len() as u64;
             self.progress(b.len() as u64);
         }
@@ -394,28 +494,10 @@ impl<'a> Verifier<'a> {
     }
 
     fn check_body(&mut self, f: &FileEntry<'_>) -> Option<Problem> {
-        let Some(comps) = clean_beneath(f.name) else {
-            return Some(Problem::Unverifiable(
-                "name leaves the layer root through `..`".into(),
-            ));
-        };
-        let (fd, disk_size) = match self.open_file(&comps) {
-            Ok(x) => x,
+        let fd = match self.diff_files.open_body(f.name, f.size) {
+            Ok(fd) => fd,
             Err(p) => return Some(p),
         };
-        if disk_size != f.size {
-            if let Some(p) = metacopy(fd.as_fd()) {
-                return Some(p);
-            }
-            return Some(Problem::Damaged(if disk_size < f.size {
-                format!("truncated: {disk_size} bytes on disk, {} recorded", f.size)
-            } else {
-                format!(
-                    "longer than recorded: {disk_size} bytes on disk, {} recorded",
-                    f.size
-                )
-            }));
-        }
         if self.mode == Mode::StatOnly {
             return None;
         }
@@ -454,6 +536,10 @@ impl<'a> Verifier<'a> {
                 self.crc.update(c);
             }
             if hash {
+                if let Err(e) = self.sink.write_all(&self.buf[..n]) {
+                    self.sink_err = Some(e);
+                    return None;
+                }
                 self.bytes += n as u64;
             }
             self.progress(n as u64);
@@ -467,6 +553,43 @@ impl<'a> Verifier<'a> {
             return Some(Problem::Damaged("content differs (CRC)".into()));
         }
         None
+    }
+}
+
+impl<'a> LayerFiles<'a> {
+    /// `layer_dir` is `layerdb/sha256/<chain hex>` (its `cache-id` tells a
+    /// BuildKit layer), `diff_dir` the layer's `<home>/<cache-id>/diff`.
+    pub(crate) fn new(layer_dir: &'a Path, diff_dir: &'a Path) -> Self {
+        LayerFiles {
+            layer_dir,
+            diff_dir,
+            root: None,
+            dirs: Vec::new(),
+            buildkit: None,
+            cname: Vec::with_capacity(256),
+        }
+    }
+
+    /// Opens the body of the tar entry `name` recorded with `size` bytes:
+    /// a regular file of exactly that length below `diff/`.
+    pub(crate) fn open_body(&mut self, name: &[u8], size: u64) -> Result<OwnedFd, Problem> {
+        let Some(comps) = clean_beneath(name) else {
+            return Err(Problem::Unverifiable(
+                "name leaves the layer root through `..`".into(),
+            ));
+        };
+        let (fd, disk_size) = self.open_file(&comps)?;
+        if disk_size != size {
+            if let Some(p) = metacopy(fd.as_fd()) {
+                return Err(p);
+            }
+            return Err(Problem::Damaged(if disk_size < size {
+                format!("truncated: {disk_size} bytes on disk, {size} recorded")
+            } else {
+                format!("longer than recorded: {disk_size} bytes on disk, {size} recorded")
+            }));
+        }
+        Ok(fd)
     }
 
     fn is_buildkit(&mut self) -> bool {
@@ -714,7 +837,7 @@ fn kind_name(mode: libc::mode_t) -> &'static str {
 
 /// The components of `name` below the root (`filepath.Join(root, name)`
 /// lexically), or `None` when `..` climbs above it.
-fn clean_beneath(name: &[u8]) -> Option<Vec<&[u8]>> {
+pub(crate) fn clean_beneath(name: &[u8]) -> Option<Vec<&[u8]>> {
     let mut out: Vec<&[u8]> = Vec::with_capacity(8);
     for comp in name.split(|&c| c == b'/') {
         match comp {
@@ -888,6 +1011,96 @@ mod tests {
             total += c.bytes;
         }
         assert_eq!(hashed.load(Ordering::Relaxed), total);
+    }
+
+    #[test]
+    fn stream_layer_writes_exactly_the_hashed_stream() {
+        let (_t, ls) = demo();
+        for l in &ls {
+            let mut out = Vec::new();
+            let c = stream_layer(
+                l.chain,
+                &l.diff,
+                &l.db,
+                &l.data,
+                &AtomicU64::new(0),
+                &mut out,
+            )
+            .unwrap();
+            assert_eq!(c.outcome, Outcome::Verified);
+            assert_eq!(out.len() as u64, c.bytes);
+            assert_eq!(stream_len(&l.db).ok(), Some(c.bytes));
+            let got = DiffId(crate::ids::Digest::of_bytes(&out));
+            assert_eq!(got, l.diff, "layer {}", l.chain);
+            // The sink gets what a tar reader reads back as the layer.
+            let n = tar::Archive::new(out.as_slice()).entries().unwrap().count();
+            assert!(n >= 1);
+        }
+    }
+
+    #[test]
+    fn stream_layer_stops_at_damage_and_at_sink_errors() {
+        let (_t, ls) = demo();
+        let (l, name) = victim(&ls);
+        let full = stream_len(&l.db).unwrap();
+        let p = l.data.join(&name);
+        let mut body = fs::read(&p).unwrap();
+        body[0] ^= 1;
+        fs::write(&p, &body).unwrap();
+        let mut out = Vec::new();
+        let c = stream_layer(
+            l.chain,
+            &l.diff,
+            &l.db,
+            &l.data,
+            &AtomicU64::new(0),
+            &mut out,
+        )
+        .unwrap();
+        assert!(matches!(c.outcome, Outcome::Damaged { .. }));
+        assert!(
+            (out.len() as u64) < full,
+            "nothing after the damage is written"
+        );
+
+        struct Full(usize);
+        impl Write for Full {
+            fn write(&mut self, b: &[u8]) -> io::Result<usize> {
+                if self.0 < b.len() {
+                    return Err(io::Error::new(ErrorKind::StorageFull, "disk full"));
+                }
+                self.0 -= b.len();
+                Ok(b.len())
+            }
+            fn flush(&mut self) -> io::Result<()> {
+                Ok(())
+            }
+        }
+        let other = ls.iter().find(|x| x.chain != l.chain).unwrap();
+        let e = stream_layer(
+            other.chain,
+            &other.diff,
+            &other.db,
+            &other.data,
+            &AtomicU64::new(0),
+            &mut Full(700),
+        )
+        .unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::StorageFull);
+    }
+
+    #[test]
+    fn stream_len_reports_tar_split_problems_as_verify_does() {
+        let (_t, ls) = demo();
+        let l = &ls[0];
+        fs::remove_file(l.db.join("tar-split.json.gz")).unwrap();
+        assert_eq!(
+            stream_len(&l.db),
+            Err(Outcome::TarSplit {
+                message: "tar-split.json.gz is missing".into()
+            })
+        );
+        assert_eq!(Err(check(l).outcome), stream_len(&l.db));
     }
 
     #[test]

@@ -69,21 +69,33 @@ pub fn resolve(g: &Graph, r: &str) -> Result<ImageId, SelectError> {
             n => return Err(SelectError::Ambiguous(r.to_string(), n)),
         }
     }
+    let candidate = reference_of(r);
+    snap.refs
+        .iter()
+        .find(|x| x.reference == candidate)
+        .map(|x| x.image)
+        .ok_or_else(|| SelectError::NotFound(r.to_string()))
+}
+
+/// The `repositories.json` reference `r` names when it is not an ID: the
+/// familiar `name:tag` (`name:latest` for a bare name) or `name@digest`.
+fn reference_of(r: &str) -> String {
     let familiar = r
         .strip_prefix("docker.io/library/")
         .or_else(|| r.strip_prefix("docker.io/"))
         .unwrap_or(r);
     let last = familiar.rsplit('/').next().unwrap_or(familiar);
-    let candidates = if familiar.contains('@') || last.contains(':') {
-        vec![familiar.to_string()]
+    if familiar.contains('@') || last.contains(':') {
+        familiar.to_string()
     } else {
-        vec![format!("{familiar}:latest")]
-    };
-    snap.refs
-        .iter()
-        .find(|x| candidates.contains(&x.reference))
-        .map(|x| x.image)
-        .ok_or_else(|| SelectError::NotFound(r.to_string()))
+        format!("{familiar}:latest")
+    }
+}
+
+/// The tag `r` names, in familiar `name:tag` form, if it names one (not
+/// for a digest reference); whether that tag exists is the caller's check.
+pub fn tag_of(r: &str) -> Option<String> {
+    Some(reference_of(r)).filter(|t| !t.contains('@'))
 }
 
 #[cfg(test)]
@@ -106,6 +118,12 @@ mod tests {
         assert_eq!(resolve(&g, &a.hex()[..12]).unwrap(), a);
         assert!(matches!(resolve(&g, "nope"), Err(SelectError::NotFound(_))));
         assert!(matches!(resolve(&g, ""), Err(SelectError::NotFound(_))));
+        assert_eq!(
+            tag_of("docker.io/library/app").as_deref(),
+            Some("app:latest")
+        );
+        assert_eq!(tag_of("ghcr.io/x/y:2").as_deref(), Some("ghcr.io/x/y:2"));
+        assert_eq!(tag_of("app@sha256:00"), None);
         let sc = scope(&g, &["ghcr.io/x/y:2".to_string()]).unwrap();
         assert_eq!(sc.layers.len(), 2);
         assert!(!sc.all);
