@@ -19,6 +19,7 @@ pub mod reconcile;
 pub mod render;
 pub mod store;
 pub mod synth;
+pub mod tarfmt;
 pub mod units;
 pub mod usage;
 pub mod verify;
