@@ -47,7 +47,15 @@ impl DockerRoot {
     }
 
     pub fn container_config(&self, id: &ContainerId) -> PathBuf {
-        self.container(&id.0).join("config.v2.json")
+        self.container_dir(id).config()
+    }
+
+    /// The files of `containers/<id>/`.
+    pub fn container_dir(&self, id: &ContainerId) -> ContainerDir {
+        ContainerDir {
+            dir: self.container(&id.0),
+            id: id.0.clone(),
+        }
     }
 
     pub fn buildkit(&self) -> PathBuf {
@@ -66,5 +74,62 @@ impl DockerRoot {
     /// `p` relative to the root (unchanged if it is not below it).
     pub fn rel<'p>(&self, p: &'p Path) -> &'p Path {
         p.strip_prefix(&self.root).unwrap_or(p)
+    }
+}
+
+/// One `containers/<id>/` directory: the files dockerd keeps per container
+/// (moby `daemon/container/container.go` `ConfigPath`, `HostConfigPath`,
+/// `CheckpointDir`, `StartLogger`; `daemon/container/container_unix.go`
+/// `MountsResourcePath`; `daemon/container_operations_unix.go`
+/// `setupPathsAndSandboxOptions` for hostname, hosts and resolv.conf).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ContainerDir {
+    dir: PathBuf,
+    id: String,
+}
+
+impl ContainerDir {
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    pub fn config(&self) -> PathBuf {
+        self.dir.join("config.v2.json")
+    }
+
+    pub fn hostconfig(&self) -> PathBuf {
+        self.dir.join("hostconfig.json")
+    }
+
+    pub fn checkpoints(&self) -> PathBuf {
+        self.dir.join("checkpoints")
+    }
+
+    /// `mounts/`: secrets, configs and shm mounts of a started container.
+    pub fn mounts(&self) -> PathBuf {
+        self.dir.join("mounts")
+    }
+
+    /// The json-file (and local) log driver's file, `<id>-json.log`.
+    pub fn json_log(&self) -> PathBuf {
+        self.dir.join(format!("{}-json.log", self.id))
+    }
+
+    pub fn hostname(&self) -> PathBuf {
+        self.dir.join("hostname")
+    }
+
+    pub fn hosts(&self) -> PathBuf {
+        self.dir.join("hosts")
+    }
+
+    pub fn resolv_conf(&self) -> PathBuf {
+        self.dir.join("resolv.conf")
+    }
+
+    /// `resolv.conf.hash`: libnetwork's record of what it wrote, so a user's
+    /// edit is kept.
+    pub fn resolv_conf_hash(&self) -> PathBuf {
+        self.dir.join("resolv.conf.hash")
     }
 }
