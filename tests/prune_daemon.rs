@@ -23,6 +23,7 @@ use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
+use dockgc::ids::hex;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 use support::*;
