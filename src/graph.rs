@@ -327,6 +327,7 @@ pub(crate) mod tests {
             images: BTreeMap::new(),
             layers: BTreeMap::new(),
             containers: BTreeMap::new(),
+            volumes: vec![],
             anomalies: vec![],
             unresolved: vec![],
             store: Store::Graphdriver(graphdriver::State {
@@ -444,6 +445,7 @@ pub(crate) mod tests {
                 started_at: None,
                 finished_at: None,
                 image_mounts: vec![],
+                volumes: vec![],
                 log_bytes: 0,
             },
         );

@@ -120,6 +120,35 @@ pub fn df_metrics(m: &mut Metrics, u: &Usage) {
         u.layers_size as f64,
     );
     build_cache_metrics(m, u);
+    for anonymous in [false, true] {
+        let kind = if anonymous { "anonymous" } else { "named" };
+        let v: Vec<_> = u
+            .volumes
+            .iter()
+            .filter(|v| v.anonymous == anonymous)
+            .collect();
+        m.gauge(
+            "dockgc_volumes",
+            "Local volumes per kind (anonymous or named), as Local Volumes TOTAL counts them.",
+            &[("kind", kind)],
+            v.len() as f64,
+        );
+        m.gauge(
+            "dockgc_volume_bytes",
+            "Bytes of local volumes per kind (directory.Size of _data).",
+            &[("kind", kind)],
+            v.iter().filter_map(|v| v.size).sum::<u64>() as f64,
+        );
+        m.gauge(
+            "dockgc_volume_unused_bytes",
+            "Bytes of local volumes per kind that no container uses (RECLAIMABLE).",
+            &[("kind", kind)],
+            v.iter()
+                .filter(|v| v.links == 0)
+                .filter_map(|v| v.size)
+                .sum::<u64>() as f64,
+        );
+    }
     let mut orphans: BTreeMap<String, (u64, u64)> = BTreeMap::new();
     for o in &u.orphans {
         let e = orphans.entry(word(&o.kind)).or_default();

@@ -11,6 +11,7 @@ pub mod graphdriver;
 mod layout;
 pub mod paths;
 mod snapshot;
+mod volumes;
 
 pub use error::StoreError;
 pub use graphdriver::{parse_size, parse_time};
@@ -30,8 +31,19 @@ pub fn load(root: &Path) -> Result<Snapshot, StoreError> {
     load_with(root, LoadOptions { lower: true })
 }
 
-/// Reads the root with the source its layout calls for.
+/// Reads the root with the source its layout calls for, and its volumes.
 pub fn load_with(root: &Path, opts: LoadOptions) -> Result<Snapshot, StoreError> {
     let layout = layout::detect(root)?;
-    Ok(graphdriver::read(root, layout, opts))
+    let docker = paths::DockerRoot::new(root);
+    let (mut snap, (volumes, anomalies)) = rayon::join(
+        || graphdriver::read(root, layout, opts),
+        || volumes::read(&docker),
+    );
+    snap.volumes = volumes;
+    if !anomalies.is_empty() {
+        snap.anomalies.extend(anomalies);
+        snap.anomalies
+            .sort_by(|a, b| (&a.path, a.kind).cmp(&(&b.path, b.kind)));
+    }
+    Ok(snap)
 }

@@ -81,6 +81,7 @@ pub fn read(root: &Path, layout: Layout, opts: LoadOptions) -> Snapshot {
         images: images.0,
         layers: ldb.layers,
         containers: containers.0,
+        volumes: Vec::new(),
         anomalies,
         unresolved,
         store: Store::Graphdriver(State {
