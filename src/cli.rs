@@ -40,6 +40,12 @@ pub struct Cli {
     #[arg(short, long, global = true)]
     pub quiet: bool,
 
+    /// Storage driver to read, over the daemon's configured one (a live
+    /// dockerd's, or /etc/docker/daemon.json's `storage-driver`) and its
+    /// prior-driver scan. dockgc reads overlay2 only.
+    #[arg(long, global = true, value_name = "NAME")]
+    pub driver: Option<String>,
+
     #[command(subcommand)]
     pub command: Command,
 }

@@ -74,6 +74,7 @@ fn run(cli: &Cli) -> anyhow::Result<u8> {
     let root = std::fs::canonicalize(&root).unwrap_or(root);
     let ctx = Ctx {
         root,
+        driver: cli.driver.clone(),
         config,
         config_path,
     };

@@ -7,13 +7,13 @@ use dockgc::{reconcile, store, usage};
 use std::path::Path;
 
 pub fn run(ctx: &Ctx, args: &DfArgs) -> anyhow::Result<u8> {
-    df(&ctx.root, args)
+    df(&ctx.root, ctx.load_options(false), args)
 }
 
-pub fn df(root: &Path, args: &DfArgs) -> anyhow::Result<u8> {
+pub fn df(root: &Path, load: store::LoadOptions, args: &DfArgs) -> anyhow::Result<u8> {
     let started = std::time::Instant::now();
     let _lock = super::read_lock(root);
-    let snap = store::load_with(root, store::LoadOptions { lower: false })?;
+    let snap = store::load_with(root, load)?;
     let graph = Graph::build(&snap);
     let mut u = usage::compute(
         &graph,

@@ -88,7 +88,7 @@ pub fn run(ctx: &Ctx, args: &PruneArgs) -> anyhow::Result<u8> {
             json!({}),
         );
     }
-    let snap = store::load_with(root, store::LoadOptions { lower: false })?;
+    let snap = store::load_with(root, ctx.load_options(false))?;
     let graph = Graph::build(&snap);
     let sel = policy::select(&graph, &o.policy);
     let p = plan::build(&graph, &sel, &o.orphans, jiff::Timestamp::now().to_string());
@@ -121,7 +121,7 @@ pub fn apply_file(ctx: &Ctx, a: &ApplyArgs) -> anyhow::Result<u8> {
     let text = std::fs::read(&a.plan).map_err(|e| anyhow::anyhow!("{}: {e}", a.plan.display()))?;
     let p: plan::Plan = serde_json::from_slice(&text)
         .map_err(|e| Refused(format!("{}: not a dockgc plan: {e}", a.plan.display())))?;
-    let snap = store::load_with(root, store::LoadOptions { lower: false })?;
+    let snap = store::load_with(root, ctx.load_options(false))?;
     let graph = Graph::build(&snap);
     run_plan(&graph, &p, &run, started)
 }

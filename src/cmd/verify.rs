@@ -9,7 +9,7 @@ use serde_json::json;
 pub fn run(ctx: &Ctx, args: &VerifyArgs) -> anyhow::Result<u8> {
     let started = std::time::Instant::now();
     let _lock = super::read_lock(&ctx.root);
-    let snap = store::load(&ctx.root)?;
+    let snap = store::load_with(&ctx.root, ctx.load_options(true))?;
     let graph = Graph::build(&snap);
     let opts = verify::Options {
         deep: args.deep,

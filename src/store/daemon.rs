@@ -306,32 +306,43 @@ enum Match {
 }
 
 fn liveness(target: &Target) -> Option<Busy> {
-    let found = |pid: u32, how: String, m: Match| match m {
-        Match::No => None,
-        Match::Yes => Some(Busy::DaemonRunning { pid, how }),
-        Match::Unknown(why) => Some(Busy::DaemonRunning {
+    match find_dockerd(target) {
+        Err(busy) => Some(busy),
+        Ok(None) => None,
+        Ok(Some((pid, how, Match::Unknown(why)))) => Some(Busy::DaemonRunning {
             pid,
             how: format!("{how}; its data root cannot be determined ({why})"),
         }),
+        Ok(Some((pid, how, _))) => Some(Busy::DaemonRunning { pid, how }),
+    }
+}
+
+/// A dockerd that may be running on `target` (pid files first, then the
+/// process scan), with how it was found: the first whose data root is
+/// `target` ([`Match::Yes`]), else the first whose data root is unknown.
+fn find_dockerd(target: &Target) -> Result<Option<(u32, String, Match)>, Busy> {
+    let mut unknown = None;
+    let mut consider = |pid: u32, how: &dyn Fn() -> String| match check_pid(pid, target) {
+        Match::No => None,
+        Match::Yes => Some((pid, how(), Match::Yes)),
+        m @ Match::Unknown(_) => {
+            if unknown.is_none() {
+                unknown = Some((pid, how(), m));
+            }
+            None
+        }
     };
     for pf in pid_files() {
         // A missing or unreadable pid file proves nothing; the scan follows.
         let Some(pid) = fs::read(&pf).ok().and_then(|t| parse_pid_file(&t)) else {
             continue;
         };
-        if let Some(busy) = found(
-            pid,
-            format!("pid file {}", pf.display()),
-            check_pid(pid, target),
-        ) {
-            return Some(busy);
+        if let Some(found) = consider(pid, &|| format!("pid file {}", pf.display())) {
+            return Ok(Some(found));
         }
     }
     let me = std::process::id();
-    let dir = match fs::read_dir("/proc") {
-        Ok(d) => d,
-        Err(e) => return Some(io_err(Path::new("/proc"))(e)),
-    };
+    let dir = fs::read_dir("/proc").map_err(io_err(Path::new("/proc")))?;
     for entry in dir.flatten() {
         let Some(pid) = entry
             .file_name()
@@ -343,11 +354,11 @@ fn liveness(target: &Target) -> Option<Busy> {
         if pid == me {
             continue;
         }
-        if let Some(busy) = found(pid, "process scan".to_string(), check_pid(pid, target)) {
-            return Some(busy);
+        if let Some(found) = consider(pid, &|| "process scan".to_string()) {
+            return Ok(Some(found));
         }
     }
-    None
+    Ok(unknown)
 }
 
 /// Whether `pid` is a live dockerd on `target`.
@@ -395,34 +406,19 @@ fn dockerd_root(pid: u32) -> Result<Vec<PathBuf>, String> {
         return Err("empty command line".to_string());
     }
     let flags = parse_dockerd_args(&args);
-    if let Some(root) = flags.data_root {
-        return Ok(in_namespace(pid, &root));
+    if let Some(root) = &flags.data_root {
+        return Ok(in_namespace(pid, root));
     }
 
     let env = fs::read(proc.join("environ"))
         .map(|e| split_nul(&e))
         .unwrap_or_default();
     let rootless = env_get(&env, "ROOTLESSKIT_STATE_DIR").is_some();
-    let explicit = flags.config_file.is_some();
-    let config = match flags.config_file {
-        Some(c) => c,
-        None if rootless => xdg_dir(&env, "XDG_CONFIG_HOME", ".config")?
-            .join("docker")
-            .join("daemon.json"),
-        None => PathBuf::from("/etc/docker/daemon.json"),
-    };
-    match read_in_namespace(pid, &config) {
-        Ok(text) => {
-            if let Some(root) = data_root_from_daemon_json(&text)
-                .map_err(|e| format!("{}: {e}", config.display()))?
-            {
-                return Ok(in_namespace(pid, &root));
-            }
-        }
-        // dockerd refuses to start without an explicitly named config file,
-        // so that one was removed after it started: its content is unknown.
-        Err(e) if e.kind() == io::ErrorKind::NotFound && !explicit => {}
-        Err(e) => return Err(format!("cannot read {}: {e}", config.display())),
+    if let Some((config, text)) = dockerd_config(pid, &flags, &env)?
+        && let Some(root) =
+            data_root_from_daemon_json(&text).map_err(|e| format!("{}: {e}", config.display()))?
+    {
+        return Ok(in_namespace(pid, &root));
     }
     let default = if rootless {
         xdg_dir(&env, "XDG_DATA_HOME", ".local/share")?.join("docker")
@@ -430,6 +426,32 @@ fn dockerd_root(pid: u32) -> Result<Vec<PathBuf>, String> {
         PathBuf::from("/var/lib/docker")
     };
     Ok(in_namespace(pid, &default))
+}
+
+/// The daemon.json dockerd `pid` reads, and its text: `--config-file`, else
+/// the default (rootless: under `$XDG_CONFIG_HOME`). `None` when the default
+/// file does not exist (dockerd runs without one).
+fn dockerd_config(
+    pid: u32,
+    flags: &DockerdFlags,
+    env: &[OsString],
+) -> Result<Option<(PathBuf, Vec<u8>)>, String> {
+    let rootless = env_get(env, "ROOTLESSKIT_STATE_DIR").is_some();
+    let explicit = flags.config_file.is_some();
+    let config = match &flags.config_file {
+        Some(c) => c.clone(),
+        None if rootless => xdg_dir(env, "XDG_CONFIG_HOME", ".config")?
+            .join("docker")
+            .join("daemon.json"),
+        None => PathBuf::from(SYSTEM_DAEMON_JSON),
+    };
+    match read_in_namespace(pid, &config) {
+        Ok(text) => Ok(Some((config, text))),
+        // dockerd refuses to start without an explicitly named config file,
+        // so that one was removed after it started: its content is unknown.
+        Err(e) if e.kind() == io::ErrorKind::NotFound && !explicit => Ok(None),
+        Err(e) => Err(format!("cannot read {}: {e}", config.display())),
+    }
 }
 
 /// `$var`, else `$HOME/<fallback>`, from a process environment.
@@ -481,15 +503,101 @@ fn env_get(env: &[OsString], key: &str) -> Option<OsString> {
 }
 
 // ---------------------------------------------------------------------------
+// The storage driver a daemon is configured with.
+
+/// The daemon.json of the system's dockerd.
+const SYSTEM_DAEMON_JSON: &str = "/etc/docker/daemon.json";
+
+/// A storage driver set by the user or a daemon's configuration, and where
+/// it was found, for messages (`"--driver"`, `"--storage-driver of dockerd
+/// (pid 42)"`, `"storage-driver in /etc/docker/daemon.json"`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfiguredDriver {
+    pub name: String,
+    pub source: String,
+}
+
+/// The storage driver the daemon of `root` is configured with, as dockerd
+/// takes it (moby `daemon/daemon.go` `NewDaemon`: `$DOCKER_DRIVER`, else
+/// the `storage-driver` setting, from `-s`/`--storage-driver` or daemon.json).
+///
+/// * A live dockerd on `root`: its `$DOCKER_DRIVER`, `-s`, or
+///   `storage-driver` in the daemon.json it reads (`--config-file`).
+/// * Otherwise `/etc/docker/daemon.json`, if the data root it sets
+///   (`data-root`, default `/var/lib/docker`) is `root`.
+///
+/// `None`: nothing configured that dockgc can see; the daemon then scans for
+/// prior state. A daemon.json that cannot be read or parsed counts as
+/// configuring nothing (dockerd would not start with it).
+pub fn configured_driver(root: &Path) -> Option<ConfiguredDriver> {
+    configured_driver_in(root, Path::new(SYSTEM_DAEMON_JSON))
+}
+
+fn configured_driver_in(root: &Path, system_json: &Path) -> Option<ConfiguredDriver> {
+    let target = Target::new(root).ok()?;
+    if let Ok(Some((pid, _, Match::Yes))) = find_dockerd(&target) {
+        // The running daemon's own settings decide, whatever the files say.
+        return live_driver(pid);
+    }
+    let text = fs::read(system_json).ok()?;
+    let data_root = data_root_from_daemon_json(&text)
+        .ok()?
+        .unwrap_or_else(|| PathBuf::from("/var/lib/docker"));
+    if !target.is(&data_root) {
+        return None;
+    }
+    storage_driver_from_daemon_json(&text)
+        .ok()?
+        .map(|name| ConfiguredDriver {
+            name,
+            source: format!("storage-driver in {}", system_json.display()),
+        })
+}
+
+/// The storage driver of live dockerd `pid`.
+fn live_driver(pid: u32) -> Option<ConfiguredDriver> {
+    let proc = PathBuf::from(format!("/proc/{pid}"));
+    let args = split_nul(&fs::read(proc.join("cmdline")).ok()?);
+    let env = fs::read(proc.join("environ"))
+        .map(|e| split_nul(&e))
+        .unwrap_or_default();
+    let found = |name: OsString, how: &str| {
+        Some(ConfiguredDriver {
+            name: name.to_string_lossy().into_owned(),
+            source: format!("{how} of dockerd (pid {pid})"),
+        })
+    };
+    if let Some(d) = env_get(&env, "DOCKER_DRIVER").filter(|d| !d.is_empty()) {
+        return found(d, "$DOCKER_DRIVER");
+    }
+    let flags = parse_dockerd_args(&args);
+    if let Some(d) = flags.storage_driver.clone().filter(|d| !d.is_empty()) {
+        return found(d, "--storage-driver");
+    }
+    let (config, text) = dockerd_config(pid, &flags, &env).ok()??;
+    storage_driver_from_daemon_json(&text)
+        .ok()?
+        .map(|name| ConfiguredDriver {
+            name,
+            source: format!(
+                "storage-driver in {} of dockerd (pid {pid})",
+                config.display()
+            ),
+        })
+}
+
+// ---------------------------------------------------------------------------
 // Pure parsing helpers.
 
-/// The dockerd flags that decide its data root.
+/// The dockerd flags that decide its data root and storage driver.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct DockerdFlags {
     /// `--data-root X`, `--data-root=X`, `--graph X`, `-g X` (last wins).
     pub data_root: Option<PathBuf>,
     /// `--config-file X` / `--config-file=X` (last wins).
     pub config_file: Option<PathBuf>,
+    /// `--storage-driver X`, `-s X` (last wins).
+    pub storage_driver: Option<OsString>,
 }
 
 /// dockerd's short flags that take no value (may be combined: `-Dg /x`).
@@ -497,7 +605,7 @@ const SHORT_BOOL: &[u8] = b"Dvh";
 /// dockerd's short flags that take a value (`-g X`, `-g=X`, `-gX`).
 const SHORT_VALUE: &[u8] = b"bgGHlps";
 
-/// Reads the data-root and config-file flags from a dockerd command line
+/// Reads the data-root, config-file and storage-driver flags from a dockerd command line
 /// (`args[0]` is the program), with pflag's rules: long flags as `--f X` or
 /// `--f=X`, short flags as `-g X`, `-g=X`, `-gX` or combined after boolean
 /// shorts, the last occurrence wins, and `--` ends the flags.
@@ -515,9 +623,11 @@ pub fn parse_dockerd_args(args: &[OsString]) -> DockerdFlags {
                 Some(p) => (&long[..p], Some(&long[p + 1..])),
                 None => (long, None),
             };
+            let mut driver = None;
             let slot = match name {
                 b"data-root" | b"graph" => &mut out.data_root,
                 b"config-file" => &mut out.config_file,
+                b"storage-driver" => &mut driver,
                 _ => continue,
             };
             let value = match inline {
@@ -531,6 +641,9 @@ pub fn parse_dockerd_args(args: &[OsString]) -> DockerdFlags {
                 },
             };
             *slot = Some(path_of(value));
+            if let Some(d) = driver {
+                out.storage_driver = Some(d.into_os_string());
+            }
         } else if let Some(shorts) = a.strip_prefix(b"-") {
             for (j, &c) in shorts.iter().enumerate() {
                 if SHORT_BOOL.contains(&c) {
@@ -549,8 +662,10 @@ pub fn parse_dockerd_args(args: &[OsString]) -> DockerdFlags {
                     } else {
                         rest.strip_prefix(b"=").unwrap_or(rest)
                     };
-                    if c == b'g' {
-                        out.data_root = Some(path_of(value));
+                    match c {
+                        b'g' => out.data_root = Some(path_of(value)),
+                        b's' => out.storage_driver = Some(path_of(value).into_os_string()),
+                        _ => {}
                     }
                 }
                 // A value flag consumed the rest; an unknown one ends the group.
@@ -583,6 +698,22 @@ pub fn data_root_from_daemon_json(text: &[u8]) -> Result<Option<PathBuf>, String
         }
     }
     Ok(None)
+}
+
+/// The storage driver a daemon.json sets (`storage-driver`), `None` if unset
+/// or empty; errors as [`data_root_from_daemon_json`].
+pub fn storage_driver_from_daemon_json(text: &[u8]) -> Result<Option<String>, String> {
+    let v: serde_json::Value =
+        serde_json::from_slice(text).map_err(|e| format!("invalid JSON: {e}"))?;
+    let obj = v
+        .as_object()
+        .ok_or_else(|| "not a JSON object".to_string())?;
+    match obj.get("storage-driver") {
+        None => Ok(None),
+        Some(serde_json::Value::String(s)) if s.is_empty() => Ok(None),
+        Some(serde_json::Value::String(s)) => Ok(Some(s.clone())),
+        Some(other) => Err(format!("\"storage-driver\" is not a string: {other}")),
+    }
 }
 
 /// Mount points (field 5) of `/proc/<pid>/mountinfo` text, octal escapes
@@ -811,6 +942,72 @@ mod tests {
         assert_eq!(
             parse_dockerd_args(&raw).data_root,
             Some(path_of(b"/d\xffr"))
+        );
+    }
+
+    #[test]
+    fn args_storage_driver() {
+        let d = |v: &[&str]| parse_dockerd_args(&args(v)).storage_driver;
+        assert_eq!(d(&["dockerd", "-s", "vfs"]), Some("vfs".into()));
+        assert_eq!(d(&["dockerd", "-svfs"]), Some("vfs".into()));
+        assert_eq!(d(&["dockerd", "-Ds=vfs"]), Some("vfs".into()));
+        assert_eq!(
+            d(&["dockerd", "--storage-driver", "vfs"]),
+            Some("vfs".into())
+        );
+        assert_eq!(
+            d(&["dockerd", "--storage-driver=vfs", "-s", "overlay2"]),
+            Some("overlay2".into())
+        );
+        assert_eq!(d(&["dockerd", "--storage-opt", "x=y"]), None);
+        assert_eq!(d(&["dockerd", "--", "-s", "vfs"]), None);
+        let f = parse_dockerd_args(&args(&["dockerd", "-s", "vfs", "--data-root", "/r"]));
+        assert_eq!(f.data_root, Some("/r".into()));
+    }
+
+    #[test]
+    fn daemon_json_storage_driver() {
+        let d = |s: &str| storage_driver_from_daemon_json(s.as_bytes());
+        assert_eq!(d(r#"{"storage-driver": "vfs"}"#), Ok(Some("vfs".into())));
+        assert_eq!(d(r#"{"storage-driver": ""}"#), Ok(None));
+        assert_eq!(d(r#"{"data-root": "/x"}"#), Ok(None));
+        assert!(d(r#"{"storage-driver": 1}"#).is_err());
+        assert!(d("[").is_err());
+    }
+
+    #[test]
+    fn system_daemon_json_configures_only_its_own_root() {
+        let t = tempfile::tempdir().unwrap();
+        let root = t.path().join("root");
+        let other = t.path().join("other");
+        fs::create_dir_all(&root).unwrap();
+        fs::create_dir_all(&other).unwrap();
+        let json = t.path().join("daemon.json");
+        fs::write(
+            &json,
+            format!(
+                r#"{{"data-root": "{}", "storage-driver": "vfs"}}"#,
+                root.display()
+            ),
+        )
+        .unwrap();
+        let c = configured_driver_in(&root, &json).expect("configured");
+        assert_eq!(c.name, "vfs");
+        assert!(
+            c.source.contains(&json.display().to_string()),
+            "{}",
+            c.source
+        );
+        assert_eq!(configured_driver_in(&other, &json), None);
+        // Without `data-root` it configures /var/lib/docker only.
+        fs::write(&json, r#"{"storage-driver": "vfs"}"#).unwrap();
+        assert_eq!(configured_driver_in(&root, &json), None);
+        // Unreadable, invalid or silent files configure nothing.
+        fs::write(&json, "{").unwrap();
+        assert_eq!(configured_driver_in(&root, &json), None);
+        assert_eq!(
+            configured_driver_in(&root, &t.path().join("none.json")),
+            None
         );
     }
 

@@ -19,24 +19,42 @@ pub use snapshot::*;
 
 use std::path::Path;
 
-/// What to read beyond what every command needs.
-#[derive(Debug, Clone, Copy)]
+/// What to read beyond what every command needs, and how.
+#[derive(Debug, Clone, Default)]
 pub struct LoadOptions {
     /// Each driver dir's `lower` file (for verify's driver-dir check).
     pub lower: bool,
+    /// The storage driver to read (`--driver`), over the daemon's configured
+    /// one and its prior-driver scan.
+    pub driver: Option<String>,
 }
 
 /// Reads the whole root, everything included.
 pub fn load(root: &Path) -> Result<Snapshot, StoreError> {
-    load_with(root, LoadOptions { lower: true })
+    load_with(
+        root,
+        LoadOptions {
+            lower: true,
+            driver: None,
+        },
+    )
 }
 
-/// Reads the root with the source its layout calls for, and its volumes.
+/// Reads the root with the source its layout calls for: the driver given,
+/// else the daemon's configured one ([`daemon::configured_driver`]), else
+/// the one the daemon's prior-driver scan picks.
 pub fn load_with(root: &Path, opts: LoadOptions) -> Result<Snapshot, StoreError> {
-    let layout = layout::detect(root)?;
+    let configured = match &opts.driver {
+        Some(d) => Some(daemon::ConfiguredDriver {
+            name: d.clone(),
+            source: "--driver".into(),
+        }),
+        None => daemon::configured_driver(root),
+    };
+    let layout = layout::detect(root, configured.as_ref())?;
     let docker = paths::DockerRoot::new(root);
     let (mut snap, (volumes, anomalies)) = rayon::join(
-        || graphdriver::read(root, layout, opts),
+        || graphdriver::read(root, layout, &opts),
         || volumes::read(&docker),
     );
     snap.volumes = volumes;

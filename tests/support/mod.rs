@@ -26,6 +26,7 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 use tempfile::TempDir;
 
+pub mod drivers;
 mod modern;
 mod volumes;
 #[allow(unused_imports)]
@@ -122,6 +123,11 @@ impl Daemon {
     /// Start `dockerd` on `root`; `None` (after a loud SKIPPED message) if
     /// impossible and not required.
     pub fn start(root: &Path) -> Option<Daemon> {
+        Daemon::start_with(root, &[])
+    }
+
+    /// [`Daemon::start`] with extra dockerd flags (`-s vfs`, `--config-file X`).
+    pub fn start_with(root: &Path, extra: &[&str]) -> Option<Daemon> {
         if unsafe { libc::geteuid() } != 0 {
             return unavailable("not running as root (dockerd needs root)", None);
         }
@@ -169,6 +175,7 @@ impl Daemon {
             .arg("--pidfile")
             .arg(&pidfile)
             .args(["--iptables=false", "--ip6tables=false", "--bridge=none"])
+            .args(extra)
             .env("PATH", daemon_path_env())
             .stdin(Stdio::null())
             .stdout(logf.try_clone().expect("dup log"))
