@@ -578,3 +578,33 @@ fn volume_metrics_pass_promtool_and_equal_the_row() {
         "promtool: {said}\n{t}"
     );
 }
+
+#[test]
+fn a_volume_without_data_dir_is_sized_as_the_daemon_does() {
+    let m = modern_or_skip!();
+    let copy = copy_root(&m.root);
+    fs::remove_dir_all(copy.path().join("volumes/dangling1/_data")).unwrap();
+    fs::remove_dir_all(copy.path().join("volumes/links/_data")).unwrap();
+    let j = df_json(copy.path(), &[]);
+    let mine = dockgc_volumes(&j);
+    assert!(
+        mine["dangling1"]["size"].is_null(),
+        "{:#}",
+        mine["dangling1"]
+    );
+    // The daemon, restarted on the copy, reports -1 for them and the row
+    // leaves them out.
+    let Some(d) = Daemon::start(copy.path()) else {
+        return;
+    };
+    let system_df = d.settled_df();
+    d.stop();
+    let theirs = daemon_volumes(&system_df);
+    assert_eq!(theirs["dangling1"]["UsageData"]["Size"], -1);
+    assert_eq!(theirs["links"]["UsageData"]["Size"], -1);
+    assert_volumes_match(&j, &system_df);
+    let out = dockgc_in(copy.path(), &["df", "-v"]);
+    let t = text(&out);
+    let line = t.lines().find(|l| l.starts_with("links ")).unwrap();
+    assert!(line.contains("N/A"), "{line}");
+}
