@@ -55,6 +55,8 @@ pub struct Graph<'s> {
     pub containers_by_image: HashMap<ImageId, Vec<ContainerId>>,
     /// Images a container uses through `Image` or an image mount.
     pub used_by_containers: HashSet<ImageId>,
+    /// The containers that use each image, as its image or an image mount.
+    pub image_users: HashMap<ImageId, Vec<ContainerId>>,
     /// Role of each driver directory, by name.
     pub dir_roles: BTreeMap<&'s str, DirRole>,
     /// The container that owns each mount: its own RW layer (named by the
@@ -109,6 +111,7 @@ impl<'s> Graph<'s> {
         }
         let mut containers_by_image: HashMap<ImageId, Vec<ContainerId>> = HashMap::new();
         let mut used_by_containers = HashSet::new();
+        let mut image_users: HashMap<ImageId, Vec<ContainerId>> = HashMap::new();
         let mut mount_owners = HashMap::new();
         for c in snap.containers.values() {
             if let Some(img) = c.image {
@@ -119,6 +122,12 @@ impl<'s> Graph<'s> {
                 used_by_containers.insert(img);
             }
             used_by_containers.extend(c.image_mounts.iter().map(|(i, _)| *i));
+            for i in c.image.iter().chain(c.image_mounts.iter().map(|(i, _)| i)) {
+                let users: &mut Vec<ContainerId> = image_users.entry(*i).or_default();
+                if !users.contains(&c.id) {
+                    users.push(c.id.clone());
+                }
+            }
             mount_owners.insert(c.id.0.as_str(), c.id.clone());
             for (_, m) in &c.image_mounts {
                 mount_owners.insert(m.as_str(), c.id.clone());
@@ -138,6 +147,7 @@ impl<'s> Graph<'s> {
             refs_by_image,
             containers_by_image,
             used_by_containers,
+            image_users,
             dir_roles,
             mount_owners,
             edges,
@@ -341,6 +351,7 @@ pub(crate) mod tests {
                 write_sets: vec![],
                 buildkit: graphdriver::Buildkit::default(),
             }),
+            source: Source::Disk,
         }
     }
 
@@ -447,6 +458,7 @@ pub(crate) mod tests {
                 image_mounts: vec![],
                 volumes: vec![],
                 log_bytes: 0,
+                labels: Default::default(),
             },
         );
         id

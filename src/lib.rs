@@ -8,6 +8,7 @@ pub mod apply;
 pub mod archive;
 pub mod buildcache;
 pub mod disk;
+pub mod engine;
 pub mod graph;
 pub mod holds;
 pub mod ids;

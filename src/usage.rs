@@ -696,6 +696,7 @@ mod one_answer {
             enabled: false,
             grace: 0,
             now: 0,
+            live: false,
         };
         plan::build(g, sel, &o, String::new()).reclaim.layers
     }
@@ -840,6 +841,7 @@ mod one_answer {
             enabled: true,
             grace: 0,
             now: i64::MAX / 2,
+            live: false,
         };
         let p = plan::build(&held, &sel, &o, String::new());
         assert_eq!(p.images.len(), 1);

@@ -29,6 +29,7 @@ struct RawContainer {
 #[serde(rename_all = "PascalCase")]
 struct RawConfig {
     image: Option<String>,
+    labels: Option<BTreeMap<String, String>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -124,7 +125,7 @@ fn read_one(root: &DockerRoot, name: &str) -> Result<Option<Container>, Anomaly>
         Ok(None) => return Err(bad("missing; the daemon cannot load this container".into())),
         Err(e) => return Err(bad(format!("cannot read: {e}"))),
     };
-    let raw: RawContainer =
+    let mut raw: RawContainer =
         serde_json::from_slice(&bytes).map_err(|e| bad(format!("invalid JSON: {e}")))?;
     if raw.id.as_deref() != Some(name) {
         return Err(bad(format!(
@@ -179,6 +180,11 @@ fn read_one(root: &DockerRoot, name: &str) -> Result<Option<Container>, Anomaly>
             .map(|n| n.trim_start_matches('/').to_string())
             .unwrap_or_default(),
         image,
+        labels: raw
+            .config
+            .as_mut()
+            .and_then(|c| c.labels.take())
+            .unwrap_or_default(),
         config_image: raw.config.and_then(|c| c.image),
         driver: raw.driver,
         state,

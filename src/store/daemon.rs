@@ -104,6 +104,25 @@ impl RootGuard {
     }
 }
 
+/// The lock one dockgc run at a time holds on a root a live daemon runs on
+/// (the live executor's runs; the daemon keeps its own locks).
+#[derive(Debug)]
+pub struct RunLock {
+    _lock: Flock,
+}
+
+/// `flock(LOCK_EX|LOCK_NB)` on `<root>` only → [`Busy::LockHeld`] if
+/// another dockgc holds it.
+pub fn run_lock(root: &Path) -> Result<RunLock, Busy> {
+    let target = Target::new(root)?;
+    let f = File::open(&target.path).map_err(io_err(&target.path))?;
+    match f.try_lock() {
+        Ok(()) => Ok(RunLock { _lock: Flock(f) }),
+        Err(TryLockError::WouldBlock) => Err(Busy::LockHeld { path: target.path }),
+        Err(TryLockError::Error(e)) => Err(io_err(&target.path)(e)),
+    }
+}
+
 /// Refuses if a dockerd is alive on this root, then takes the locks:
 /// 1. `flock(LOCK_EX|LOCK_NB)` on `<root>` itself (a directory fd) →
 ///    [`Busy::LockHeld`] if another dockgc holds it;
@@ -222,9 +241,19 @@ pub fn daemon_alive(root: &Path) -> Option<Busy> {
 /// escapes like `\040` decoded), sorted. Nothing under these may be deleted
 /// (live-restore containers keep overlays mounted while dockerd is down).
 pub fn mounts_below(root: &Path) -> io::Result<Vec<PathBuf>> {
-    let root = root.canonicalize()?;
+    mounts_below_in(root, &fs::read("/proc/self/mountinfo")?)
+}
+
+/// [`mounts_below`] of a mountinfo text, and the overlay option paths of
+/// every overlay mount ([`overlay_option_paths`]): what is in use now.
+pub fn mounted_now() -> io::Result<(Vec<PathBuf>, Vec<PathBuf>)> {
     let text = fs::read("/proc/self/mountinfo")?;
-    let mut out: Vec<PathBuf> = parse_mountinfo(&text)
+    Ok((parse_mountinfo(&text), overlay_option_paths(&text)))
+}
+
+fn mounts_below_in(root: &Path, text: &[u8]) -> io::Result<Vec<PathBuf>> {
+    let root = root.canonicalize()?;
+    let mut out: Vec<PathBuf> = parse_mountinfo(text)
         .into_iter()
         .filter(|m| m.starts_with(&root))
         .collect();
@@ -454,6 +483,59 @@ fn dockerd_config(
     }
 }
 
+/// Where a dockerd listens for the Engine API.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Listeners {
+    /// Its `-H` flags, else `hosts` of its daemon.json, as written
+    /// (`unix:///p`, `tcp://h:p`, `fd://`); empty when it uses its default.
+    pub hosts: Vec<String>,
+    /// Its default socket (`/var/run/docker.sock`, or
+    /// `$XDG_RUNTIME_DIR/docker.sock` when rootless).
+    pub default_socket: PathBuf,
+    /// Prefix for its unix socket paths as seen from here
+    /// (`/proc/<pid>/root` when that is readable, else empty).
+    pub seen_from: PathBuf,
+}
+
+/// The Engine API listeners of dockerd `pid` (moby `cmd/dockerd/daemon.go`
+/// `loadListeners`; `hosts` in daemon.json is the same option as `-H`).
+pub fn dockerd_listeners(pid: u32) -> Result<Listeners, String> {
+    let proc = PathBuf::from(format!("/proc/{pid}"));
+    let cmdline = fs::read(proc.join("cmdline"))
+        .map_err(|e| format!("cannot read {}: {e}", proc.join("cmdline").display()))?;
+    let flags = parse_dockerd_args(&split_nul(&cmdline));
+    let env = fs::read(proc.join("environ"))
+        .map(|e| split_nul(&e))
+        .unwrap_or_default();
+    let mut hosts = flags.hosts.clone();
+    if hosts.is_empty()
+        && let Some((path, text)) = dockerd_config(pid, &flags, &env)?
+    {
+        hosts = hosts_from_daemon_json(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+    }
+    let default_socket = if env_get(&env, "ROOTLESSKIT_STATE_DIR").is_some() {
+        let run = env_get(&env, "XDG_RUNTIME_DIR")
+            .filter(|v| !v.is_empty())
+            .ok_or("a rootless dockerd without XDG_RUNTIME_DIR")?;
+        PathBuf::from(run).join("docker.sock")
+    } else {
+        PathBuf::from("/var/run/docker.sock")
+    };
+    // A daemon in another mount namespace is reached through its root; one
+    // that shares ours by the plain path, which reads better in messages.
+    let via_root = proc.join("root");
+    let same = |a: &fs::Metadata, b: &fs::Metadata| a.dev() == b.dev() && a.ino() == b.ino();
+    let seen_from = match (fs::metadata(via_root.join(".")), fs::metadata("/")) {
+        (Ok(theirs), Ok(ours)) if !same(&theirs, &ours) => via_root,
+        _ => PathBuf::new(),
+    };
+    Ok(Listeners {
+        hosts,
+        default_socket,
+        seen_from,
+    })
+}
+
 /// `$var`, else `$HOME/<fallback>`, from a process environment.
 fn xdg_dir(env: &[OsString], var: &str, fallback: &str) -> Result<PathBuf, String> {
     if let Some(v) = env_get(env, var).filter(|v| !v.is_empty()) {
@@ -598,6 +680,8 @@ pub struct DockerdFlags {
     pub config_file: Option<PathBuf>,
     /// `--storage-driver X`, `-s X` (last wins).
     pub storage_driver: Option<OsString>,
+    /// `-H X`, `--host X`, `--host=X`, in order (every one is listened on).
+    pub hosts: Vec<String>,
 }
 
 /// dockerd's short flags that take no value (may be combined: `-Dg /x`).
@@ -624,10 +708,12 @@ pub fn parse_dockerd_args(args: &[OsString]) -> DockerdFlags {
                 None => (long, None),
             };
             let mut driver = None;
+            let mut host = None;
             let slot = match name {
                 b"data-root" | b"graph" => &mut out.data_root,
                 b"config-file" => &mut out.config_file,
                 b"storage-driver" => &mut driver,
+                b"host" => &mut host,
                 _ => continue,
             };
             let value = match inline {
@@ -643,6 +729,9 @@ pub fn parse_dockerd_args(args: &[OsString]) -> DockerdFlags {
             *slot = Some(path_of(value));
             if let Some(d) = driver {
                 out.storage_driver = Some(d.into_os_string());
+            }
+            if let Some(h) = host {
+                out.hosts.push(h.to_string_lossy().into_owned());
             }
         } else if let Some(shorts) = a.strip_prefix(b"-") {
             for (j, &c) in shorts.iter().enumerate() {
@@ -665,6 +754,7 @@ pub fn parse_dockerd_args(args: &[OsString]) -> DockerdFlags {
                     match c {
                         b'g' => out.data_root = Some(path_of(value)),
                         b's' => out.storage_driver = Some(path_of(value).into_os_string()),
+                        b'H' => out.hosts.push(String::from_utf8_lossy(value).into_owned()),
                         _ => {}
                     }
                 }
@@ -716,6 +806,27 @@ pub fn storage_driver_from_daemon_json(text: &[u8]) -> Result<Option<String>, St
     }
 }
 
+/// `hosts` of a daemon.json: the listeners dockerd uses when no `-H` is given.
+pub fn hosts_from_daemon_json(text: &[u8]) -> Result<Vec<String>, String> {
+    let v: serde_json::Value =
+        serde_json::from_slice(text).map_err(|e| format!("invalid JSON: {e}"))?;
+    let obj = v
+        .as_object()
+        .ok_or_else(|| "not a JSON object".to_string())?;
+    match obj.get("hosts") {
+        None | Some(serde_json::Value::Null) => Ok(Vec::new()),
+        Some(serde_json::Value::Array(a)) => a
+            .iter()
+            .map(|h| {
+                h.as_str()
+                    .map(str::to_string)
+                    .ok_or_else(|| format!("\"hosts\" has a value that is not a string: {h}"))
+            })
+            .collect(),
+        Some(other) => Err(format!("\"hosts\" is not a list: {other}")),
+    }
+}
+
 /// Mount points (field 5) of `/proc/<pid>/mountinfo` text, octal escapes
 /// decoded, in file order.
 pub fn parse_mountinfo(text: &[u8]) -> Vec<PathBuf> {
@@ -724,6 +835,39 @@ pub fn parse_mountinfo(text: &[u8]) -> Vec<PathBuf> {
         .filter(|m| m.starts_with(b"/"))
         .map(|m| path_of(&unescape_octal(m)))
         .collect()
+}
+
+/// The paths overlay mounts name in their options (`lowerdir`, `upperdir`,
+/// `workdir`; lower dirs split on `:`), octal escapes decoded, as written:
+/// absolute, or relative to the driver home (`l/<link>`) when dockerd
+/// mounted from there to fit a long lower chain into one page.
+pub fn overlay_option_paths(text: &[u8]) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for line in text.split(|&b| b == b'\n') {
+        let Some(sep) = memchr::memmem::find(line, b" - ") else {
+            continue;
+        };
+        let mut tail = line[sep + 3..].split(|&b| b == b' ');
+        if tail.next() != Some(b"overlay".as_slice()) {
+            continue;
+        }
+        let Some(opts) = tail.nth(1) else { continue };
+        for opt in opts.split(|&b| b == b',') {
+            let Some(eq) = opt.iter().position(|&b| b == b'=') else {
+                continue;
+            };
+            if !matches!(&opt[..eq], b"lowerdir" | b"upperdir" | b"workdir") {
+                continue;
+            }
+            out.extend(
+                opt[eq + 1..]
+                    .split(|&b| b == b':')
+                    .filter(|p| !p.is_empty())
+                    .map(|p| path_of(&unescape_octal(p))),
+            );
+        }
+    }
+    out
 }
 
 /// Decodes the kernel's `\ooo` escapes (space, tab, newline, backslash);
@@ -870,6 +1014,36 @@ mod tests {
 
     fn root_of(v: &[&str]) -> Option<PathBuf> {
         parse_dockerd_args(&args(v)).data_root
+    }
+
+    #[test]
+    fn host_flags_accumulate() {
+        let f = parse_dockerd_args(&args(&[
+            "dockerd",
+            "-H",
+            "unix:///a.sock",
+            "--host=tcp://0.0.0.0:2375",
+            "-Hfd://",
+            "--host",
+            "unix:///b.sock",
+            "-D",
+        ]));
+        assert_eq!(
+            f.hosts,
+            [
+                "unix:///a.sock",
+                "tcp://0.0.0.0:2375",
+                "fd://",
+                "unix:///b.sock"
+            ]
+        );
+        assert_eq!(
+            hosts_from_daemon_json(br#"{"hosts": ["unix:///x.sock", "tcp://1.2.3.4:2375"]}"#)
+                .unwrap(),
+            ["unix:///x.sock", "tcp://1.2.3.4:2375"]
+        );
+        assert!(hosts_from_daemon_json(br#"{}"#).unwrap().is_empty());
+        assert!(hosts_from_daemon_json(br#"{"hosts": "unix:///x"}"#).is_err());
     }
 
     #[test]
@@ -1076,6 +1250,17 @@ mod tests {
                 PathBuf::from("/var/lib/docker/containers/x y/mounts/shm"),
                 PathBuf::from("/a\ttab\nnl\\bs"),
             ]
+        );
+        let o = overlay_option_paths(
+            b"90 27 0:50 / /m rw - overlay overlay rw,lowerdir=l/AB:l/CD,upperdir=/r/x/diff,workdir=/r/x/work,index=off\n\
+              91 27 0:51 / /n rw - tmpfs shm rw,lowerdir=/no\n\
+              92 27 0:52 / /o rw - overlay overlay rw,lowerdir=/r/a\\040b/diff\n",
+        );
+        assert_eq!(
+            o,
+            ["l/AB", "l/CD", "/r/x/diff", "/r/x/work", "/r/a b/diff"]
+                .map(PathBuf::from)
+                .to_vec()
         );
     }
 

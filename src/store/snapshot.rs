@@ -36,6 +36,20 @@ pub struct Snapshot {
     pub unresolved: Vec<PathBuf>,
     /// What only this kind of store has.
     pub store: Store,
+    /// Where the facts came from.
+    pub source: Source,
+}
+
+/// Where a snapshot's facts came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Source {
+    /// The root's own files.
+    #[default]
+    Disk,
+    /// A daemon's Engine API alone: no driver dirs, no leftovers, and
+    /// layer sizes estimated from the images' sizes.
+    Api,
 }
 
 /// The store-specific half of a snapshot.
@@ -143,6 +157,8 @@ pub struct Container {
     /// Apparent bytes of the files its log driver wrote under the root
     /// ([`super::paths::is_container_log`]).
     pub log_bytes: u64,
+    /// `Config.Labels`.
+    pub labels: BTreeMap<String, String>,
 }
 
 /// A volume as the daemon's volume service knows it: every directory under

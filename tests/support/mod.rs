@@ -32,9 +32,13 @@ mod volumes;
 #[allow(unused_imports)]
 pub use modern::*;
 
-/// Command for the `dockgc` binary built by cargo for this test run.
+/// Command for the `dockgc` binary built by cargo for this test run. The
+/// environment's `DOCKER_HOST` would name a daemon for dockgc: never the
+/// test's unless it says so.
 pub fn dockgc() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_dockgc"))
+    let mut c = Command::new(env!("CARGO_BIN_EXE_dockgc"));
+    c.env_remove("DOCKER_HOST");
+    c
 }
 
 /// True when real-daemon tests must fail instead of skipping.

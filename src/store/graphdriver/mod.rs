@@ -16,7 +16,7 @@ pub use layerdb::parse_size;
 pub use paths::Paths;
 pub use state::*;
 
-use super::{Anomaly, LoadOptions, Snapshot, Store, containers, layout::Layout};
+use super::{Anomaly, LoadOptions, Snapshot, Source, Store, containers, layout::Layout};
 use std::path::Path;
 
 /// Reads a graphdriver root whose layout `detect` established.
@@ -106,5 +106,6 @@ pub fn read(root: &Path, layout: Layout, opts: &LoadOptions) -> Snapshot {
             write_sets: ldb.write_sets,
             buildkit,
         }),
+        source: Source::Disk,
     }
 }
