@@ -113,6 +113,32 @@ impl<'a> Live<'a> {
         user.map(|(_, c)| Done::Skipped(format!("container {} uses it now", c.name)))
     }
 
+    /// Why reference `r` may not go by name now: it names another image
+    /// (skipped), or none (done), by the lists read at the start.
+    fn moved(&self, r: &PlanRef) -> Option<Done> {
+        if self
+            .view
+            .images
+            .get(&r.image)
+            .is_some_and(|i| i.refs.contains(&r.reference))
+        {
+            return None;
+        }
+        match self
+            .view
+            .images
+            .iter()
+            .find(|(_, i)| i.refs.contains(&r.reference))
+        {
+            Some((id, _)) => Some(Done::Skipped(format!(
+                "it names image {} now, not {}",
+                id.short(),
+                r.image.short()
+            ))),
+            None => Some(Done::Gone),
+        }
+    }
+
     /// One image: its references by name, then (if the daemon still has
     /// it, untagged) by ID.
     async fn remove_one(&self, s: &ImageStep<'_>) -> Result<Done, StepError> {
@@ -228,6 +254,11 @@ impl Executor for Live<'_> {
         let calls = refs
             .iter()
             .map(|r| async move {
+                // By name: only while the name still names the planned
+                // image, or it would untag (or delete) another one.
+                if let Some(d) = self.moved(r) {
+                    return Ok(d);
+                }
                 self.step();
                 match self.engine.delete_image(&r.reference).await {
                     Ok(d) => {

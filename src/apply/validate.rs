@@ -27,6 +27,18 @@ pub fn validate(g: &Graph, plan: &Plan) -> Result<(), Vec<String>> {
     if errs.is_empty() { Ok(()) } else { Err(errs) }
 }
 
+/// For the live executor: only that the plan is for this store. Whether
+/// each item is still free to go is the executor's to check, against the
+/// daemon's lists right before its call: what gained a container, a tag or
+/// a child since the plan is skipped as in use now, what is gone counts as
+/// done, and the run goes on (issue 10 §1, Outcomes). Refusing the whole
+/// plan here would turn one new container into exit 2 for everything else.
+pub fn validate_live(g: &Graph, plan: &Plan) -> Result<(), Vec<String>> {
+    let mut errs = Vec::new();
+    same_store(g, plan, &mut errs);
+    if errs.is_empty() { Ok(()) } else { Err(errs) }
+}
+
 /// The plan's version, root and driver; false when nothing else is comparable.
 fn same_store(g: &Graph, plan: &Plan, errs: &mut Vec<String>) -> bool {
     let snap = g.snap;
