@@ -32,7 +32,7 @@ pub fn build_cache(g: &Graph, o: &BuildCacheOptions, gone: &HashSet<ImageId>) ->
 
 /// The same estimate over records from anywhere (the API's `/system/df`
 /// for a plan from the API alone).
-pub fn build_cache_of(bc: &buildcache::BuildCache, o: &BuildCacheOptions) -> PlanBuildCache {
+pub fn build_cache_of<'a>(bc: &'a buildcache::BuildCache, o: &BuildCacheOptions) -> PlanBuildCache {
     let mut plan = PlanBuildCache {
         all: o.all,
         until: o.until,
@@ -70,39 +70,60 @@ pub fn build_cache_of(bc: &buildcache::BuildCache, o: &BuildCacheOptions) -> Pla
             _ => true,
         }
     };
-    let mut total: u64 = bc.records.iter().map(|r| r.size).sum();
     let mut chosen: Vec<&BuildRecord> = Vec::new();
     let mut taken: HashSet<&str> = HashSet::new();
-    loop {
-        // Leaves first: a record whose children are all gone.
-        let mut round: Vec<&BuildRecord> = bc
-            .records
+    // Records no build and no remaining child holds.
+    let leaves = |taken: &HashSet<&str>, children: &HashMap<&str, usize>| -> Vec<&BuildRecord> {
+        bc.records
             .iter()
             .filter(|r| !taken.contains(r.id.as_str()))
             .filter(|r| children.get(r.id.as_str()).copied().unwrap_or(0) == 0)
             .filter(|r| eligible(r))
-            .collect();
-        if round.is_empty() {
-            break;
+            .collect()
+    };
+    let mut take = |r: &'a BuildRecord,
+                    taken: &mut HashSet<&'a str>,
+                    children: &mut HashMap<&'a str, usize>| {
+        taken.insert(r.id.as_str());
+        for p in &r.parents {
+            if let Some(n) = children.get_mut(p.as_str()) {
+                *n = n.saturating_sub(1);
+            }
         }
-        round.sort_by_key(|r| (last_used(r), r.id.clone()));
-        let mut progressed = false;
-        for r in round {
-            if o.keep_bytes.is_some_and(|k| total < k) {
+        chosen.push(r);
+    };
+    // keep-storage 0 is no keep-storage (BuildKit: `gcMode := keepBytes != 0`).
+    match o.keep_bytes.filter(|k| *k > 0) {
+        // Every eligible leaf, then the parents they leave childless.
+        None => loop {
+            let mut round = leaves(&taken, &children);
+            if round.is_empty() {
                 break;
             }
-            taken.insert(r.id.as_str());
-            total = total.saturating_sub(r.size);
-            for p in &r.parents {
-                if let Some(n) = children.get_mut(p.as_str()) {
-                    *n = n.saturating_sub(1);
-                }
+            round.sort_by_key(|r| (last_used(r), r.id.clone()));
+            for r in round {
+                take(r, &mut taken, &mut children);
             }
-            chosen.push(r);
-            progressed = true;
-        }
-        if !progressed {
-            break;
+        },
+        // BuildKit's gc mode: one record at a time, the first in
+        // `sortDeleteRecords` order among all eligible leaves, while the
+        // unshared records add up to at least what is to be kept.
+        Some(keep) => {
+            let mut total: u64 = bc
+                .records
+                .iter()
+                .filter(|r| !r.shared)
+                .map(|r| r.size)
+                .sum();
+            while total >= keep {
+                let mut round = leaves(&taken, &children);
+                gc_order(&mut round);
+                let Some(first) = round.first().copied() else {
+                    break;
+                };
+                total = total.saturating_sub(first.size);
+                take(first, &mut taken, &mut children);
+            }
         }
     }
     plan.records = chosen
@@ -118,6 +139,52 @@ pub fn build_cache_of(bc: &buildcache::BuildCache, o: &BuildCacheOptions) -> Pla
         .collect();
     plan.bytes = plan.records.iter().map(|r| r.bytes).sum();
     plan
+}
+
+/// BuildKit's order of deletion under keep-storage (moby/buildkit
+/// `cache/manager.go` `sortDeleteRecords`): each record's rank by last use
+/// (never used first; equal times share a rank) and by usage count (count 0
+/// ranks 0), each divided by its largest rank, summed, lowest first. Ties,
+/// which BuildKit leaves to map order, go by last use, then ID.
+fn gc_order(records: &mut [&BuildRecord]) {
+    let used = |r: &BuildRecord| {
+        r.last_used
+            .as_deref()
+            .and_then(|t| t.parse::<jiff::Timestamp>().ok())
+    };
+    records.sort_by_key(|r| (used(r), r.id.clone()));
+    let mut last_rank: HashMap<&str, f64> = HashMap::new();
+    let (mut max_last, mut newest) = (0u32, None);
+    for r in records.iter() {
+        if let Some(t) = used(r)
+            && newest.is_none_or(|n| t > n)
+        {
+            newest = Some(t);
+            max_last += 1;
+        }
+        last_rank.insert(r.id.as_str(), f64::from(max_last));
+    }
+    let mut counts: Vec<u64> = records.iter().map(|r| r.usage_count).collect();
+    counts.sort_unstable();
+    counts.dedup();
+    let count_rank = |n: u64| {
+        // Distinct counts above 0 up to and including n.
+        counts.iter().filter(|c| **c > 0 && **c <= n).count() as f64
+    };
+    let max_count = count_rank(u64::MAX);
+    // Go divides by zero into NaN when every record has the same rank 0;
+    // such a term then orders nothing: leave it out.
+    let part = |rank: f64, max: f64| if max > 0.0 { rank / max } else { 0.0 };
+    let key = |r: &BuildRecord| {
+        part(last_rank[r.id.as_str()], f64::from(max_last))
+            + part(count_rank(r.usage_count), max_count)
+    };
+    records.sort_by(|a, b| {
+        key(a)
+            .total_cmp(&key(b))
+            .then_with(|| used(a).cmp(&used(b)))
+            .then_with(|| a.id.cmp(&b.id))
+    });
 }
 
 /// The label Engine 23+ sets on anonymous volumes.
@@ -180,6 +247,51 @@ mod tests {
             size: Some(10),
             users,
         }
+    }
+
+    fn rec(id: &str, size: u64, usage: u64, used: &str, shared: bool) -> BuildRecord {
+        BuildRecord {
+            id: id.into(),
+            parents: Vec::new(),
+            kind: "regular".into(),
+            description: String::new(),
+            in_use: Some(false),
+            shared,
+            size,
+            created: "2020-01-01T00:00:00Z".into(),
+            last_used: Some(used.into()),
+            usage_count: usage,
+        }
+    }
+
+    #[test]
+    fn keep_storage_follows_buildkits_gc_order() {
+        // Ranks by last use a=1 b=2 c=3 s=4, by usage count (1, 5, 9)
+        // b=c=1 a=2 s=3: b first (0.5 + 0.33). Only the unshared 300 bytes
+        // count against keep-storage: after b, 200 < 250, done.
+        let bc = buildcache::BuildCache {
+            known: true,
+            records: vec![
+                rec("a", 100, 5, "2020-01-01T00:00:01Z", false),
+                rec("b", 100, 1, "2020-01-01T00:00:02Z", false),
+                rec("c", 100, 1, "2020-01-01T00:00:03Z", false),
+                rec("s", 1000, 9, "2020-01-01T00:00:04Z", true),
+            ],
+        };
+        let o = BuildCacheOptions {
+            all: true,
+            until: None,
+            keep_bytes: Some(250),
+            now: 1_600_000_000,
+        };
+        let ids = |p: PlanBuildCache| p.records.into_iter().map(|r| r.id).collect::<Vec<_>>();
+        assert_eq!(ids(build_cache_of(&bc, &o)), ["b"]);
+        // Without keep-storage, every eligible record goes.
+        let all = BuildCacheOptions {
+            keep_bytes: None,
+            ..o
+        };
+        assert_eq!(ids(build_cache_of(&bc, &all)), ["a", "b", "c", "s"]);
     }
 
     #[test]
