@@ -99,9 +99,12 @@ fn decide(root: &Path, want: Want, host: Option<&Host>, lock: bool) -> Result<Mo
     }
     let alive = daemon::daemon_alive(root);
     let host = match (host, alive) {
-        (_, Some(b @ (Busy::LockHeld { .. } | Busy::Io { .. }))) => {
-            return Err(Refusal::Busy(b));
-        }
+        (_, Some(b @ Busy::LockHeld { .. })) => return Err(Refusal::Busy(b)),
+        // A root that cannot be examined (absent or unreadable here: a
+        // remote, rootless or Desktop daemon's) says nothing about the
+        // daemon the user named: plan from its API alone.
+        (Some(h), Some(Busy::Io { .. })) => h.clone(),
+        (None, Some(b @ Busy::Io { .. })) => return Err(Refusal::Busy(b)),
         (Some(h), _) => h.clone(),
         (None, Some(Busy::DaemonRunning { pid, .. })) => discover(pid)?,
         (None, None) if want == Want::Live => {
