@@ -34,9 +34,13 @@ fn mtime(p: &Path) -> i64 {
     std::fs::symlink_metadata(p).map_or(0, |m| m.mtime())
 }
 
-fn changed(p: &Path) -> i64 {
+/// The later of mtime and ctime; `None` when it cannot be read (gone since
+/// it was listed: something is acting on it).
+fn changed(p: &Path) -> Option<i64> {
     use std::os::unix::fs::MetadataExt;
-    std::fs::symlink_metadata(p).map_or(0, |m| m.mtime().max(m.ctime()))
+    std::fs::symlink_metadata(p)
+        .ok()
+        .map(|m| m.mtime().max(m.ctime()))
 }
 
 /// Turns a policy selection (and, with `--orphans`, the store's leftovers)
@@ -256,7 +260,10 @@ fn leftovers_to_remove(g: &Graph, o: &OrphanOptions) -> Leftovers {
     let mut keep = Vec::with_capacity(items.len());
     for (x, m) in items.drain(..).zip(mtimes) {
         let old_enough = if o.live {
-            o.now - changed(&x.path) >= o.grace.max(MIN_LIVE_GRACE)
+            // Never old when its times cannot be read: a write-set that a
+            // `docker load` renames into place between the listing and
+            // this look would count as changed at the epoch.
+            changed(&x.path).is_some_and(|t| o.now - t >= o.grace.max(MIN_LIVE_GRACE))
         } else {
             o.now - m >= o.grace
         };
@@ -498,6 +505,34 @@ mod tests {
             "the leaked child holds the chain: {:?}",
             p.layers
         );
+    }
+
+    #[test]
+    fn live_leftovers_whose_times_cannot_be_read_are_not_old() {
+        // Listed, then gone before its times were read (a write-set a
+        // `docker load` renamed into place): never planned live. Offline
+        // (nothing else runs) its mtime reads as 0, as before.
+        let mut s = empty_snapshot();
+        gd(&mut s)
+            .write_sets
+            .push(PathBuf::from("/r/image/overlay2/layerdb/tmp/write-set-1"));
+        let g = Graph::build(&s);
+        let sel = policy::select(&g, &policy::Options::all(0));
+        let plan = |live| {
+            build(
+                &g,
+                &sel,
+                &OrphanOptions {
+                    enabled: true,
+                    grace: MIN_LIVE_GRACE,
+                    now: 1_800_000_000,
+                    live,
+                },
+                "now".into(),
+            )
+        };
+        assert!(plan(true).orphans.is_empty(), "{:?}", plan(true).orphans);
+        assert_eq!(plan(false).orphans.len(), 1);
     }
 
     #[test]
