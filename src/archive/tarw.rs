@@ -12,8 +12,8 @@
 //! The header blocks themselves are [`crate::tarfmt`]'s, the one encoder of
 //! the crate; this module only decides which blocks a member needs.
 
-pub use crate::tarfmt::{BLOCK, END, padding};
 use crate::tarfmt::{self, Format};
+pub use crate::tarfmt::{BLOCK, END, padding};
 
 /// Bytes a member with a body of `size` takes in an archive whose header
 /// is one block (names of at most 100 bytes, no extended attributes).
@@ -193,7 +193,11 @@ fn block(
         .link(link)
         .devices(matches!(flag, b'3' | b'4').then_some(dev));
     let big = h.fits().is_err();
-    let format = if gnu || big { Format::Gnu } else { Format::Ustar };
+    let format = if gnu || big {
+        Format::Gnu
+    } else {
+        Format::Ustar
+    };
     (h.format(format).encode(), big)
 }
 
