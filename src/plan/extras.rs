@@ -249,7 +249,89 @@ mod tests {
         }
     }
 
-    fn rec(id: &str, size: u64, usage: u64, used: &str, shared: bool) -> BuildRecord {
+    fn rec(
+        id: &str,
+        parent: Option<&str>,
+        kind: &str,
+        shared: bool,
+        size: u64,
+        used: i64,
+    ) -> BuildRecord {
+        let t = jiff::Timestamp::from_second(NOW - used)
+            .unwrap()
+            .to_string();
+        BuildRecord {
+            id: id.into(),
+            parents: parent.into_iter().map(str::to_string).collect(),
+            kind: kind.into(),
+            description: String::new(),
+            in_use: Some(false),
+            shared,
+            size,
+            created: t.clone(),
+            last_used: Some(t),
+            usage_count: 1,
+        }
+    }
+
+    const NOW: i64 = 2_000_000_000;
+
+    fn opts(all: bool, until: Option<i64>, keep: Option<u64>) -> BuildCacheOptions {
+        BuildCacheOptions {
+            all,
+            until,
+            keep_bytes: keep,
+            now: NOW,
+        }
+    }
+
+    fn ids(p: &PlanBuildCache) -> Vec<&str> {
+        let mut v: Vec<&str> = p.records.iter().map(|r| r.id.as_str()).collect();
+        v.sort();
+        v
+    }
+
+    #[test]
+    fn build_cache_estimate_follows_buildkit_prune() {
+        let bc = buildcache::BuildCache {
+            known: true,
+            records: vec![
+                rec("base", None, "regular", false, 100, 7200),
+                rec("child", Some("base"), "regular", false, 10, 60),
+                rec("front", None, "frontend", false, 5, 7200),
+                rec("img", None, "regular", true, 50, 7200),
+                rec("mount", None, "exec.cachemount", false, 20, 7200),
+            ],
+        };
+        // Without -a: regular and cache mounts no image shares; a parent
+        // goes once its child does.
+        assert_eq!(
+            ids(&build_cache_of(&bc, &opts(false, None, None))),
+            ["base", "child", "mount"]
+        );
+        // -a: every unused record.
+        assert_eq!(
+            ids(&build_cache_of(&bc, &opts(true, None, None))),
+            ["base", "child", "front", "img", "mount"]
+        );
+        // until=1h: child was used a minute ago, so it and its parent stay.
+        assert_eq!(
+            ids(&build_cache_of(&bc, &opts(false, Some(3600), None))),
+            ["mount"]
+        );
+        // keep-storage counts unshared records only (135 bytes here), so
+        // with 150 to keep BuildKit deletes nothing; the order under it is
+        // pinned by keep_storage_follows_buildkits_gc_order.
+        let p = build_cache_of(&bc, &opts(true, None, Some(150)));
+        assert!(p.records.is_empty(), "{p:?}");
+        let p = build_cache_of(&bc, &opts(true, None, Some(100)));
+        assert!(!p.records.is_empty(), "{p:?}");
+        // Unknown records: nothing estimated, the daemon decides.
+        let p = build_cache_of(&buildcache::BuildCache::default(), &opts(true, None, None));
+        assert!(!p.known && p.records.is_empty());
+    }
+
+    fn rec_used(id: &str, size: u64, usage: u64, used: &str, shared: bool) -> BuildRecord {
         BuildRecord {
             id: id.into(),
             parents: Vec::new(),
@@ -272,10 +354,10 @@ mod tests {
         let bc = buildcache::BuildCache {
             known: true,
             records: vec![
-                rec("a", 100, 5, "2020-01-01T00:00:01Z", false),
-                rec("b", 100, 1, "2020-01-01T00:00:02Z", false),
-                rec("c", 100, 1, "2020-01-01T00:00:03Z", false),
-                rec("s", 1000, 9, "2020-01-01T00:00:04Z", true),
+                rec_used("a", 100, 5, "2020-01-01T00:00:01Z", false),
+                rec_used("b", 100, 1, "2020-01-01T00:00:02Z", false),
+                rec_used("c", 100, 1, "2020-01-01T00:00:03Z", false),
+                rec_used("s", 1000, 9, "2020-01-01T00:00:04Z", true),
             ],
         };
         let o = BuildCacheOptions {
