@@ -116,30 +116,9 @@ impl<'a> Live<'a> {
         user.map(|(_, c)| Done::Skipped(format!("container {} uses it now", c.name)))
     }
 
-    /// Why reference `r` may not go by name now: it names another image
-    /// (skipped), or none (done), by the lists read at the start.
+    /// Why reference `r` may not go by name now (see [`moved`]).
     fn moved(&self, r: &PlanRef) -> Option<Done> {
-        if self
-            .view
-            .images
-            .get(&r.image)
-            .is_some_and(|i| i.refs.contains(&r.reference))
-        {
-            return None;
-        }
-        match self
-            .view
-            .images
-            .iter()
-            .find(|(_, i)| i.refs.contains(&r.reference))
-        {
-            Some((id, _)) => Some(Done::Skipped(format!(
-                "it names image {} now, not {}",
-                id.short(),
-                r.image.short()
-            ))),
-            None => Some(Done::Gone),
-        }
+        moved(&self.view, r)
     }
 
     /// Whether the daemon's own `PruneChildren` may follow this image's
@@ -383,5 +362,76 @@ impl Executor for Live<'_> {
 
     fn close(self) -> Result<Option<String>, StepError> {
         Ok(None)
+    }
+}
+
+/// Why reference `r` may not go by name now, by the daemon's lists `view`:
+/// it names another image (skipped: a delete by name would untag that one,
+/// or delete it with its last name), or none (done).
+fn moved(view: &View, r: &PlanRef) -> Option<Done> {
+    if view
+        .images
+        .get(&r.image)
+        .is_some_and(|i| i.refs.contains(&r.reference))
+    {
+        return None;
+    }
+    match view
+        .images
+        .iter()
+        .find(|(_, i)| i.refs.contains(&r.reference))
+    {
+        Some((id, _)) => Some(Done::Skipped(format!(
+            "it names image {} now, not {}",
+            id.short(),
+            r.image.short()
+        ))),
+        None => Some(Done::Gone),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::view::ApiImage;
+
+    fn image(hex: char, refs: &[&str]) -> (ImageId, ApiImage) {
+        let id = ImageId::from_hex(&hex.to_string().repeat(64)).unwrap();
+        let api = ApiImage {
+            refs: refs.iter().map(|r| r.to_string()).collect(),
+            ..ApiImage::default()
+        };
+        (id, api)
+    }
+
+    fn planned(reference: &str, image: ImageId) -> PlanRef {
+        PlanRef {
+            repository: reference.split(':').next().unwrap().into(),
+            reference: reference.into(),
+            image,
+            reason: String::new(),
+        }
+    }
+
+    #[test]
+    fn a_reference_goes_by_name_only_while_it_names_the_planned_image() {
+        let (a, img_a) = image('a', &["app:1", "app:latest"]);
+        let (b, img_b) = image('b', &["base:1"]);
+        let view = View {
+            images: [(a, img_a), (b, img_b)].into_iter().collect(),
+            ..View::default()
+        };
+        // Still where the plan saw it.
+        assert_eq!(moved(&view, &planned("app:1", a)), None);
+        // Moved to another image since the plan: left alone, named.
+        let Some(Done::Skipped(why)) = moved(&view, &planned("base:1", a)) else {
+            panic!("a moved reference is not skipped");
+        };
+        assert!(
+            why.contains(&b.short()) && why.contains(&a.short()),
+            "{why}"
+        );
+        // Gone from every image: done by someone else.
+        assert_eq!(moved(&view, &planned("old:1", a)), Some(Done::Gone));
     }
 }
