@@ -1940,20 +1940,28 @@ impl Ext4Root {
         sh(Command::new("umount").arg(&self.mnt));
     }
 
-    /// Waits until no loop device holds the image. A container or build
-    /// that another test starts meanwhile copies the host's mounts into its
-    /// new mount namespace for a moment, which keeps this filesystem
-    /// mounted there after our umount; debugfs would then write under a
-    /// live superblock, whose later writeback puts the old times back.
+    /// Waits until no loop device holds the image: debugfs must not write
+    /// under a live superblock, whose writeback would put old times back.
+    /// A container or build another test starts meanwhile copies the
+    /// host's mounts into its new mount namespace for a moment, which can
+    /// keep this filesystem mounted there after our umount.
     fn wait_detached(&self) {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
+        let start = Instant::now();
+        let deadline = start + Duration::from_secs(30);
+        for round in 0.. {
             let out = Command::new("losetup")
                 .arg("-j")
                 .arg(&self.image)
                 .output()
                 .expect("losetup");
             if out.status.success() && out.stdout.is_empty() {
+                if round > 0 {
+                    note(format!(
+                        "{} stayed attached {:.2} s after umount",
+                        self.image.display(),
+                        start.elapsed().as_secs_f64()
+                    ));
+                }
                 return;
             }
             assert!(
@@ -1967,8 +1975,26 @@ impl Ext4Root {
     }
 
     /// Sets mtime and ctime of `paths` (under the root) to `secs`, through
-    /// debugfs on the unmounted image.
+    /// debugfs on the unmounted image. Once in a whole run of this binary
+    /// (never alone) a remount showed the old times, cause unconfirmed: a
+    /// second round is allowed, noted, and then the times must be right.
     fn age(&self, paths: &[PathBuf], secs: i64) {
+        let wrong = self.try_age(paths, secs);
+        if wrong.is_empty() {
+            return;
+        }
+        note(format!(
+            "{}: debugfs times not seen after the remount, once more: {wrong:?}",
+            self.image.display()
+        ));
+        let wrong = self.try_age(paths, secs);
+        assert!(wrong.is_empty(), "times not set to {secs}: {wrong:?}");
+    }
+
+    /// One round of [`Ext4Root::age`]: the paths whose (mtime, ctime) are
+    /// not `secs` after the remount, with what they are.
+    fn try_age(&self, paths: &[PathBuf], secs: i64) -> Vec<(PathBuf, i64, i64)> {
+        use std::os::unix::fs::MetadataExt;
         self.umount();
         self.wait_detached();
         let stamp = jiff::Timestamp::from_second(secs)
@@ -1993,11 +2019,14 @@ impl Ext4Root {
             .arg(&script_path)
             .arg(&self.image));
         self.mount();
-        for p in paths {
-            let md = fs::symlink_metadata(self.root().join(p)).unwrap();
-            use std::os::unix::fs::MetadataExt;
-            assert_eq!((md.mtime(), md.ctime()), (secs, secs), "{}", p.display());
-        }
+        paths
+            .iter()
+            .filter_map(|p| {
+                let md = fs::symlink_metadata(self.root().join(p)).unwrap();
+                ((md.mtime(), md.ctime()) != (secs, secs))
+                    .then(|| (p.clone(), md.mtime(), md.ctime()))
+            })
+            .collect()
     }
 }
 
