@@ -5,6 +5,8 @@
 //! is a question to the holds ([`crate::holds`]), asked with the same
 //! selection the prune plan uses, so df and prune cannot disagree.
 
+pub mod containerd;
+
 use crate::buildcache::{self, BuildRecord};
 use crate::disk::docker_size;
 use crate::graph::Graph;
@@ -43,6 +45,8 @@ impl SharedSizeRule {
 
 #[derive(Debug, Serialize)]
 pub struct Usage {
+    /// Always `graphdriver` here; `containerd` for [`containerd::Usage`].
+    pub store: &'static str,
     pub root: PathBuf,
     pub driver: String,
     pub shared_size_rule: SharedSizeRule,
@@ -147,6 +151,7 @@ pub fn compute(g: &Graph, opts: &Options) -> Usage {
     let mut anomalies = snap.anomalies.clone();
     anomalies.extend(not_loaded(g));
     Usage {
+        store: "graphdriver",
         root: snap.root.clone(),
         driver: snap.driver().to_string(),
         shared_size_rule: rule,

@@ -23,6 +23,8 @@ pub const EXIT_CANNOT_RUN: u8 = 2;
 /// What every handler gets: the effective root and the config it came from.
 pub struct Ctx {
     pub root: PathBuf,
+    /// `--containerd-root` and `--namespace`.
+    pub containerd: dockgc::store::ContainerdOptions,
     pub config: Config,
     pub config_path: Option<PathBuf>,
 }

@@ -123,6 +123,29 @@ pub fn detect(root: &Path) -> Result<Layout, StoreError> {
     })
 }
 
+/// Which store a root is.
+pub enum Store {
+    Graphdriver(Layout),
+    /// A containerd store: a Docker root in containerd mode (`docker_root`),
+    /// or a containerd root itself (`None`).
+    Containerd {
+        docker_root: Option<PathBuf>,
+    },
+}
+
+/// [`detect`], with a containerd store returned instead of refused.
+pub fn detect_store(root: &Path) -> Result<Store, StoreError> {
+    if super::containerd::paths::is_containerd_root(root) {
+        return Ok(Store::Containerd { docker_root: None });
+    }
+    match detect(root) {
+        Err(StoreError::ContainerdStore { path }) => Ok(Store::Containerd {
+            docker_root: Some(path),
+        }),
+        other => other.map(Store::Graphdriver),
+    }
+}
+
 fn non_empty_dir(p: &Path) -> bool {
     fs::read_dir(p)
         .map(|mut rd| rd.next().is_some())

@@ -3,6 +3,7 @@
 //! every malformed item becomes an [`Anomaly`], and only a root that is not
 //! a readable root of a store dockgc handles is an error.
 
+pub mod containerd;
 mod containers;
 pub mod daemon;
 mod error;
@@ -16,7 +17,7 @@ pub use error::StoreError;
 pub use graphdriver::{parse_size, parse_time};
 pub use snapshot::*;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// What to read beyond what every command needs.
 #[derive(Debug, Clone, Copy)]
@@ -30,8 +31,58 @@ pub fn load(root: &Path) -> Result<Snapshot, StoreError> {
     load_with(root, LoadOptions { lower: true })
 }
 
-/// Reads the root with the source its layout calls for.
+/// Reads a graphdriver root. A containerd store is refused here
+/// (`StoreError::ContainerdStore`): commands that handle one call [`open`].
 pub fn load_with(root: &Path, opts: LoadOptions) -> Result<Snapshot, StoreError> {
     let layout = layout::detect(root)?;
     Ok(graphdriver::read(root, layout, opts))
+}
+
+/// Where a containerd store is and what of it to report.
+#[derive(Debug, Clone, Default)]
+pub struct ContainerdOptions {
+    /// `--containerd-root`: read this containerd root, whatever `root` is.
+    pub root: Option<PathBuf>,
+    /// `--namespace`: a namespace, or `all`; default `moby`.
+    pub namespace: Option<String>,
+}
+
+/// Reads whatever store `root` is: a graphdriver root, a Docker root in
+/// containerd mode (then the containerd root serving it), or a containerd
+/// root itself; `--containerd-root` overrides the search.
+pub fn open(
+    root: &Path,
+    ctrd: &ContainerdOptions,
+    opts: LoadOptions,
+) -> Result<Snapshot, StoreError> {
+    let scope = match ctrd.namespace.as_deref() {
+        None => containerd::Scope::One(containerd::MOBY.into()),
+        Some("all") => containerd::Scope::All,
+        Some(ns) => containerd::Scope::One(ns.into()),
+    };
+    let read = |croot: PathBuf, docker_root: Option<PathBuf>| {
+        containerd::read(&containerd::Options {
+            root: croot,
+            docker_root,
+            scope: scope.clone(),
+            walk_active: true,
+        })
+        .map_err(StoreError::from)
+    };
+    if let Some(croot) = &ctrd.root {
+        // The Docker root counts only if it is one in containerd mode.
+        let docker = matches!(
+            layout::detect_store(root),
+            Ok(layout::Store::Containerd { .. })
+        )
+        .then(|| root.to_path_buf());
+        return read(croot.clone(), docker);
+    }
+    match layout::detect_store(root)? {
+        layout::Store::Graphdriver(l) => Ok(graphdriver::read(root, l, opts)),
+        layout::Store::Containerd { docker_root: None } => read(root.to_path_buf(), None),
+        layout::Store::Containerd {
+            docker_root: Some(d),
+        } => read(containerd::root_for_docker(&d), Some(d)),
+    }
 }

@@ -1,0 +1,1085 @@
+//! `df` of a containerd store: Docker Engine 29's image sizes (moby
+//! `daemon/containerd/image_list.go` `Images`, `multiPlatformSummary`,
+//! `computeSharedSize`; `daemon/containerd/service.go` and
+//! `daemon/disk_usage.go` for the summary), applied per engine version,
+//! plus what containerd keeps that Docker does not show: snapshots by
+//! kind, leases, ingests, what the next GC collects and orphaned data.
+//! Snapshot sizes are what `ctr snapshots usage -b` prints.
+
+use crate::holds::containerd::{self as gc, Analysis, Item, Orphan};
+use crate::holds::{Holder, HolderId};
+use crate::ids::{BlobDigest, ChainId, SnapshotKey};
+use crate::reach::{Kind, Node};
+use crate::store::containerd::{
+    Doc, ImageRec, Namespace, SnapKind, State, Time, Usage as SnapUsage, manifest,
+};
+use crate::store::{Anomaly, Snapshot};
+use crate::usage::SummaryRow;
+use serde::Serialize;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::path::PathBuf;
+
+/// Docker 29 names untagged images `moby-dangling@<digest>`
+/// (`daemon/containerd/soft_delete.go`).
+pub const DANGLING_PREFIX: &str = "moby-dangling@";
+
+/// An Engine 29 release, for the rules that changed between them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+pub struct EngineVersion {
+    pub major: u32,
+    pub minor: u32,
+}
+
+impl EngineVersion {
+    /// `29.5`, `29.5.1`, `v29.5.0`, `docker-v29.5.0`.
+    pub fn parse(s: &str) -> Result<EngineVersion, String> {
+        let t = s
+            .trim()
+            .trim_start_matches("docker-")
+            .trim_start_matches('v');
+        let mut it = t.split(['.', '-', '+']);
+        let major: u32 = it
+            .next()
+            .and_then(|m| m.parse().ok())
+            .ok_or_else(|| format!("{s:?} is not an engine version like 29.5"))?;
+        let minor: u32 = it.next().and_then(|m| m.parse().ok()).unwrap_or(0);
+        if major != 29 {
+            return Err(format!(
+                "engine {major}.{minor}: dockgc knows the containerd store's df rules of \
+                 Engine 29 (29.0 and later)"
+            ));
+        }
+        Ok(EngineVersion { major, minor })
+    }
+}
+
+/// The rules of one engine version (doc'd per field with the moby commit
+/// that changed it).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct Rules {
+    /// The name reports show: `29.6+`, `29.5`, `29.4`, `29.0-29.3`.
+    pub name: &'static str,
+    /// 29.5+: SharedSize also counts content shared between images
+    /// (moby commit 9f195211).
+    pub shared_content: bool,
+    /// 29.6+: Images TotalSize counts the chains of unpacked image
+    /// manifests only, not every snapshot of the namespace (moby PR #52901).
+    pub total_chains_only: bool,
+    /// 29.4+: Active counts images with containers, Reclaimable sums the
+    /// unique sizes of images without (moby commit 46dba49e).
+    pub active_with_containers: bool,
+    /// Whether the version was given (`--engine-version`) or the newest assumed.
+    pub chosen: bool,
+}
+
+impl Rules {
+    pub fn for_version(v: Option<EngineVersion>) -> Rules {
+        let minor = v.map_or(u32::MAX, |v| v.minor);
+        Rules {
+            name: match minor {
+                6.. => "29.6+",
+                5 => "29.5",
+                4 => "29.4",
+                _ => "29.0-29.3",
+            },
+            shared_content: minor >= 5,
+            total_chains_only: minor >= 6,
+            active_with_containers: minor >= 4,
+            chosen: v.is_some(),
+        }
+    }
+}
+
+#[derive(Debug, Serialize)]
+pub struct Usage {
+    /// Always `containerd`: which df contract this is.
+    pub store: &'static str,
+    pub root: PathBuf,
+    pub docker_root: Option<PathBuf>,
+    /// The namespace reported, or `all`.
+    pub namespace: String,
+    pub namespaces: Vec<String>,
+    pub containerd: ContainerdInfo,
+    pub engine_rules: Rules,
+    pub summary: Vec<SummaryRow>,
+    pub images: Vec<ImageUsage>,
+    pub containers: Vec<ContainerUsage>,
+    pub snapshots: Vec<SnapshotUsage>,
+    pub blobs: Vec<BlobUsage>,
+    /// Σ size of the blob files the report covers.
+    pub content_total: u64,
+    pub leases: Vec<LeaseUsage>,
+    pub ingests: Vec<IngestUsage>,
+    /// What containerd's next garbage collection deletes.
+    pub collectable: Vec<Item>,
+    pub orphans: Vec<Orphan>,
+    pub anomalies: Vec<Anomaly>,
+    pub disk: Option<crate::reconcile::DiskUsage>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct ContainerdInfo {
+    pub schema: Option<i64>,
+    pub version: Option<&'static str>,
+    pub evidence: Option<String>,
+    /// A containerd holds the root's databases now: these figures are a
+    /// point-in-time snapshot (each database was read consistently).
+    pub live: bool,
+    pub point_in_time: bool,
+    pub read_at: Time,
+    pub held: Vec<PathBuf>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct ImageUsage {
+    pub namespace: String,
+    /// The image ID: the target digest (`image_list.go` `singlePlatformImage`).
+    pub id: BlobDigest,
+    pub media_type: String,
+    /// Every record name with this target (`moby-dangling@` names excluded
+    /// when a real name exists).
+    pub names: Vec<String>,
+    pub repo_tags: Vec<String>,
+    pub repo_digests: Vec<String>,
+    /// Only a `moby-dangling@` record names it: shown as `<none>`.
+    pub dangling: bool,
+    /// The config's `created` of the host-platform manifest.
+    pub created: Option<String>,
+    #[serde(skip)]
+    pub created_unix: Option<i64>,
+    pub size: u64,
+    pub shared_size: u64,
+    /// `size - shared_size`, as the docker CLI prints UNIQUE SIZE.
+    pub unique_size: u64,
+    /// Docker containers (or containerd containers) on this image; -1 when
+    /// no manifest matches the host platform.
+    pub containers: i64,
+    /// `os/arch[/variant]` of the manifests visited.
+    pub platforms: Vec<String>,
+    /// The host-platform manifest's top chain ID is a snapshot.
+    pub unpacked: bool,
+}
+
+#[derive(Debug, Serialize)]
+pub struct ContainerUsage {
+    pub namespace: String,
+    pub id: String,
+    pub names: Vec<String>,
+    pub image: Option<String>,
+    pub state: &'static str,
+    pub active: bool,
+    pub snapshot: Option<SnapshotKey>,
+    /// The RW snapshot's usage (`GetContainerLayerSize`).
+    pub size_rw: u64,
+    /// `size_rw` plus the init layer and the image chain.
+    pub size_root_fs: u64,
+}
+
+#[derive(Debug, Serialize)]
+pub struct SnapshotUsage {
+    pub namespace: String,
+    pub snapshotter: String,
+    pub key: SnapshotKey,
+    pub kind: SnapKind,
+    pub parent: Option<SnapshotKey>,
+    /// As `ctr snapshots usage -b` prints them: stored at commit for
+    /// committed snapshots, walked now for active ones, 0 for views.
+    pub size: u64,
+    pub inodes: u64,
+    /// The backend name and directory id.
+    pub backend: String,
+    pub dir: Option<String>,
+    /// What keeps it (containerd's GC roots that reach it).
+    pub holders: Vec<String>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct BlobUsage {
+    pub digest: BlobDigest,
+    /// The file's size; the record's when the file is missing.
+    pub size: u64,
+    pub media_type: Option<String>,
+    pub present: bool,
+    /// Namespaces that record it.
+    pub namespaces: Vec<String>,
+    /// A layer blob whose chain is also unpacked: its bytes are on disk twice.
+    pub unpacked: bool,
+}
+
+#[derive(Debug, Serialize)]
+pub struct LeaseUsage {
+    pub namespace: String,
+    pub id: String,
+    pub created: Option<Time>,
+    pub expires: Option<String>,
+    pub expired: bool,
+    pub flat: bool,
+    pub content: usize,
+    pub snapshots: usize,
+    pub ingests: usize,
+    pub images: usize,
+    /// Bytes only this lease keeps (what would go with it).
+    pub exclusive_bytes: u64,
+}
+
+#[derive(Debug, Serialize)]
+pub struct IngestUsage {
+    pub dir: String,
+    pub namespace: Option<String>,
+    pub backend_ref: Option<String>,
+    /// Bytes received (`data`), and `total` when known.
+    pub offset: Option<u64>,
+    pub total: Option<u64>,
+    pub started_at: Option<String>,
+    pub updated_at: Option<String>,
+    pub expire_at: Option<Time>,
+    pub allocated: u64,
+}
+
+pub struct Options {
+    pub engine: Option<EngineVersion>,
+}
+
+/// Per-namespace context: its records and the default snapshotter.
+struct Ns<'s> {
+    s: &'s State,
+    ns: &'s Namespace,
+}
+
+impl<'s> Ns<'s> {
+    fn snapshotter(&self) -> &'s str {
+        self.s.default_snapshotter()
+    }
+
+    /// `Usage` of a snapshot key in the default snapshotter.
+    fn usage(&self, key: &str) -> Option<SnapUsage> {
+        let sn = self.snapshotter();
+        let rec = self
+            .ns
+            .snapshots
+            .get(sn)?
+            .get(&SnapshotKey(key.to_string()))?;
+        self.s.snapshotters.get(sn)?.usage(&rec.name)
+    }
+
+    fn has_record(&self, d: &BlobDigest) -> bool {
+        self.ns.blobs.contains_key(d)
+    }
+}
+
+/// One manifest visited for an image group.
+struct Visited {
+    digest: BlobDigest,
+    content: u64,
+    unpacked: u64,
+    /// Chain IDs of its config (empty for pseudo manifests).
+    chains: Vec<ChainId>,
+    /// Content digests counted.
+    digests: Vec<(BlobDigest, u64)>,
+    platform: Option<manifest::Platform>,
+    host: bool,
+    pseudo: bool,
+    created: Option<String>,
+}
+
+fn visit_manifest(
+    n: &Ns<'_>,
+    d: &manifest::Descriptor,
+    host: &manifest::Platform,
+    out: &mut Vec<Visited>,
+) {
+    let Some(md) = d.digest else { return };
+    // A manifest without a record drops its subtree (`presentChildrenHandler`).
+    if !n.has_record(&md) {
+        return;
+    }
+    let size = u64::try_from(d.size).unwrap_or(0);
+    let pseudo = manifest::is_pseudo(d);
+    let mut v = Visited {
+        digest: md,
+        content: size,
+        unpacked: 0,
+        chains: Vec::new(),
+        digests: vec![(md, size)],
+        platform: d.platform.clone(),
+        host: manifest::matches_host(d.platform.as_ref(), host),
+        pseudo,
+        created: None,
+    };
+    if let Some(Doc::Manifest { config, layers }) = n.s.doc(&md) {
+        for c in std::iter::once(config).chain(layers) {
+            if let Some(cd) = c.digest
+                && n.has_record(&cd)
+            {
+                let sz = u64::try_from(c.size).unwrap_or(0);
+                v.content += sz;
+                v.digests.push((cd, sz));
+            }
+        }
+        if !pseudo
+            && let Some(cd) = config.digest
+            && let Some(Doc::Config(cfg)) = n.s.doc(&cd)
+        {
+            v.chains = ChainId::chain(&cfg.diff_ids);
+            v.created = cfg.created.clone();
+            if v.platform.is_none() {
+                v.platform = cfg.os.as_ref().map(|os| manifest::Platform {
+                    os: os.clone(),
+                    architecture: cfg.architecture.clone().unwrap_or_default(),
+                    variant: cfg.variant.clone(),
+                });
+                v.host = manifest::matches_host(v.platform.as_ref(), host);
+            }
+            // One missing snapshot makes the whole chain 0
+            // (`image_snapshot.go` `calculateSnapshotTotalUsage`).
+            let mut total = 0u64;
+            for c in &v.chains {
+                match n.usage(&c.to_string()) {
+                    Some(u) => total += u.size,
+                    None => {
+                        total = 0;
+                        break;
+                    }
+                }
+            }
+            v.unpacked = total;
+        }
+    }
+    out.push(v);
+}
+
+/// Every reachable platform manifest under `target` (`walkReachableImageManifests`).
+fn visit(n: &Ns<'_>, target: &ImageRec, host: &manifest::Platform) -> Vec<Visited> {
+    let mut out = Vec::new();
+    let Some(td) = target.target.digest else {
+        return out;
+    };
+    let desc = manifest::Descriptor {
+        media_type: target.target.media_type.clone(),
+        digest: Some(td),
+        raw_digest: target.target.raw_digest.clone(),
+        size: target.target.size,
+        platform: None,
+        annotations: BTreeMap::new(),
+    };
+    let mut stack = vec![(desc, 0usize)];
+    while let Some((d, depth)) = stack.pop() {
+        let Some(dd) = d.digest else { continue };
+        match n.s.doc(&dd) {
+            Some(Doc::Index { manifests }) if depth < 4 && n.has_record(&dd) => {
+                for m in manifests.iter().rev() {
+                    stack.push((m.clone(), depth + 1));
+                }
+            }
+            Some(Doc::Index { .. }) => {}
+            _ if manifest::is_index(&d.media_type) => {}
+            _ => visit_manifest(n, &d, host, &mut out),
+        }
+    }
+    out
+}
+
+struct Group<'s> {
+    target: BlobDigest,
+    recs: Vec<&'s ImageRec>,
+    visited: Vec<Visited>,
+}
+
+fn groups(ns: &Namespace) -> Vec<(BlobDigest, Vec<&ImageRec>)> {
+    let mut by: BTreeMap<BlobDigest, Vec<&ImageRec>> = BTreeMap::new();
+    for img in ns.images.values() {
+        if let Some(t) = img.target.digest {
+            by.entry(t).or_default().push(img);
+        }
+    }
+    by.into_iter()
+        .map(|(t, mut recs)| {
+            // A dangling record counts only when no named record has this target.
+            if recs.iter().any(|r| !r.name.starts_with(DANGLING_PREFIX)) {
+                recs.retain(|r| !r.name.starts_with(DANGLING_PREFIX));
+            }
+            (t, recs)
+        })
+        .collect()
+}
+
+fn platform_word(p: &manifest::Platform) -> String {
+    match &p.variant {
+        Some(v) => format!("{}/{}/{v}", p.os, p.architecture),
+        None => format!("{}/{}", p.os, p.architecture),
+    }
+}
+
+/// The images of one namespace with Docker 29's sizes.
+fn images(n: &Ns<'_>, rules: &Rules, containers: &[ContainerUsage]) -> Vec<ImageUsage> {
+    let host = manifest::host_platform();
+    let groups: Vec<Group<'_>> = groups(n.ns)
+        .into_iter()
+        .map(|(target, recs)| {
+            let visited = visit(n, recs[0], &host);
+            Group {
+                target,
+                recs,
+                visited,
+            }
+        })
+        .collect();
+    // computeSharedSize: chain IDs per occurrence, content digests once per group.
+    let mut chain_count: HashMap<ChainId, u32> = HashMap::new();
+    let mut digest_count: HashMap<BlobDigest, u32> = HashMap::new();
+    for g in &groups {
+        let mut mine = BTreeSet::new();
+        for v in &g.visited {
+            for c in &v.chains {
+                *chain_count.entry(*c).or_default() += 1;
+            }
+            for (d, _) in &v.digests {
+                mine.insert(*d);
+            }
+        }
+        for d in mine {
+            *digest_count.entry(d).or_default() += 1;
+        }
+    }
+    groups
+        .iter()
+        .map(|g| {
+            let size: u64 = g.visited.iter().map(|v| v.content + v.unpacked).sum();
+            let mut shared: u64 = 0;
+            let mut seen_digest = BTreeSet::new();
+            for v in &g.visited {
+                for c in &v.chains {
+                    if chain_count.get(c).copied().unwrap_or(0) > 1 {
+                        shared += n.usage(&c.to_string()).map_or(0, |u| u.size);
+                    }
+                }
+                if rules.shared_content {
+                    for (d, sz) in &v.digests {
+                        if digest_count.get(d).copied().unwrap_or(0) > 1 && seen_digest.insert(*d) {
+                            shared += sz;
+                        }
+                    }
+                }
+            }
+            let best = g
+                .visited
+                .iter()
+                .find(|v| v.host)
+                .or_else(|| g.visited.iter().find(|v| !v.pseudo));
+            let manifests: BTreeSet<BlobDigest> = g.visited.iter().map(|v| v.digest).collect();
+            let names: Vec<String> = g.recs.iter().map(|r| r.name.clone()).collect();
+            let dangling = names.iter().all(|x| x.starts_with(DANGLING_PREFIX));
+            let containers_n = if g.visited.iter().any(|v| v.host) {
+                containers
+                    .iter()
+                    .filter(|c| {
+                        c.image.as_deref().is_some_and(|i| {
+                            names.iter().any(|x| x == i)
+                                || i == g.target.to_string()
+                                || BlobDigest::parse(i).is_ok_and(|d| manifests.contains(&d))
+                        })
+                    })
+                    .count() as i64
+            } else {
+                -1
+            };
+            let (mut repo_tags, mut repo_digests) = (Vec::new(), Vec::new());
+            for x in &names {
+                if x.starts_with(DANGLING_PREFIX) {
+                    continue;
+                }
+                if x.contains('@') {
+                    repo_digests.push(x.clone());
+                } else if !x.starts_with("sha256:") {
+                    repo_tags.push(x.clone());
+                }
+            }
+            let created = best.and_then(|b| b.created.clone());
+            ImageUsage {
+                namespace: n.ns.name.clone(),
+                id: g.target,
+                media_type: g.recs[0].target.media_type.clone(),
+                names,
+                repo_tags,
+                repo_digests,
+                dangling,
+                created_unix: created
+                    .as_deref()
+                    .and_then(|c| c.parse::<jiff::Timestamp>().ok())
+                    .map(|t| t.as_second()),
+                created,
+                size,
+                shared_size: shared,
+                unique_size: size.saturating_sub(shared),
+                containers: containers_n,
+                platforms: g
+                    .visited
+                    .iter()
+                    .filter(|v| !v.pseudo)
+                    .filter_map(|v| v.platform.as_ref().map(platform_word))
+                    .collect(),
+                unpacked: best.is_some_and(|b| {
+                    b.chains
+                        .last()
+                        .is_some_and(|top| n.usage(&top.to_string()).is_some())
+                }),
+            }
+        })
+        .collect()
+}
+
+/// Images TotalSize (`ImageDiskUsage`): chains of unpacked manifests (29.6+)
+/// or every snapshot of the namespace (before), plus the present blobs
+/// reachable from each target, index included, each digest once.
+fn images_total(n: &Ns<'_>, rules: &Rules) -> u64 {
+    let host = manifest::host_platform();
+    let mut chains: BTreeSet<ChainId> = BTreeSet::new();
+    let mut digests: BTreeMap<BlobDigest, u64> = BTreeMap::new();
+    for (t, recs) in groups(n.ns) {
+        let rec = recs[0];
+        if n.has_record(&t) {
+            digests.insert(t, u64::try_from(rec.target.size).unwrap_or(0));
+        }
+        for v in visit(n, rec, &host) {
+            for (d, sz) in &v.digests {
+                digests.insert(*d, *sz);
+            }
+            if v.unpacked > 0
+                || v.chains
+                    .last()
+                    .is_some_and(|c| n.usage(&c.to_string()).is_some())
+            {
+                chains.extend(v.chains.iter().copied());
+            }
+        }
+    }
+    let snaps: u64 = if rules.total_chains_only {
+        chains
+            .iter()
+            .filter_map(|c| n.usage(&c.to_string()))
+            .map(|u| u.size)
+            .sum()
+    } else {
+        n.ns.snapshots
+            .get(n.snapshotter())
+            .map(|recs| {
+                recs.keys()
+                    .filter_map(|k| n.usage(&k.0))
+                    .map(|u| u.size)
+                    .sum()
+            })
+            .unwrap_or(0)
+    };
+    snaps + digests.values().sum::<u64>()
+}
+
+/// Containers: Docker's (namespace `moby` of a Docker root) with their RW
+/// snapshot `<id>`, and containerd's container records elsewhere.
+fn containers(n: &Ns<'_>) -> Vec<ContainerUsage> {
+    let s = n.s;
+    let mut out = Vec::new();
+    let docker = s.docker_root.is_some() && n.ns.name == crate::store::containerd::MOBY;
+    if docker {
+        for c in &s.docker_containers {
+            let rw = n.usage(&c.id).map_or(0, |u| u.size);
+            let init = n.usage(&format!("{}-init", c.id)).map_or(0, |u| u.size);
+            let parent_chain = chain_usage(n, &format!("{}-init", c.id));
+            out.push(ContainerUsage {
+                namespace: n.ns.name.clone(),
+                id: c.id.clone(),
+                names: vec![c.name.clone()],
+                image: c
+                    .image_manifest
+                    .map(|d| d.to_string())
+                    .or_else(|| c.image.clone()),
+                state: c.state,
+                active: c.active,
+                snapshot: Some(SnapshotKey(c.id.clone())),
+                size_rw: rw,
+                size_root_fs: rw + init + parent_chain,
+            });
+        }
+        return out;
+    }
+    for (id, c) in &n.ns.containers {
+        let (rw, root_fs) = match (&c.snapshotter, &c.snapshot_key) {
+            (Some(_), Some(k)) => {
+                let rw = n.usage(&k.0).map_or(0, |u| u.size);
+                (rw, rw + chain_usage(n, &k.0))
+            }
+            _ => (0, 0),
+        };
+        out.push(ContainerUsage {
+            namespace: n.ns.name.clone(),
+            id: id.clone(),
+            names: vec![id.clone()],
+            image: c.image.clone(),
+            // Tasks live in containerd's state dir (tmpfs) and in shims,
+            // not in the root: whether one runs cannot be read here.
+            state: "unknown",
+            active: false,
+            snapshot: c.snapshot_key.clone(),
+            size_rw: rw,
+            size_root_fs: root_fs,
+        });
+    }
+    out
+}
+
+/// The usage of a snapshot's ancestors (not itself).
+fn chain_usage(n: &Ns<'_>, key: &str) -> u64 {
+    let Some(recs) = n.ns.snapshots.get(n.snapshotter()) else {
+        return 0;
+    };
+    let mut total = 0;
+    let mut cur = recs
+        .get(&SnapshotKey(key.to_string()))
+        .and_then(|r| r.parent.clone());
+    let mut steps = 0;
+    while let Some(k) = cur {
+        steps += 1;
+        if steps > recs.len() {
+            break;
+        }
+        total += n.usage(&k.0).map_or(0, |u| u.size);
+        cur = recs.get(&k).and_then(|r| r.parent.clone());
+    }
+    total
+}
+
+fn snapshots(s: &State, a: &Analysis<'_>) -> Vec<SnapshotUsage> {
+    let e = &a.edges;
+    let mut out = Vec::new();
+    for (key, (ns, sn, k)) in e.snapshots.iter().enumerate() {
+        let name = e.namespaces[*ns as usize];
+        if !s.scope.covers(name) {
+            continue;
+        }
+        let rec = &s.namespaces[name].snapshots[*sn][*k];
+        let backend = s
+            .snapshotters
+            .get(*sn)
+            .and_then(|x| x.backends.get(&rec.name));
+        let usage = s
+            .snapshotters
+            .get(*sn)
+            .and_then(|x| x.usage(&rec.name))
+            .unwrap_or_default();
+        out.push(SnapshotUsage {
+            namespace: name.into(),
+            snapshotter: (*sn).into(),
+            key: (*k).clone(),
+            kind: backend.map_or(SnapKind::Unknown, |b| b.kind),
+            parent: rec.parent.clone(),
+            size: usage.size,
+            inodes: usage.inodes,
+            backend: rec.name.clone(),
+            dir: backend.map(|b| b.id.to_string()),
+            holders: describe(a, &a.holders_of(Node::new(Kind::Snapshot, key as u32))),
+        });
+    }
+    out
+}
+
+fn describe(a: &Analysis<'_>, hs: &[HolderId]) -> Vec<String> {
+    let mut v: Vec<String> = hs.iter().map(|h| a.holds.holder(*h).describe()).collect();
+    v.sort();
+    v.dedup();
+    v
+}
+
+/// Media types named by descriptors: image targets, index children, configs, layers.
+fn media_types(s: &State) -> HashMap<BlobDigest, String> {
+    let mut m = HashMap::new();
+    for ns in s.namespaces.values() {
+        for img in ns.images.values() {
+            if let Some(d) = img.target.digest {
+                m.entry(d).or_insert_with(|| img.target.media_type.clone());
+            }
+        }
+    }
+    for doc in s.docs.values() {
+        match doc {
+            Doc::Index { manifests } => {
+                for d in manifests {
+                    if let Some(x) = d.digest {
+                        m.entry(x).or_insert_with(|| d.media_type.clone());
+                    }
+                }
+            }
+            Doc::Manifest { config, layers } => {
+                for d in std::iter::once(config).chain(layers) {
+                    if let Some(x) = d.digest {
+                        m.entry(x).or_insert_with(|| d.media_type.clone());
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    m
+}
+
+/// Layer blobs whose chain is unpacked: (digest → unpacked), per namespace.
+fn unpacked_layers(n: &Ns<'_>) -> BTreeSet<BlobDigest> {
+    let mut out = BTreeSet::new();
+    for doc in n.s.docs.values() {
+        let Doc::Manifest { config, layers } = doc else {
+            continue;
+        };
+        let Some(Doc::Config(cfg)) = config.digest.and_then(|d| n.s.doc(&d)) else {
+            continue;
+        };
+        let chains = ChainId::chain(&cfg.diff_ids);
+        for (l, c) in layers.iter().zip(&chains) {
+            if let Some(d) = l.digest
+                && n.has_record(&d)
+                && n.usage(&c.to_string()).is_some()
+            {
+                out.insert(d);
+            }
+        }
+    }
+    out
+}
+
+fn blobs(s: &State, unpacked: &BTreeSet<BlobDigest>) -> Vec<BlobUsage> {
+    let mt = media_types(s);
+    let mut by: BTreeMap<BlobDigest, Vec<String>> = BTreeMap::new();
+    for ns in s.scoped() {
+        for d in ns.blobs.keys() {
+            by.entry(*d).or_default().push(ns.name.clone());
+        }
+    }
+    by.into_iter()
+        .map(|(d, namespaces)| {
+            let file = s.blobs.get(&d);
+            let rec_size = s
+                .namespaces
+                .get(&namespaces[0])
+                .and_then(|n| n.blobs.get(&d))
+                .map_or(0, |b| u64::try_from(b.size).unwrap_or(0));
+            BlobUsage {
+                digest: d,
+                size: file.map_or(rec_size, |f| f.size),
+                media_type: mt.get(&d).cloned(),
+                present: file.is_some(),
+                namespaces,
+                unpacked: unpacked.contains(&d),
+            }
+        })
+        .collect()
+}
+
+fn leases(s: &State, a: &Analysis<'_>) -> Vec<LeaseUsage> {
+    let now = s.read_at;
+    // Bytes of what each lease holder alone keeps.
+    let mut holder_of_lease: HashMap<(&str, &str), HolderId> = HashMap::new();
+    for (i, h) in a.holds.holders().iter().enumerate() {
+        if let Holder::Containerd(gc::CtrdHolder::Lease { namespace, id, .. }) = h {
+            holder_of_lease.insert((namespace.as_str(), id.as_str()), i as HolderId);
+        }
+    }
+    let mut out = Vec::new();
+    for ns in s.scoped() {
+        for (id, l) in &ns.leases {
+            let exclusive = holder_of_lease
+                .get(&(ns.name.as_str(), id.as_str()))
+                .map_or(0, |h| node_bytes(s, a, &a.holds.freed([*h])));
+            out.push(LeaseUsage {
+                namespace: ns.name.clone(),
+                id: id.clone(),
+                created: l.created,
+                expires: l.labels.get(gc::LABEL_EXPIRE).cloned(),
+                expired: gc::expired(&l.labels, now),
+                flat: l.labels.contains_key(gc::LABEL_FLAT),
+                content: l.content.len(),
+                snapshots: l.snapshots.len(),
+                ingests: l.ingests.len(),
+                images: l.images.len(),
+                exclusive_bytes: exclusive,
+            });
+        }
+    }
+    out
+}
+
+/// Bytes of freed nodes: snapshot usage and blob file sizes (a blob file
+/// only when every record of it is among them).
+fn node_bytes(s: &State, a: &Analysis<'_>, nodes: &[Node]) -> u64 {
+    let e = &a.edges;
+    let mut total = 0;
+    let freed: BTreeSet<Node> = nodes.iter().copied().collect();
+    let mut blobs: BTreeMap<BlobDigest, (usize, usize)> = BTreeMap::new();
+    for n in nodes {
+        match n.kind {
+            Kind::Snapshot => {
+                let (ns, sn, k) = e.snapshots[n.key as usize];
+                let rec = &s.namespaces[e.namespaces[ns as usize]].snapshots[sn][k];
+                total += s
+                    .snapshotters
+                    .get(sn)
+                    .and_then(|x| x.usage(&rec.name))
+                    .map_or(0, |u| u.size);
+            }
+            Kind::Blob => {
+                let d = e.blobs[n.key as usize].1;
+                blobs.entry(d).or_default().0 += 1;
+            }
+            _ => {}
+        }
+    }
+    for (d, (freed_n, _)) in &blobs {
+        let records = e.blobs.iter().filter(|(_, x)| x == d).count();
+        let all_freed = *freed_n == records
+            && e.blobs
+                .iter()
+                .enumerate()
+                .filter(|(_, (_, x))| x == d)
+                .all(|(k, _)| freed.contains(&Node::new(Kind::Blob, k as u32)));
+        if all_freed {
+            total += s.blobs.get(d).map_or(0, |f| f.size);
+        }
+    }
+    total
+}
+
+fn ingests(s: &State) -> Vec<IngestUsage> {
+    let mut by_ref: HashMap<&str, (&str, Option<Time>)> = HashMap::new();
+    for ns in s.namespaces.values() {
+        for i in ns.ingests.values() {
+            by_ref.insert(i.backend_ref.as_str(), (ns.name.as_str(), i.expire_at));
+        }
+    }
+    s.ingests
+        .iter()
+        .filter_map(|(dir, d)| {
+            let r = d.backend_ref.as_ref().ok().and_then(|r| r.as_deref());
+            let ns = r.and_then(|r| r.split('/').next()).map(str::to_string);
+            if let Some(ns) = &ns
+                && !s.scope.covers(ns)
+            {
+                return None;
+            }
+            Some(IngestUsage {
+                dir: dir.clone(),
+                namespace: ns,
+                backend_ref: r.map(str::to_string),
+                offset: d.offset,
+                total: d.total,
+                started_at: d.started_at.clone(),
+                updated_at: d.updated_at.clone(),
+                expire_at: r.and_then(|r| by_ref.get(r)).and_then(|x| x.1),
+                allocated: d.allocated,
+            })
+        })
+        .collect()
+}
+
+fn row(kind: &'static str, total: u64, active: u64, size: u64, reclaimable: u64) -> SummaryRow {
+    SummaryRow {
+        kind,
+        total,
+        active,
+        size,
+        reclaimable,
+    }
+}
+
+/// Computes the containerd df of a snapshot read by `store::containerd`.
+pub fn compute(snap: &Snapshot, opts: &Options) -> Option<Usage> {
+    let s = snap.containerd()?;
+    let rules = Rules::for_version(opts.engine);
+    let a = Analysis::new(s);
+    let sweep = gc::collect(&a);
+    let in_scope = |ns: &Option<String>| ns.as_ref().is_none_or(|n| s.scope.covers(n));
+
+    let mut images_v = Vec::new();
+    let mut containers_v = Vec::new();
+    let mut images_total_size = 0u64;
+    let mut unpacked = BTreeSet::new();
+    for ns in s.scoped() {
+        let n = Ns { s, ns };
+        let cs = containers(&n);
+        images_v.extend(images(&n, &rules, &cs));
+        images_total_size += images_total(&n, &rules);
+        unpacked.extend(unpacked_layers(&n));
+        containers_v.extend(cs);
+    }
+    images_v.sort_by(|x, y| {
+        y.created_unix
+            .cmp(&x.created_unix)
+            .then(x.namespace.cmp(&y.namespace))
+            .then(x.id.cmp(&y.id))
+    });
+    let snapshots_v = snapshots(s, &a);
+    let blobs_v = blobs(s, &unpacked);
+    let content_total: u64 = blobs_v.iter().filter(|b| b.present).map(|b| b.size).sum();
+    let leases_v = leases(s, &a);
+    let ingests_v = ingests(s);
+    let collectable: Vec<Item> = sweep
+        .collectable
+        .into_iter()
+        .filter(|i| in_scope(&i.namespace))
+        .collect();
+    let orphans: Vec<Orphan> = sweep
+        .orphans
+        .into_iter()
+        .filter(|o| match o.kind {
+            gc::OrphanKind::Backend => in_scope(&o.id.split('/').next().map(str::to_string)),
+            _ => true,
+        })
+        .collect();
+
+    let mut summary = Vec::new();
+    // Images (`docker system df` rules per engine version).
+    let active_images = images_v
+        .iter()
+        .filter(|i| {
+            if rules.active_with_containers {
+                i.containers > 0
+            } else {
+                i.containers != 0
+            }
+        })
+        .count() as u64;
+    let unused_unique: u64 = images_v
+        .iter()
+        .filter(|i| i.containers == 0)
+        .map(|i| i.unique_size)
+        .sum();
+    let reclaim_images = if rules.active_with_containers {
+        unused_unique
+    } else {
+        images_total_size.saturating_sub(unused_unique)
+    };
+    summary.push(row(
+        "images",
+        images_v.len() as u64,
+        active_images,
+        images_total_size,
+        reclaim_images,
+    ));
+    let rw: u64 = containers_v.iter().map(|c| c.size_rw).sum();
+    let rw_idle: u64 = containers_v
+        .iter()
+        .filter(|c| !c.active)
+        .map(|c| c.size_rw)
+        .sum();
+    summary.push(row(
+        "containers",
+        containers_v.len() as u64,
+        containers_v.iter().filter(|c| c.active).count() as u64,
+        rw,
+        rw_idle,
+    ));
+    let present: Vec<&BlobUsage> = blobs_v.iter().filter(|b| b.present).collect();
+    summary.push(row("content", present.len() as u64, 0, content_total, 0));
+    let both: Vec<&&BlobUsage> = present.iter().filter(|b| b.unpacked).collect();
+    summary.push(row(
+        "compressed-and-unpacked",
+        both.len() as u64,
+        0,
+        both.iter().map(|b| b.size).sum(),
+        0,
+    ));
+    for (kind, word) in [
+        (SnapKind::Committed, "snapshots-committed"),
+        (SnapKind::Active, "snapshots-active"),
+        (SnapKind::View, "snapshots-view"),
+    ] {
+        let of: Vec<&SnapshotUsage> = snapshots_v.iter().filter(|x| x.kind == kind).collect();
+        summary.push(row(
+            word,
+            of.len() as u64,
+            0,
+            of.iter().map(|x| x.size).sum(),
+            0,
+        ));
+    }
+    summary.push(row(
+        "leases",
+        leases_v.len() as u64,
+        leases_v.iter().filter(|l| !l.expired).count() as u64,
+        leases_v.iter().map(|l| l.exclusive_bytes).sum(),
+        leases_v
+            .iter()
+            .filter(|l| l.expired)
+            .map(|l| l.exclusive_bytes)
+            .sum(),
+    ));
+    let ingest_gone: BTreeSet<&str> = collectable
+        .iter()
+        .filter(|i| i.kind == gc::ItemKind::IngestDir)
+        .map(|i| i.id.as_str())
+        .chain(
+            orphans
+                .iter()
+                .filter(|o| {
+                    matches!(
+                        o.kind,
+                        gc::OrphanKind::IngestDir | gc::OrphanKind::IngestWithoutRef
+                    )
+                })
+                .map(|o| o.id.as_str()),
+        )
+        .collect();
+    summary.push(row(
+        "ingests",
+        ingests_v.len() as u64,
+        (ingests_v.len() - ingest_gone.len().min(ingests_v.len())) as u64,
+        ingests_v.iter().map(|i| i.allocated).sum(),
+        ingests_v
+            .iter()
+            .filter(|i| ingest_gone.contains(i.dir.as_str()))
+            .map(|i| i.allocated)
+            .sum(),
+    ));
+    let coll_bytes: u64 = collectable.iter().map(|i| i.bytes).sum();
+    summary.push(row(
+        "collectable",
+        collectable.len() as u64,
+        0,
+        coll_bytes,
+        coll_bytes,
+    ));
+    let orphan_bytes: u64 = orphans.iter().map(|o| o.bytes).sum();
+    summary.push(row(
+        "orphans",
+        orphans.len() as u64,
+        0,
+        orphan_bytes,
+        orphan_bytes,
+    ));
+
+    let version = s.version.as_ref();
+    Some(Usage {
+        store: "containerd",
+        root: s.paths.root().to_path_buf(),
+        docker_root: s.docker_root.clone(),
+        namespace: s.scope.name().to_string(),
+        namespaces: s.scoped().map(|n| n.name.clone()).collect(),
+        containerd: ContainerdInfo {
+            schema: version.map(|v| v.schema),
+            version: version.map(|v| v.family),
+            evidence: version.map(|v| v.evidence.clone()),
+            live: s.live.live,
+            point_in_time: s.live.live,
+            read_at: s.read_at,
+            held: s.live.held.clone(),
+        },
+        engine_rules: rules,
+        summary,
+        images: images_v,
+        containers: containers_v,
+        snapshots: snapshots_v,
+        blobs: blobs_v,
+        content_total,
+        leases: leases_v,
+        ingests: ingests_v,
+        collectable,
+        orphans,
+        anomalies: snap.anomalies.clone(),
+        disk: None,
+    })
+}
