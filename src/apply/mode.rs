@@ -44,3 +44,38 @@ pub fn choose(root: &Path) -> Result<Mode, Refusal> {
 pub fn would_refuse(root: &Path) -> Option<Busy> {
     daemon::daemon_alive(root)
 }
+
+/// Why a containerd store is never pruned offline: dockgc does not write
+/// containerd's metadata (its own API is the only safe writer: a prune
+/// edits meta.db, the metastores and the content store together, under
+/// the locks containerd holds). With a live Docker 29 daemon the Engine
+/// API path applies; otherwise these commands do it.
+#[derive(Debug)]
+pub struct ContainerdRefusal {
+    pub root: std::path::PathBuf,
+    pub namespace: String,
+}
+
+impl std::fmt::Display for ContainerdRefusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "refusing to prune the containerd store at {}: dockgc never writes containerd's \
+             metadata. Prune through containerd instead: `docker image prune` (Docker 29, \
+             namespace moby), `nerdctl image prune` (nerdctl, namespace default), \
+             `crictl rmi --prune` (Kubernetes, namespace k8s.io), and `ctr -n {} content \
+             prune references` for content nothing references. `dockgc prune --dry-run` lists \
+             what containerd's next garbage collection deletes.",
+            self.root.display(),
+            self.namespace
+        )
+    }
+}
+
+/// The mode for a real run on a containerd store: none offline, ever.
+pub fn choose_containerd(root: &Path, namespace: &str) -> Result<Mode, ContainerdRefusal> {
+    Err(ContainerdRefusal {
+        root: root.to_path_buf(),
+        namespace: namespace.to_string(),
+    })
+}

@@ -60,9 +60,70 @@ fn emit(
     }
 }
 
+/// `prune` on a containerd store: a dry run lists what containerd's next
+/// garbage collection deletes, with reasons; a real run is refused.
+fn prune_containerd(
+    snap: &store::Snapshot,
+    args: &PruneArgs,
+    started: std::time::Instant,
+) -> anyhow::Result<u8> {
+    let Some(s) = snap.containerd() else {
+        anyhow::bail!("not a containerd snapshot");
+    };
+    if !args.dry_run {
+        let why = apply::mode::choose_containerd(s.paths.root(), s.scope.name())
+            .err()
+            .map(|r| r.to_string())
+            .unwrap_or_default();
+        return Err(Refused(why).into());
+    }
+    super::df::require_meta(snap)?;
+    super::df::note_live(snap);
+    let Some(u) = dockgc::usage::containerd::compute(snap, &Default::default()) else {
+        anyhow::bail!("not a containerd snapshot");
+    };
+    let prom = args.format == Format::Prometheus;
+    if prom || args.textfile.is_some() {
+        let mut m = Metrics::default();
+        dockgc::render::prometheus::df_metrics_containerd(&mut m, &u);
+        output::metrics(&mut m, "prune", started, prom, args.textfile.as_deref())?;
+    }
+    #[derive(serde::Serialize)]
+    struct DryRun<'a> {
+        store: &'static str,
+        dry_run: bool,
+        namespace: &'a str,
+        collectable: &'a [dockgc::holds::containerd::Item],
+        orphans: &'a [dockgc::holds::containerd::Orphan],
+    }
+    match args.format {
+        Format::Json => output::json(&DryRun {
+            store: "containerd",
+            dry_run: true,
+            namespace: &u.namespace,
+            collectable: &u.collectable,
+            orphans: &u.orphans,
+        })?,
+        Format::Table => output::stdout(&format!(
+            "containerd's next garbage collection deletes (namespace {}; dockgc changes \
+             nothing, containerd does this itself):\n\n{}",
+            u.namespace,
+            dockgc::render::containerd::collectable_table(&u)
+        ))?,
+        Format::Prometheus => {}
+    }
+    Ok(EXIT_OK)
+}
+
 pub fn run(ctx: &Ctx, args: &PruneArgs) -> anyhow::Result<u8> {
     let started = std::time::Instant::now();
     let root = &ctx.root;
+    if ctx.containerd.root.is_some() || store::is_containerd(root) {
+        let snap = store::open(root, &ctx.containerd, store::LoadOptions { lower: false })?;
+        if snap.containerd().is_some() {
+            return prune_containerd(&snap, args, started);
+        }
+    }
     let o = options::prune(
         root,
         args,

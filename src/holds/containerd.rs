@@ -1005,6 +1005,10 @@ pub fn collect(a: &Analysis<'_>) -> Sweep {
     // 3. Each snapshotter: backends no record names, leaves first; then
     // every directory that is no remaining backend's id (`Cleanup`).
     for (sn_name, sn) in &s.snapshotters {
+        if sn.db_error.is_some() {
+            // Its backends are unknown: nothing of it can be called collectable.
+            continue;
+        }
         let dirty = dirty_sn.contains(sn_name.as_str());
         let held = named.get(sn_name.as_str());
         let unnamed = |b: &str| !held.is_some_and(|h| h.contains(b));
@@ -1038,22 +1042,23 @@ pub fn collect(a: &Analysis<'_>) -> Sweep {
         let mut remaining_ids: HashSet<String> = HashSet::new();
         for (n, b) in &sn.backends {
             let g = decide(n.as_str(), &kids, &unnamed, &mut goes, 0);
-            let from_collectable = removed_backend_from_collectable(a, sn_name, n);
-            if g && dirty {
-                let ns = n.split('/').next().map(str::to_string);
+            let dir = b.id.to_string();
+            if !g {
+                remaining_ids.insert(dir);
+                continue;
+            }
+            let ns = n.split('/').next().map(str::to_string);
+            if removed_backend_from_collectable(a, sn_name, n) {
+                // Only collectable records name it: it goes with them (its
+                // snapshotter is dirty, since one of its records goes).
                 sweep.collectable.push(Item {
                     kind: ItemKind::Backend,
                     id: n.clone(),
                     path: s.paths.metastore(sn_name),
                     namespace: ns.clone(),
                     bytes: 0,
-                    reason: if from_collectable {
-                        "its snapshot record goes".into()
-                    } else {
-                        "no snapshot record names it".into()
-                    },
+                    reason: "its snapshot record goes".into(),
                 });
-                let dir = b.id.to_string();
                 if sn.dirs.contains_key(&dir) {
                     sweep.collectable.push(Item {
                         kind: ItemKind::SnapshotDir,
@@ -1065,17 +1070,19 @@ pub fn collect(a: &Analysis<'_>) -> Sweep {
                     });
                 }
             } else {
-                if g && !from_collectable {
-                    sweep.orphans.push(Orphan {
-                        kind: OrphanKind::Backend,
-                        id: n.clone(),
-                        path: s.paths.metastore(sn_name),
-                        bytes: sn.usage(n).map_or(0, |u| u.size),
-                        reason: "no namespace's snapshot record names it".into(),
-                        removed_at_next_gc: false,
-                    });
+                sweep.orphans.push(Orphan {
+                    kind: OrphanKind::Backend,
+                    id: n.clone(),
+                    path: s.paths.snapshot_dir(sn_name, &dir),
+                    bytes: sn.usage(n).map_or(0, |u| u.size),
+                    reason: format!(
+                        "metastore snapshot {n} (dir {dir}) is named by no namespace's record"
+                    ),
+                    removed_at_next_gc: dirty,
+                });
+                if !dirty {
+                    remaining_ids.insert(dir);
                 }
-                remaining_ids.insert(b.id.to_string());
             }
         }
         for name in sn.dirs.keys() {

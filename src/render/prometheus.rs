@@ -334,6 +334,7 @@ fn build_cache_metrics(m: &mut Metrics, u: &Usage) {
 }
 
 pub fn verify_metrics(m: &mut Metrics, r: &Report) {
+    m.set_store(r.store);
     let mut by: BTreeMap<(String, &'static str), u64> = BTreeMap::new();
     for f in &r.findings {
         let sev = match f.severity {

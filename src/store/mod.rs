@@ -47,6 +47,15 @@ pub struct ContainerdOptions {
     pub namespace: Option<String>,
 }
 
+/// Whether `root` is a containerd store (a containerd root, or a Docker
+/// root in containerd mode), without reading it.
+pub fn is_containerd(root: &Path) -> bool {
+    matches!(
+        layout::detect_store(root),
+        Ok(layout::Store::Containerd { .. })
+    )
+}
+
 /// Reads whatever store `root` is: a graphdriver root, a Docker root in
 /// containerd mode (then the containerd root serving it), or a containerd
 /// root itself; `--containerd-root` overrides the search.

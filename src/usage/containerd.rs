@@ -151,6 +151,10 @@ pub struct ImageUsage {
     pub shared_size: u64,
     /// `size - shared_size`, as the docker CLI prints UNIQUE SIZE.
     pub unique_size: u64,
+    /// What `ctr images ls` prints as SIZE: the target, the host-platform
+    /// manifest (for an index), its config and layers, by descriptor sizes
+    /// (`core/images/image.go` `Image.Size`); `None` when one is unreadable.
+    pub blob_size: Option<u64>,
     /// Docker containers (or containerd containers) on this image; -1 when
     /// no manifest matches the host platform.
     pub containers: i64,
@@ -236,6 +240,7 @@ pub struct IngestUsage {
     pub allocated: u64,
 }
 
+#[derive(Debug, Clone, Default)]
 pub struct Options {
     pub engine: Option<EngineVersion>,
 }
@@ -495,7 +500,9 @@ fn images(n: &Ns<'_>, rules: &Rules, containers: &[ContainerUsage]) -> Vec<Image
                 }
             }
             let created = best.and_then(|b| b.created.clone());
+            let blob_size = ctr_size(n.s, g.recs[0], &host);
             ImageUsage {
+                blob_size,
                 namespace: n.ns.name.clone(),
                 id: g.target,
                 media_type: g.recs[0].target.media_type.clone(),
@@ -526,6 +533,33 @@ fn images(n: &Ns<'_>, rules: &Rules, containers: &[ContainerUsage]) -> Vec<Image
             }
         })
         .collect()
+}
+
+/// `ctr images ls` SIZE: a walk from the target that keeps the host's
+/// platform and one manifest (`LimitManifests(FilterPlatforms(...), 1)`),
+/// adding every descriptor's size; any unreadable document fails it.
+fn ctr_size(s: &State, img: &ImageRec, host: &manifest::Platform) -> Option<u64> {
+    let mut total = u64::try_from(img.target.size).ok()?;
+    let mut d = img.target.digest?;
+    for _ in 0..4 {
+        match s.doc(&d)? {
+            Doc::Index { manifests } => {
+                let m = manifests
+                    .iter()
+                    .find(|m| manifest::matches_host(m.platform.as_ref(), host))?;
+                total += u64::try_from(m.size).ok()?;
+                d = m.digest?;
+            }
+            Doc::Manifest { config, layers } => {
+                for x in std::iter::once(config).chain(layers) {
+                    total += u64::try_from(x.size).ok()?;
+                }
+                return Some(total);
+            }
+            _ => return None,
+        }
+    }
+    None
 }
 
 /// Images TotalSize (`ImageDiskUsage`): chains of unpacked manifests (29.6+)
