@@ -164,7 +164,7 @@ struct Ctx<'a> {
 impl Ctx<'_> {
     fn bad(&mut self, what: String) {
         self.anomalies.push(Anomaly {
-            kind: AnomalyKind::Unreadable,
+            kind: AnomalyKind::Containerd,
             path: self.file.to_path_buf(),
             message: what,
         });
