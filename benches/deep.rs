@@ -11,6 +11,7 @@
 use base64::Engine as _;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use dockgc::ids::{ChainId, DiffId, Digest};
+use dockgc::tarfmt;
 use dockgc::verify::deep::{Outcome, verify_layer};
 use sha2::{Digest as _, Sha256};
 use std::fs;
@@ -44,15 +45,18 @@ fn fill(seed: &mut u64, buf: &mut [u8]) {
     }
 }
 
-fn header(name: &str, kind: tar::EntryType, size: u64) -> [u8; 512] {
-    let mut h = tar::Header::new_ustar();
-    h.set_path(name).expect("short name");
-    h.set_mode(if kind.is_dir() { 0o755 } else { 0o644 });
-    h.set_size(size);
-    h.set_mtime(1_700_000_000);
-    h.set_entry_type(kind);
-    h.set_cksum();
-    *h.as_bytes()
+fn header(name: &str, flag: u8, size: u64) -> [u8; 512] {
+    let mode = if flag == tarfmt::flag::DIR {
+        0o755
+    } else {
+        0o644
+    };
+    let h = tarfmt::Header::new(name.as_bytes(), flag)
+        .mode(mode)
+        .size(size)
+        .mtime(1_700_000_000);
+    h.fits().expect("short name");
+    h.encode()
 }
 
 /// Writes `diff/` and a layerdb directory with a real tar-split for files
@@ -83,7 +87,7 @@ fn build(sizes: &[usize], per_dir: usize) -> Layer {
     for (i, &size) in sizes.iter().enumerate() {
         if i % per_dir == 0 {
             let d = format!("d{}/", i / per_dir);
-            let h = header(&d, tar::EntryType::Directory, 0);
+            let h = header(&d, tarfmt::flag::DIR, 0);
             sha.update(h);
             stream += 512;
             pending.extend_from_slice(&h);
@@ -96,7 +100,7 @@ fn build(sizes: &[usize], per_dir: usize) -> Layer {
         let name = format!("d{}/f{i:06}.bin", i / per_dir);
         body.resize(size, 0);
         fill(&mut seed, &mut body);
-        let h = header(&name, tar::EntryType::Regular, size as u64);
+        let h = header(&name, tarfmt::flag::REG, size as u64);
         sha.update(h);
         pending.extend_from_slice(&h);
         push_segment(&mut json, &mut pending);
@@ -106,16 +110,16 @@ fn build(sizes: &[usize], per_dir: usize) -> Layer {
             b64(&crc.to_be_bytes())
         ));
         sha.update(&body);
-        let pad = (512 - size % 512) % 512;
-        sha.update(vec![0u8; pad]);
-        pending.extend(std::iter::repeat_n(0u8, pad));
-        stream += 512 + (size + pad) as u64;
+        let pad = &tarfmt::END[..tarfmt::padding(size as u64)];
+        sha.update(pad);
+        pending.extend_from_slice(pad);
+        stream += 512 + (size + pad.len()) as u64;
         fs::write(data.join(&name), &body).expect("write file");
         names.push(name);
     }
-    sha.update([0u8; 1024]);
-    pending.extend_from_slice(&[0u8; 1024]);
-    stream += 1024;
+    sha.update(tarfmt::END);
+    pending.extend_from_slice(&tarfmt::END);
+    stream += tarfmt::END.len() as u64;
     push_segment(&mut json, &mut pending);
     let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
     gz.write_all(json.as_bytes()).expect("gzip");

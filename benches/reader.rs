@@ -52,24 +52,12 @@ fn pipeline(c: &mut Criterion) {
     // Planning: `prune -a --orphans` selection and plan, from a loaded snapshot.
     g.bench_function("prune plan", |b| {
         b.iter(|| {
-            let sel = policy::select(
-                &graph,
-                &policy::Options {
-                    all: true,
-                    filters: policy::Filters::default(),
-                    older_than: None,
-                    age_by: policy::AgeBy::Created,
-                    keep: vec![],
-                    keep_last: None,
-                    watermark: None,
-                    min_age: None,
-                    now: 0,
-                },
-            );
+            let sel = policy::select(&graph, &policy::Options::all(0));
             let o = plan::OrphanOptions {
                 enabled: true,
                 grace: 0,
                 now: 0,
+                live: false,
             };
             black_box(plan::build(&graph, &sel, &o, String::new()).reclaim.total)
         })

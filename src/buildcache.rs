@@ -8,7 +8,7 @@
 
 use crate::disk::docker_size;
 use crate::graph::Graph;
-use crate::ids::ChainId;
+use crate::ids::{ChainId, ImageId};
 use crate::store::Snapshot;
 use crate::store::graphdriver::{Buildkit, BuildkitStatus, CacheRecord};
 use serde::Serialize;
@@ -52,6 +52,13 @@ enum Rules {
 }
 
 pub fn compute(g: &Graph) -> BuildCache {
+    compute_without(g, &HashSet::new())
+}
+
+/// The records as they are once the images `gone` are removed: a record
+/// only those images shared is unshared then, and `docker builder prune`
+/// (without -a) takes it in the same run.
+pub fn compute_without(g: &Graph, gone: &HashSet<ImageId>) -> BuildCache {
     let bk = &g.gd.buildkit;
     match bk.status {
         BuildkitStatus::Absent => {
@@ -65,7 +72,7 @@ pub fn compute(g: &Graph) -> BuildCache {
     }
     let loaded = loaded(g.snap, bk);
     let twins = twins_of(bk, &loaded);
-    let shared = shared(g, bk, &loaded);
+    let shared = shared(g, bk, &loaded, gone);
     let mut records: Vec<BuildRecord> = loaded
         .iter()
         .filter(|id| bk.records[**id].equal_mutable.is_none())
@@ -188,9 +195,18 @@ fn twins_of<'a>(bk: &'a Buildkit, loaded: &[&'a str]) -> HashMap<&'a str, Vec<&'
 
 /// Records whose layer's diff-ID chain is a prefix of some image's (the
 /// image store's own check), and every ancestor of one.
-fn shared<'a>(g: &Graph, bk: &'a Buildkit, loaded: &[&'a str]) -> HashSet<&'a str> {
-    let image_chains: HashSet<&ChainId> =
-        g.loaded.iter().flat_map(|i| g.chains[i].iter()).collect();
+fn shared<'a>(
+    g: &Graph,
+    bk: &'a Buildkit,
+    loaded: &[&'a str],
+    gone: &HashSet<ImageId>,
+) -> HashSet<&'a str> {
+    let image_chains: HashSet<&ChainId> = g
+        .loaded
+        .iter()
+        .filter(|i| !gone.contains(*i))
+        .flat_map(|i| g.chains[i].iter())
+        .collect();
     let direct = loaded.iter().copied().filter(|id| {
         let r = &bk.records[*id];
         let layer = bk

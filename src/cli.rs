@@ -57,10 +57,18 @@ pub struct Cli {
     #[arg(short, long, global = true)]
     pub quiet: bool,
 
+    /// Storage driver to read, over the daemon's configured one (a live
+    /// dockerd's, or /etc/docker/daemon.json's `storage-driver`) and its
+    /// prior-driver scan. dockgc reads overlay2 only.
+    #[arg(long, global = true, value_name = "NAME")]
+    pub driver: Option<String>,
+
     #[command(subcommand)]
     pub command: Command,
 }
 
+// Parsed once per run: the size of the largest variant does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Show where the disk went: images, containers, build cache, logs, orphans.
@@ -213,6 +221,48 @@ pub struct PruneArgs {
     #[arg(long, value_name = "DUR", value_parser = parse_duration)]
     pub grace: Option<i64>,
 
+    /// Also remove stopped containers (exited, dead, created) stopped longer
+    /// than --container-age; they go first, so the images only they used go too.
+    #[arg(long)]
+    pub containers: bool,
+
+    /// With --containers: how long a container must have been stopped
+    /// (`FinishedAt`, or `Created` if it never ran) [default: 24h].
+    #[arg(long, value_name = "DUR", value_parser = parse_duration)]
+    pub container_age: Option<i64>,
+
+    /// With --containers: never remove containers matching this: a glob over
+    /// the name, or `label=k[=v]`; repeatable.
+    #[arg(long, value_name = "PATTERN")]
+    pub keep_container: Vec<String>,
+
+    /// Also prune BuildKit's build cache through the daemon (live only):
+    /// unused, unshared records, or every unused one with -a, as `docker
+    /// builder prune [-a]`.
+    #[arg(long)]
+    pub build_cache: bool,
+
+    /// With --build-cache: only records last used longer ago than this.
+    #[arg(long, value_name = "DUR", value_parser = parse_duration)]
+    pub build_cache_until: Option<i64>,
+
+    /// With --build-cache: keep this much cache, most recently used first
+    /// (BuildKit's keep-storage / reserved space).
+    #[arg(long, value_name = "BYTES", value_parser = parse_bytes)]
+    pub build_cache_keep: Option<u64>,
+
+    /// Also remove dangling anonymous volumes, through the daemon (live
+    /// only). Never taken from the config file.
+    #[arg(long)]
+    pub volumes: bool,
+
+    /// With --volumes: unused named volumes too, as `docker volume prune -a`.
+    #[arg(long, requires = "volumes")]
+    pub all_volumes: bool,
+
+    #[command(flatten)]
+    pub mode: ModeArgs,
+
     /// Print the plan and change nothing.
     #[arg(long, short = 'n')]
     pub dry_run: bool,
@@ -239,10 +289,31 @@ pub struct PruneArgs {
     pub format: Format,
 }
 
+/// Which executor runs a plan.
+#[derive(clap::Args, Debug, Default, Clone)]
+pub struct ModeArgs {
+    /// Only with the daemon stopped: change the root directly, and refuse
+    /// while a dockerd is alive on it.
+    #[arg(long, conflicts_with = "live")]
+    pub offline: bool,
+
+    /// Only through a running daemon's Engine API; exit 2 when none is alive.
+    #[arg(long)]
+    pub live: bool,
+
+    /// The daemon's Engine API: `unix:///path` or `tcp://host:port`
+    /// [default: the socket of the dockerd alive on the root].
+    #[arg(long, env = "DOCKER_HOST", value_name = "HOST")]
+    pub host: Option<String>,
+}
+
 #[derive(clap::Args, Debug)]
 pub struct ApplyArgs {
     /// A plan written by `prune --plan-out`.
     pub plan: PathBuf,
+
+    #[command(flatten)]
+    pub mode: ModeArgs,
 
     /// Do not ask for confirmation (needed when not on a terminal).
     #[arg(short = 'f', long = "yes", alias = "force")]

@@ -29,6 +29,8 @@ pub enum ConfigError {
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct Config {
     pub root: Option<PathBuf>,
+    /// The Engine API address (`--host`).
+    pub host: Option<Spanned<String>>,
     #[serde(default)]
     pub prune: PruneConfig,
 }
@@ -50,6 +52,16 @@ pub struct PruneConfig {
     pub orphans: Option<bool>,
     pub grace: Option<Spanned<String>>,
     pub trash: Option<bool>,
+    pub containers: Option<bool>,
+    pub container_age: Option<Spanned<String>>,
+    pub keep_container: Option<Vec<Spanned<String>>>,
+    pub build_cache: Option<bool>,
+    pub build_cache_until: Option<Spanned<String>>,
+    pub build_cache_keep: Option<Spanned<String>>,
+    /// Refused: removing volumes loses data, so it is asked for on the
+    /// command line each time (`--volumes`).
+    #[serde(skip_serializing)]
+    pub volumes: Option<Spanned<toml::Value>>,
 }
 
 fn line_of(text: &str, offset: usize) -> usize {
@@ -100,6 +112,28 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
     check_dur("older-than", &p.older_than)?;
     check_dur("min-age", &p.min_age)?;
     check_dur("grace", &p.grace)?;
+    if let Some(v) = &p.volumes {
+        return Err(invalid(
+            v.span().start,
+            "volumes: never taken from the config file (removing volumes loses data); \
+             pass --volumes to the run that should remove them"
+                .into(),
+        ));
+    }
+    check_dur("container-age", &p.container_age)?;
+    check_dur("build-cache-until", &p.build_cache_until)?;
+    if let Some(v) = &p.build_cache_keep {
+        parse_bytes(v.get_ref())
+            .map_err(|m| invalid(v.span().start, format!("build-cache-keep: {m}")))?;
+    }
+    for k in p.keep_container.iter().flatten() {
+        dockgc::policy::ContainerKeep::parse(k.get_ref())
+            .map_err(|e| invalid(k.span().start, format!("keep-container: {e}")))?;
+    }
+    if let Some(h) = &cfg.host {
+        dockgc::engine::Host::parse(h.get_ref())
+            .map_err(|m| invalid(h.span().start, format!("host: {m}")))?;
+    }
     if let Some(v) = &p.free {
         parse_bytes(v.get_ref()).map_err(|m| invalid(v.span().start, format!("free: {m}")))?;
     }
@@ -165,6 +199,12 @@ min-age = "1h"
 orphans = true
 grace = "2h"
 trash = false
+containers = true
+container-age = "48h"
+keep-container = ["db-*", "label=keep"]
+build-cache = true
+build-cache-until = "72h"
+build-cache-keep = "5G"
 "#,
             Path::new("c.toml"),
         )
@@ -173,6 +213,18 @@ trash = false
         assert_eq!(c.prune.keep_last, Some(3));
         assert_eq!(c.prune.age_by, Some(AgeBy::LastUsed));
         assert_eq!(c.prune.filter.unwrap().len(), 2);
+        assert_eq!(c.prune.containers, Some(true));
+        assert_eq!(c.prune.keep_container.unwrap().len(), 2);
+    }
+
+    #[test]
+    fn volumes_are_never_taken_from_the_file() {
+        let e = err("[prune]\nall = true\nvolumes = true\n");
+        assert!(e.contains("line 3") && e.contains("--volumes"), "{e}");
+        let e = err("host = \"ssh://x\"\n");
+        assert!(e.contains("line 1") && e.contains("host"), "{e}");
+        let e = err("[prune]\nkeep-container = [\"[\"]\n");
+        assert!(e.contains("line 2") && e.contains("keep-container"), "{e}");
     }
 
     #[test]

@@ -55,6 +55,8 @@ pub struct Graph<'s> {
     pub containers_by_image: HashMap<ImageId, Vec<ContainerId>>,
     /// Images a container uses through `Image` or an image mount.
     pub used_by_containers: HashSet<ImageId>,
+    /// The containers that use each image, as its image or an image mount.
+    pub image_users: HashMap<ImageId, Vec<ContainerId>>,
     /// Role of each driver directory, by name.
     pub dir_roles: BTreeMap<&'s str, DirRole>,
     /// The container that owns each mount: its own RW layer (named by the
@@ -113,6 +115,7 @@ impl<'s> Graph<'s> {
         }
         let mut containers_by_image: HashMap<ImageId, Vec<ContainerId>> = HashMap::new();
         let mut used_by_containers = HashSet::new();
+        let mut image_users: HashMap<ImageId, Vec<ContainerId>> = HashMap::new();
         let mut mount_owners = HashMap::new();
         for c in snap.containers.values() {
             if let Some(img) = c.image {
@@ -123,6 +126,12 @@ impl<'s> Graph<'s> {
                 used_by_containers.insert(img);
             }
             used_by_containers.extend(c.image_mounts.iter().map(|(i, _)| *i));
+            for i in c.image.iter().chain(c.image_mounts.iter().map(|(i, _)| i)) {
+                let users: &mut Vec<ContainerId> = image_users.entry(*i).or_default();
+                if !users.contains(&c.id) {
+                    users.push(c.id.clone());
+                }
+            }
             mount_owners.insert(c.id.0.as_str(), c.id.clone());
             for (_, m) in &c.image_mounts {
                 mount_owners.insert(m.as_str(), c.id.clone());
@@ -142,6 +151,7 @@ impl<'s> Graph<'s> {
             refs_by_image,
             containers_by_image,
             used_by_containers,
+            image_users,
             dir_roles,
             mount_owners,
             edges,
@@ -331,6 +341,7 @@ pub(crate) mod tests {
             images: BTreeMap::new(),
             layers: BTreeMap::new(),
             containers: BTreeMap::new(),
+            volumes: vec![],
             anomalies: vec![],
             unresolved: vec![],
             store: Store::Graphdriver(graphdriver::State {
@@ -344,6 +355,7 @@ pub(crate) mod tests {
                 write_sets: vec![],
                 buildkit: graphdriver::Buildkit::default(),
             }),
+            source: Source::Disk,
         }
     }
 
@@ -448,7 +460,9 @@ pub(crate) mod tests {
                 started_at: None,
                 finished_at: None,
                 image_mounts: vec![],
+                volumes: vec![],
                 log_bytes: 0,
+                labels: Default::default(),
             },
         );
         id

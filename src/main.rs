@@ -81,6 +81,7 @@ fn run(cli: &Cli) -> anyhow::Result<u8> {
                 .map(|r| std::fs::canonicalize(r).unwrap_or_else(|_| r.clone())),
             namespace: cli.namespace.clone(),
         },
+        driver: cli.driver.clone(),
         config,
         config_path,
     };

@@ -6,8 +6,10 @@
 //! the command line replaces the file's list; boolean flags can only switch
 //! a setting on, so the file's `true` stands unless the flag says so too.
 
-use crate::cli::{ApplyArgs, Format, PruneArgs};
+use crate::cli::{ApplyArgs, Format, ModeArgs, PruneArgs};
 use crate::config::{Config, PruneConfig};
+use dockgc::apply::mode::Want;
+use dockgc::engine::Host;
 use dockgc::units::{parse_bytes, parse_duration};
 use dockgc::{plan, policy};
 use std::path::{Path, PathBuf};
@@ -23,6 +25,10 @@ pub struct Output {
 pub struct Prune {
     pub policy: policy::Options,
     pub orphans: plan::OrphanOptions,
+    /// `--build-cache`, with its options.
+    pub build_cache: Option<plan::BuildCacheOptions>,
+    /// `--volumes`: `Some(all)`, never from the config file.
+    pub volumes: Option<bool>,
     pub dry_run: bool,
     pub plan_out: Option<PathBuf>,
     pub run: RunPlan,
@@ -33,6 +39,30 @@ pub struct RunPlan {
     pub yes: bool,
     pub trash: bool,
     pub out: Output,
+    pub mode: ModeChoice,
+}
+
+/// `--offline`/`--live` and the daemon's address.
+pub struct ModeChoice {
+    pub want: Want,
+    /// `--host`, `DOCKER_HOST`, else the config file's `host`.
+    pub host: Option<Host>,
+}
+
+fn mode(m: &ModeArgs, config: &Config, cfg_path: Option<&Path>) -> anyhow::Result<ModeChoice> {
+    let want = match (m.offline, m.live) {
+        (true, _) => Want::Offline,
+        (_, true) => Want::Live,
+        _ => Want::Auto,
+    };
+    let host = match (&m.host, &config.host) {
+        (Some(h), _) if !h.is_empty() => {
+            Some(Host::parse(h).map_err(|e| anyhow::anyhow!("--host: {e}"))?)
+        }
+        (_, Some(h)) => Some(Host::parse(h.get_ref()).map_err(|e| cfg_err(cfg_path, e))?),
+        _ => None,
+    };
+    Ok(ModeChoice { want, host })
 }
 
 /// The default grace period of `--orphans`.
@@ -100,16 +130,42 @@ pub fn prune(
         watermark,
         min_age: either(a.min_age, c.min_age.as_ref(), parse_duration, cfg_path)?,
         now,
+        containers: containers(a, c, cfg_path, now)?,
+        pinned: Default::default(),
+        pinned_containers: Default::default(),
     };
     let orphans = plan::OrphanOptions {
         enabled: a.orphans || c.orphans.unwrap_or(false),
         grace: either(a.grace, c.grace.as_ref(), parse_duration, cfg_path)?
             .unwrap_or(DEFAULT_GRACE),
         now,
+        live: false, // set once the mode is known
     };
+    let build_cache = (a.build_cache || c.build_cache.unwrap_or(false))
+        .then(|| -> anyhow::Result<plan::BuildCacheOptions> {
+            Ok(plan::BuildCacheOptions {
+                all: policy.all,
+                until: either(
+                    a.build_cache_until,
+                    c.build_cache_until.as_ref(),
+                    parse_duration,
+                    cfg_path,
+                )?,
+                keep_bytes: either(
+                    a.build_cache_keep,
+                    c.build_cache_keep.as_ref(),
+                    parse_bytes,
+                    cfg_path,
+                )?,
+                now,
+            })
+        })
+        .transpose()?;
     Ok(Prune {
         policy,
         orphans,
+        build_cache,
+        volumes: a.volumes.then_some(a.all_volumes),
         dry_run: a.dry_run,
         plan_out: a.plan_out.clone(),
         run: RunPlan {
@@ -119,7 +175,33 @@ pub fn prune(
                 format: a.format,
                 textfile: a.textfile.clone(),
             },
+            mode: mode(&a.mode, config, cfg_path)?,
         },
+    })
+}
+
+/// `--containers` and its rules, from the flags, else the file.
+fn containers(
+    a: &PruneArgs,
+    c: &PruneConfig,
+    cfg_path: Option<&Path>,
+    now: i64,
+) -> anyhow::Result<policy::ContainerOptions> {
+    let keep = list(&a.keep_container, &c.keep_container);
+    Ok(policy::ContainerOptions {
+        enabled: a.containers || c.containers.unwrap_or(false),
+        age: either(
+            a.container_age,
+            c.container_age.as_ref(),
+            parse_duration,
+            cfg_path,
+        )?
+        .unwrap_or(policy::containers::DEFAULT_AGE),
+        keep: keep
+            .iter()
+            .map(|k| policy::ContainerKeep::parse(k))
+            .collect::<Result<_, _>>()?,
+        now,
     })
 }
 
@@ -161,15 +243,16 @@ fn watermark(
     Ok(Some((w, fs)))
 }
 
-pub fn apply(a: &ApplyArgs, config: &Config) -> RunPlan {
-    RunPlan {
+pub fn apply(a: &ApplyArgs, config: &Config, cfg_path: Option<&Path>) -> anyhow::Result<RunPlan> {
+    Ok(RunPlan {
         yes: a.yes,
         trash: a.trash || config.prune.trash.unwrap_or(false),
         out: Output {
             format: a.format,
             textfile: a.textfile.clone(),
         },
-    }
+        mode: mode(&a.mode, config, cfg_path)?,
+    })
 }
 
 #[cfg(test)]

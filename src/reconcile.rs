@@ -6,6 +6,7 @@ pub mod containerd;
 use crate::disk::{Classifier, Progress, walk_allocated};
 use crate::graph::{DirRole, Graph};
 use crate::holds::Holder;
+use crate::store::paths::is_container_log;
 use serde::Serialize;
 use std::collections::HashMap;
 use std::ffi::{OsStr, OsString};
@@ -82,7 +83,7 @@ impl Classifier for RootClassifier {
             (2, DRIVER_HOME) => self.driver_dirs.get(name).copied().unwrap_or(OTHER),
             (2, CONTAINERS_HOME) if is_dir => CONTAINER_DIR,
             (2, CONTAINERS_HOME) => OTHER,
-            (3, CONTAINER_DIR) if name.to_string_lossy().contains("-json.log") => LOGS,
+            (3, CONTAINER_DIR) if is_container_log(name) => LOGS,
             (3, CONTAINER_DIR) => OTHER,
             (_, p) => p,
         }

@@ -53,6 +53,8 @@ pub struct Usage {
     pub summary: Vec<SummaryRow>,
     pub images: Vec<ImageUsage>,
     pub containers: Vec<ContainerUsage>,
+    /// The volumes `/system/df` lists, by name.
+    pub volumes: Vec<VolumeUsage>,
     /// Docker's `LayersSize`: distinct layers of the listed images.
     pub layers_size: u64,
     /// BuildKit's records as `/system/df` lists them.
@@ -112,6 +114,21 @@ pub struct ContainerUsage {
     pub log_bytes: u64,
 }
 
+/// A volume as `/system/df` reports it (its `UsageData`).
+#[derive(Debug, Serialize)]
+pub struct VolumeUsage {
+    pub name: String,
+    pub driver: String,
+    /// As stored: `null` when the record has none (see [`crate::store::Volume`]).
+    pub labels: Option<std::collections::BTreeMap<String, String>>,
+    pub anonymous: bool,
+    /// Docker's `RefCount`: containers, in any state, with a mount point on it.
+    pub links: u64,
+    /// Docker's `Size`: `directory.Size` of `_data`; `null` where the daemon
+    /// reports -1 (no `_data`).
+    pub size: Option<u64>,
+}
+
 #[derive(Debug, Serialize)]
 pub struct Orphan {
     pub path: PathBuf,
@@ -143,11 +160,14 @@ pub fn compute(g: &Graph, opts: &Options) -> Usage {
     let images = images(g, rule);
     let layers_size = layers_size(g);
     let containers = containers(g);
+    let volumes = volumes(g);
     let mut orphans = leftovers::collect(g);
     leftovers::measure(g, &mut orphans);
     let orphans: Vec<Orphan> = orphans.iter().map(Orphan::from).collect();
     let build_cache = buildcache::compute(g);
-    let summary = summary(g, &images, layers_size, &containers, &orphans, &build_cache);
+    let mut summary = summary(g, &images, layers_size, &containers, &orphans, &build_cache);
+    // Docker's order: Images, Containers, Local Volumes, Build Cache.
+    summary.insert(2, volumes_row(&volumes));
     let mut anomalies = snap.anomalies.clone();
     anomalies.extend(not_loaded(g));
     Usage {
@@ -158,6 +178,7 @@ pub fn compute(g: &Graph, opts: &Options) -> Usage {
         summary,
         images,
         containers,
+        volumes,
         layers_size,
         build_cache_known: build_cache.known,
         build_cache: build_cache.records,
@@ -276,6 +297,61 @@ fn containers(g: &Graph) -> Vec<ContainerUsage> {
             log_bytes: c.log_bytes,
         })
         .collect()
+}
+
+/// The volumes `/system/df` lists (moby `daemon/volume/service/service.go`
+/// `LocalVolumesSize`: driver `local`, no options), with its `Size`
+/// (`directory.Size` of `_data`, -1 without one: `daemon/internal/directory`)
+/// and `RefCount` (the containers referencing it: every container the daemon
+/// restores takes a reference per volume mount point, `daemon/mounts.go`
+/// `prepareMountPoints`).
+fn volumes(g: &Graph) -> Vec<VolumeUsage> {
+    let snap = g.snap;
+    let docker = g.gd.paths.docker();
+    let mut links: HashMap<&str, u64> = HashMap::new();
+    for c in snap.containers.values() {
+        for v in &c.volumes {
+            *links.entry(v.as_str()).or_default() += 1;
+        }
+    }
+    snap.volumes
+        .par_iter()
+        .filter(|v| v.in_system_df())
+        .map(|v| {
+            let data = docker.volume_data(&v.name);
+            let size = match std::fs::symlink_metadata(&data) {
+                Err(_) => None,
+                Ok(m) if m.is_dir() => Some(docker_size(&data)),
+                Ok(m) => Some(m.len()),
+            };
+            VolumeUsage {
+                name: v.name.clone(),
+                driver: v.driver.clone(),
+                labels: v.labels.clone(),
+                anonymous: v.is_anonymous(),
+                links: links.get(v.name.as_str()).copied().unwrap_or(0),
+                size,
+            }
+        })
+        .collect()
+}
+
+/// The Local Volumes row as the docker CLI (<= 28) totals `/system/df`
+/// (`cli/command/formatter/disk_usage.go`, `diskUsageVolumesContext`):
+/// ACTIVE are volumes with links, SIZE and RECLAIMABLE leave out sizes of -1,
+/// RECLAIMABLE counts the volumes without links.
+fn volumes_row(volumes: &[VolumeUsage]) -> SummaryRow {
+    SummaryRow {
+        kind: "volumes",
+        total: volumes.len() as u64,
+        active: volumes.iter().filter(|v| v.links > 0).count() as u64,
+        size: volumes.iter().filter_map(|v| v.size).sum(),
+        reclaimable: volumes
+            .iter()
+            .filter(|v| v.links == 0)
+            .filter_map(|v| v.size)
+            .sum(),
+    }
 }
 
 fn summary(
@@ -516,6 +592,84 @@ mod tests {
     }
 
     #[test]
+    fn volumes_as_system_df_lists_and_totals_them() {
+        use crate::store::Volume;
+        let t = tempfile::tempdir().unwrap();
+        let mut s = empty_snapshot();
+        s.root = t.path().to_path_buf();
+        gd(&mut s).paths = crate::store::graphdriver::Paths::new(t.path(), "overlay2");
+        let docker = crate::store::paths::DockerRoot::new(t.path());
+        let vol =
+            |name: &str, labels: Option<&[(&str, &str)]>, options: Option<&[(&str, &str)]>| {
+                let map = |l: &[(&str, &str)]| {
+                    l.iter()
+                        .map(|(k, v)| (k.to_string(), v.to_string()))
+                        .collect()
+                };
+                Volume {
+                    name: name.into(),
+                    driver: "local".into(),
+                    labels: labels.map(map),
+                    options: options.map(map),
+                }
+            };
+        let anon = "ab".repeat(32);
+        s.volumes = vec![
+            vol("used", Some(&[("team", "a")]), Some(&[])),
+            vol("idle", Some(&[]), Some(&[])),
+            vol(&anon, None, None),
+            vol("nodata", None, None),
+            vol("tmp", Some(&[]), Some(&[("type", "tmpfs")])),
+        ];
+        let write = |name: &str, file: &str, n: usize| {
+            let d = docker.volume_data(name);
+            std::fs::create_dir_all(&d).unwrap();
+            std::fs::write(d.join(file), vec![b'x'; n]).unwrap();
+        };
+        write("used", "a", 1000);
+        write("used", "empty", 0);
+        std::fs::hard_link(
+            docker.volume_data("used").join("a"),
+            docker.volume_data("used").join("b"),
+        )
+        .unwrap();
+        write("idle", "a", 300);
+        write(&anon, "a", 5);
+        write("tmp", "a", 7);
+        // Two containers on `used` (one running), one on the anonymous volume.
+        let img = add_image(&mut s, &[1], 10, None);
+        for (n, running, vols) in [(1, true, vec!["used"]), (2, false, vec!["used", &anon])] {
+            let c = add_container(&mut s, n, img, running);
+            s.containers.get_mut(&c).unwrap().volumes =
+                vols.iter().map(|v| v.to_string()).collect();
+        }
+        let u = usage(&s, None);
+        let names: Vec<&str> = u.volumes.iter().map(|v| v.name.as_str()).collect();
+        assert_eq!(
+            names,
+            vec!["used", "idle", anon.as_str(), "nodata"],
+            "tmp has options"
+        );
+        let by = |n: &str| u.volumes.iter().find(|v| v.name == n).unwrap();
+        assert_eq!(
+            (by("used").links, by("used").size),
+            (2, Some(1000)),
+            "hard link once"
+        );
+        assert_eq!((by("idle").links, by("idle").size), (0, Some(300)));
+        assert_eq!((by(&anon).links, by(&anon).size), (1, Some(5)));
+        assert!(by(&anon).anonymous && !by("idle").anonymous);
+        assert_eq!(by("nodata").size, None, "the daemon's -1");
+        assert!(by("used").labels.is_some() && by("nodata").labels.is_none());
+        let row = &u.summary[2];
+        assert_eq!(row.kind, "volumes");
+        assert_eq!(
+            (row.total, row.active, row.size, row.reclaimable),
+            (4, 2, 1305, 300)
+        );
+    }
+
+    #[test]
     fn images_on_missing_layers_are_reported_not_listed() {
         let mut s = empty_snapshot();
         let a = add_image(&mut s, &[1, 2], 10, None);
@@ -547,6 +701,7 @@ mod one_answer {
             enabled: false,
             grace: 0,
             now: 0,
+            live: false,
         };
         plan::build(g, sel, &o, String::new()).reclaim.layers
     }
@@ -691,6 +846,7 @@ mod one_answer {
             enabled: true,
             grace: 0,
             now: i64::MAX / 2,
+            live: false,
         };
         let p = plan::build(&held, &sel, &o, String::new());
         assert_eq!(p.images.len(), 1);

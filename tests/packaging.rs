@@ -135,6 +135,7 @@ impl Scratch {
                 .args(&args)
                 .env_remove("DOCKGC_ROOT")
                 .env_remove("DOCKGC_CONFIG")
+                .env_remove("DOCKER_HOST")
                 .stdin(Stdio::null()),
         )
     }
@@ -511,53 +512,58 @@ fn run_sh(script: &str, bin: &Path, log: &Path, states: (&str, &str)) -> Output 
     )
 }
 
+/// The prune service runs whether Docker runs or not (dockgc picks live or
+/// offline); only the stop-Docker drop-in forces offline.
 #[test]
-fn prune_service_runs_only_while_docker_is_stopped() {
+fn prune_service_runs_live_unless_the_drop_in_stops_docker() {
     let unit = parse_unit(&read("packaging/systemd/dockgc-prune.service"));
-    let cond = sh_script(one(&unit, "Service", "ExecCondition"), "");
-    let dir = tempfile::tempdir().unwrap();
-    let bin = fake_systemctl(dir.path());
-    let log = dir.path().join("log");
-    // ExecCondition: 0 runs the service, 1..254 skips it.
-    for (states, runs) in [
-        (("inactive", "inactive"), true),
-        (("inactive", "failed"), true),
-        (("failed", "inactive"), true),
-        (("active", "inactive"), false),
-        (("inactive", "active"), false),
-        (("active", "active"), false),
-        (("inactive", "activating"), false),
-        (("inactive", "deactivating"), false),
-        (("inactive", "reloading"), false),
-        (("error", "inactive"), false),
-    ] {
-        let out = run_sh(&cond, &bin, &log, states);
-        let code = out.status.code();
-        if runs {
-            assert_eq!(code, Some(0), "{states:?}: {}", describe("condition", &out));
-        } else {
-            assert_eq!(code, Some(1), "{states:?}: {}", describe("condition", &out));
-            assert!(
-                text(&out.stdout).contains("not pruning"),
-                "{states:?}: says why in the journal"
-            );
-        }
-    }
-    let calls = std::fs::read_to_string(&log).unwrap();
     assert!(
-        calls.lines().all(|l| l.starts_with("is-active ")),
-        "the condition only asks: {calls}"
+        values(&unit, "Service", "ExecCondition").is_empty(),
+        "no skip condition: a live host is pruned through its daemon"
     );
+    let start = one(&unit, "Service", "ExecStart");
+    let words: Vec<&str> = start.split_whitespace().collect();
+    assert!(
+        words.contains(&"prune") && words.contains(&"--yes"),
+        "{start}"
+    );
+    assert!(
+        !words.iter().any(|w| *w == "--offline" || *w == "--live"),
+        "the mode is dockgc's choice by default: {start}"
+    );
+    assert!(words.contains(&"$DOCKGC_PRUNE_MODE"), "{start}");
+    assert_eq!(
+        values(&unit, "Service", "Environment"),
+        ["DOCKGC_PRUNE_MODE="],
+        "defined and empty: zero words"
+    );
+    let conf = parse_unit(&read("packaging/systemd/stop-docker.conf"));
+    assert_eq!(
+        values(&conf, "Service", "Environment"),
+        ["DOCKGC_PRUNE_MODE=--offline"],
+        "with Docker stopped for it, the prune is offline or refused"
+    );
+    // What systemd passes, with and without the drop-in, prunes a root no
+    // daemon runs on (offline either way).
+    for mode in [&[][..], &["--offline"][..]] {
+        let scratch = Scratch::new();
+        let mut words: Vec<String> = ["/usr/bin/dockgc", "prune", "--yes"]
+            .map(String::from)
+            .to_vec();
+        words.extend(mode.iter().map(|m| m.to_string()));
+        let out = scratch.run_shipped(&words);
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{mode:?}: {}",
+            describe("dockgc", &out)
+        );
+    }
 }
 
 #[test]
 fn stop_docker_drop_in_restarts_what_was_running() {
     let conf = parse_unit(&read("packaging/systemd/stop-docker.conf"));
-    assert_eq!(
-        values(&conf, "Service", "ExecCondition"),
-        [""],
-        "resets the condition"
-    );
     let marker = "/run/dockgc-prune.restart";
     for (states, restarted) in [
         (("active", "active"), "docker.socket docker.service"),
@@ -740,7 +746,8 @@ fn cron_file_is_valid_and_its_commands_run() {
             "prune" => {
                 assert_eq!(
                     guards,
-                    ["[ -d /run/systemd/system ]", "pidof dockerd >/dev/null"]
+                    ["[ -d /run/systemd/system ]"],
+                    "a live host is pruned through its daemon: {job}"
                 );
                 assert_eq!(tail, "| logger -t dockgc-prune", "{job}");
                 assert!(words.iter().any(|w| w == "--yes"), "{job}");

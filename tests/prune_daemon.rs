@@ -23,6 +23,7 @@ use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
+use dockgc::ids::hex;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 use support::*;
@@ -1453,25 +1454,31 @@ fn injected_failures_exit_1_and_a_rerun_completes() {
 // ---------------------------------------------------------------------------
 // 4. Refusals change nothing
 
+/// `--offline` keeps the daemon-stopped-only behaviour (without it a live
+/// daemon is pruned through its API: `tests/live_daemon.rs`).
 #[test]
-fn refuses_while_a_daemon_runs_on_the_root() {
+fn offline_refuses_while_a_daemon_runs_on_the_root() {
     let sc = scenario_or_skip!();
     let tmp = copy_root(&sc.root);
     let root = tmp.path();
     let d = must_start(root, "live daemon");
     let h = store_hash(root);
-    let out = run_dockgc(root, &["prune", "-a", "--yes"], &[]);
+    let out = run_dockgc(root, &["prune", "-a", "--yes", "--offline"], &[]);
     assert_no_panic(&out);
     assert_eq!(out.status.code(), Some(2), "{}", describe(&out));
     assert!(stderr(&out).contains("dockerd"), "{}", describe(&out));
     assert_eq!(store_hash(root), h, "a refused prune changed the store");
     // A dry run still plans, warns, and changes nothing.
-    let out = run_dockgc(root, &["prune", "-a", "--dry-run"], &[]);
+    let out = run_dockgc(root, &["prune", "-a", "--dry-run", "--offline"], &[]);
     assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
     assert!(stderr(&out).contains("warning"), "{}", describe(&out));
     assert_eq!(store_hash(root), h, "a dry run changed the store");
-    // `apply` is guarded the same way, before it reads the plan.
-    let out = run_dockgc(root, &["apply", "/nonexistent/plan.json", "--yes"], &[]);
+    // `apply` is guarded the same way.
+    let out = run_dockgc(
+        root,
+        &["apply", "/nonexistent/plan.json", "--yes", "--offline"],
+        &[],
+    );
     assert_eq!(out.status.code(), Some(2), "{}", describe(&out));
     assert!(stderr(&out).contains("dockerd"), "{}", describe(&out));
     for args in [

@@ -11,17 +11,7 @@ use std::collections::BTreeSet;
 use std::path::Path;
 
 fn options() -> policy::Options {
-    policy::Options {
-        all: true,
-        filters: policy::Filters::default(),
-        older_than: None,
-        age_by: policy::AgeBy::Created,
-        keep: vec![],
-        keep_last: None,
-        watermark: None,
-        min_age: None,
-        now: jiff::Timestamp::now().as_second(),
-    }
+    policy::Options::all(jiff::Timestamp::now().as_second())
 }
 
 fn make_plan(root: &Path) -> plan::Plan {
@@ -35,6 +25,7 @@ fn make_plan(root: &Path) -> plan::Plan {
             enabled: true,
             grace: 0,
             now: i64::MAX / 2,
+            live: false,
         },
         "test".into(),
     )

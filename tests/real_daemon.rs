@@ -614,6 +614,7 @@ fn df_and_plans_agree_on_what_is_freed() {
         enabled: false,
         grace: 0,
         now: 0,
+        live: false,
     };
     let bytes = |sel: &policy::Selection| {
         plan::build(&g, sel, &no_orphans, String::new())

@@ -41,6 +41,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::sync::OnceLock;
 
+use dockgc::ids::hex;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 use support::*;

@@ -19,27 +19,41 @@
 //! the plan again finishes the job. The filesystem executor ([`offline`])
 //! works with the daemon stopped; [`mode`] says which executor may run.
 
+pub mod live;
 pub mod mode;
 pub mod offline;
 pub mod trash;
 mod validate;
 
+pub use live::{Live, LiveLeftovers};
 pub use offline::{Fault, Offline, Options};
 pub use validate::validate;
 
 use crate::graph::Graph;
 use crate::ids::{ChainId, ImageId};
-use crate::plan::{Plan, PlanImage, PlanLayer, PlanMount, PlanOrphan, PlanRef, Reclaim};
+use crate::plan::{
+    Plan, PlanBuildCache, PlanContainer, PlanImage, PlanLayer, PlanMount, PlanOrphan, PlanRef,
+    PlanVolume, Reclaim,
+};
 use rayon::prelude::*;
 use serde::Serialize;
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 
 #[derive(Debug, Default, Serialize)]
 pub struct Outcome {
+    /// Which executor ran: `offline` (the filesystem) or `live` (the daemon's API).
+    pub mode: &'static str,
     pub removed: Counts,
-    /// Bytes reclaimed per category (as the plan measured them), for what was done.
+    /// Bytes reclaimed per category, for what was done: offline as the plan
+    /// measured it; live, the layers the daemon deleted and the build cache
+    /// bytes it reports.
     pub reclaimed: Reclaim,
+    /// The plan's estimate for the same items, to compare with `reclaimed`.
+    pub estimated: Reclaim,
+    /// Items left alone because they are in use now (a container or a tag
+    /// appeared since the plan), or that the daemon kept; not failures.
+    pub skipped: Vec<Skip>,
     pub failures: Vec<Failure>,
     /// Set with `--trash`: `dockgc trash restore ID` undoes the run.
     pub trash_id: Option<String>,
@@ -54,6 +68,11 @@ pub struct Counts {
     pub layers: u64,
     pub mounts: u64,
     pub orphans: u64,
+    pub containers: u64,
+    pub build_cache_records: u64,
+    pub volumes: u64,
+    /// Items already gone when their turn came (done, by someone else).
+    pub already_gone: u64,
 }
 
 #[derive(Debug, Serialize)]
@@ -63,13 +82,29 @@ pub struct Failure {
     pub error: String,
 }
 
+#[derive(Debug, Serialize)]
+pub struct Skip {
+    pub item: String,
+    pub reason: String,
+}
+
 impl Outcome {
     pub fn complete(&self) -> bool {
         self.failures.is_empty()
     }
+
+    /// A run that could not start.
+    pub fn failed(mode: &'static str, item: &str, e: StepError) -> Outcome {
+        let mut out = Outcome {
+            mode,
+            ..Outcome::default()
+        };
+        fail(&mut out, item.to_string(), e);
+        out
+    }
 }
 
-/// Why one step failed, and on what.
+/// Why one step failed, and on what (a path, or an API call).
 #[derive(Debug)]
 pub struct StepError {
     pub path: PathBuf,
@@ -85,19 +120,56 @@ impl StepError {
     }
 }
 
+/// How one item ended, when it did not fail.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Done {
+    Removed,
+    /// It was already gone: done, by someone else.
+    Gone,
+    /// Left alone, with the reason: it is in use now.
+    Skipped(String),
+}
+
 /// A layer taken out of the daemon's view, waiting for its data to go.
 pub struct Detached {
     /// Where the layer's entry is now (offline: its `-removing` name).
     pub entry: PathBuf,
 }
 
+/// Who removes an image's references and layers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Style {
+    /// dockgc does every step: references all at once first (one file
+    /// rewritten once), then images, RW layers, layers.
+    Files,
+    /// A daemon: references go with their image (it refuses to take the
+    /// last tag of an image a container uses, so a skipped image keeps its
+    /// tags), and it releases the layers itself.
+    Daemon,
+}
+
+/// An image and the plan's references to it, removed together by a daemon.
+pub struct ImageStep<'p> {
+    pub image: &'p PlanImage,
+    pub refs: Vec<&'p PlanRef>,
+}
+
 /// Performs the steps of a plan on one kind of store. Every method changes
 /// one item; [`run`] decides the order and what a failure keeps.
 pub trait Executor: Sync {
-    /// Removes every reference of the plan, all or nothing.
-    fn untag(&self, refs: &[PlanRef]) -> Result<(), StepError>;
-    /// Removes one image (its metadata, then its config).
-    fn remove_image(&self, img: &PlanImage) -> Result<(), StepError>;
+    fn style(&self) -> Style;
+    /// The word reports use: `offline` or `live`.
+    fn mode(&self) -> &'static str;
+    /// Removes one stopped container and its RW layers.
+    fn remove_container(&self, c: &PlanContainer) -> Result<Done, StepError>;
+    /// Removes references. [`Style::Files`]: every reference of the plan,
+    /// all or nothing. [`Style::Daemon`]: those of images that stay
+    /// (untagged only).
+    fn untag(&self, refs: &[PlanRef]) -> Result<Vec<Done>, StepError>;
+    /// Removes images that do not depend on each other (their planned
+    /// children are gone), with their references for [`Style::Daemon`];
+    /// one answer per step, in order.
+    fn remove_images(&self, batch: &[ImageStep]) -> Vec<Result<Done, StepError>>;
     /// Removes one RW layer no container owns.
     fn remove_mount(&self, m: &PlanMount) -> Result<(), StepError>;
     /// Takes a layer out of the daemon's view; after this, a crash leaves a
@@ -107,25 +179,57 @@ pub trait Executor: Sync {
     fn detached_all(&self) -> Result<(), StepError>;
     /// Removes a detached layer's data. Independent of every other layer.
     fn purge_layer(&self, l: &PlanLayer, d: &Detached) -> Result<(), StepError>;
-    fn remove_leftover(&self, o: &PlanOrphan) -> Result<(), StepError>;
+    /// [`Style::Daemon`]: which planned layers the daemon deleted.
+    fn layers_released(&self, plan: &Plan) -> HashSet<ChainId>;
+    /// Prunes the build cache; returns the records deleted and the bytes
+    /// the store reports freeing.
+    fn prune_build_cache(&self, b: &PlanBuildCache) -> Result<(u64, u64), StepError>;
+    fn remove_volume(&self, v: &PlanVolume) -> Result<Done, StepError>;
+    fn remove_leftover(&self, o: &PlanOrphan) -> Result<Done, StepError>;
     /// Changes made so far.
     fn steps(&self) -> u64;
     /// Ends the run: returns its trash entry, if it has one.
     fn close(self) -> Result<Option<String>, StepError>;
 }
 
-/// Runs `plan` through `x`.
+/// What failed or was skipped, so what it holds stays.
+#[derive(Default)]
+struct Stays<'p> {
+    images: HashSet<ImageId>,
+    mounts: HashSet<&'p str>,
+}
+
+/// Runs `plan` through `x`: containers, then images (and their layers),
+/// then build cache, volumes and leftovers, as `docker system prune` orders
+/// them.
 pub fn run<E: Executor>(g: &Graph, plan: &Plan, x: E) -> Outcome {
-    let mut out = Outcome::default();
-    if references(plan, &x, &mut out) {
-        let failed_images = images(g, plan, &x, &mut out);
-        let failed_mounts = mounts(plan, &x, &mut out);
-        layers(g, plan, &x, &failed_images, &failed_mounts, &mut out);
-        leftovers(plan, &x, &mut out);
+    let mut out = Outcome {
+        mode: x.mode(),
+        ..Outcome::default()
+    };
+    let mut stays = Stays::default();
+    containers(plan, &x, &mut out, &mut stays);
+    match x.style() {
+        Style::Files => {
+            if references(plan, &x, &mut out) {
+                images(g, plan, &x, &mut out, &mut stays);
+                mounts(plan, &x, &mut out, &mut stays);
+                layers(g, plan, &x, &stays, &mut out);
+                leftovers(plan, &x, &mut out);
+            }
+        }
+        Style::Daemon => {
+            untag_only(plan, &x, &mut out);
+            images(g, plan, &x, &mut out, &mut stays);
+            released_layers(plan, &x, &mut out);
+            leftovers(plan, &x, &mut out);
+        }
     }
+    build_cache(plan, &x, &mut out);
+    volumes(plan, &x, &mut out);
     out.steps = x.steps();
-    out.reclaimed.total =
-        out.reclaimed.images + out.reclaimed.layers + out.reclaimed.mounts + out.reclaimed.orphans;
+    out.reclaimed.sum();
+    out.estimated.sum();
     match x.close() {
         Ok(id) => out.trash_id = id,
         Err(e) => fail(&mut out, "trash".into(), e),
@@ -141,13 +245,51 @@ fn fail(out: &mut Outcome, item: String, e: StepError) {
     });
 }
 
-/// Step 1. False when nothing else may run: the images would stay referenced.
+fn skip(out: &mut Outcome, item: String, reason: String) {
+    out.skipped.push(Skip { item, reason });
+}
+
+/// Step 0: stopped containers; one that stays keeps its image and RW layers.
+fn containers<'p>(plan: &'p Plan, x: &impl Executor, out: &mut Outcome, stays: &mut Stays<'p>) {
+    for c in &plan.containers {
+        let item = format!("container {}", c.name);
+        let kept = match x.remove_container(c) {
+            Ok(Done::Removed) => {
+                out.removed.containers += 1;
+                out.reclaimed.containers += c.bytes;
+                out.estimated.containers += c.bytes;
+                false
+            }
+            Ok(Done::Gone) => {
+                out.removed.already_gone += 1;
+                false
+            }
+            Ok(Done::Skipped(why)) => {
+                skip(out, item, why);
+                true
+            }
+            Err(e) => {
+                fail(out, item, e);
+                true
+            }
+        };
+        if kept {
+            stays.images.extend(c.image);
+            stays
+                .mounts
+                .extend(c.mounts.iter().map(|m| m.name.as_str()));
+        }
+    }
+}
+
+/// Step 1 ([`Style::Files`]). False when nothing else may run: the images
+/// would stay referenced.
 fn references(plan: &Plan, x: &impl Executor, out: &mut Outcome) -> bool {
     if plan.references.is_empty() {
         return true;
     }
     match x.untag(&plan.references) {
-        Ok(()) => {
+        Ok(_) => {
             out.removed.references = plan.references.len() as u64;
             true
         }
@@ -158,67 +300,156 @@ fn references(plan: &Plan, x: &impl Executor, out: &mut Outcome) -> bool {
     }
 }
 
-/// Step 2, children first; returns the images that stay.
-fn images(g: &Graph, plan: &Plan, x: &impl Executor, out: &mut Outcome) -> HashSet<ImageId> {
-    let mut failed: HashSet<ImageId> = HashSet::new();
+/// [`Style::Daemon`]: the references of images that stay (tagged parents
+/// whose children stay lose their tags, as `docker image prune -a` does).
+fn untag_only(plan: &Plan, x: &impl Executor, out: &mut Outcome) {
+    let removed: HashSet<ImageId> = plan.images.iter().map(|i| i.id).collect();
+    let refs: Vec<PlanRef> = plan
+        .references
+        .iter()
+        .filter(|r| !removed.contains(&r.image))
+        .cloned()
+        .collect();
+    if refs.is_empty() {
+        return;
+    }
+    match x.untag(&refs) {
+        Ok(done) => {
+            for (r, d) in refs.iter().zip(done) {
+                match d {
+                    Done::Removed => out.removed.references += 1,
+                    Done::Gone => out.removed.already_gone += 1,
+                    Done::Skipped(why) => skip(out, format!("reference {}", r.reference), why),
+                }
+            }
+        }
+        Err(e) => fail(out, "references".into(), e),
+    }
+}
+
+/// Step 2, children first, in waves of images whose planned children are
+/// done; an image whose child stays, or whose container stays, stays too.
+fn images(g: &Graph, plan: &Plan, x: &impl Executor, out: &mut Outcome, stays: &mut Stays) {
+    let planned: HashSet<ImageId> = plan.images.iter().map(|i| i.id).collect();
+    let mut pending: HashMap<ImageId, usize> = HashMap::new();
     for i in &plan.images {
-        if let Some(c) = g
+        let n = g
             .children
             .get(&i.id)
-            .and_then(|ch| ch.iter().find(|c| failed.contains(c)))
-        {
-            failed.insert(i.id);
-            let e = StepError::new(
-                g.gd.paths.image_config(&i.id),
-                format!("its child image {} could not be removed", c.short()),
-            );
-            fail(out, format!("image {}", i.id), e);
-            continue;
-        }
-        match x.remove_image(i) {
-            Ok(()) => {
-                out.removed.images += 1;
-                out.reclaimed.images += i.config_bytes;
+            .map_or(0, |ch| ch.iter().filter(|c| planned.contains(c)).count());
+        pending.insert(i.id, n);
+    }
+    let parent = |id: &ImageId| {
+        g.snap
+            .images
+            .get(id)
+            .and_then(|i| i.parent)
+            .filter(|p| planned.contains(p))
+    };
+    let mut refs: HashMap<ImageId, Vec<&PlanRef>> = HashMap::new();
+    for r in &plan.references {
+        refs.entry(r.image).or_default().push(r);
+    }
+    let mut left: Vec<&PlanImage> = plan.images.iter().collect();
+    while !left.is_empty() {
+        let (ready, rest): (Vec<&PlanImage>, Vec<&PlanImage>) =
+            left.into_iter().partition(|i| pending[&i.id] == 0);
+        left = rest;
+        if ready.is_empty() {
+            // Cannot happen with a tree; never loop on damaged parent links.
+            for i in left.drain(..) {
+                fail(
+                    out,
+                    format!("image {}", i.id),
+                    StepError::new(
+                        g.gd.paths.image_config(&i.id),
+                        "its parent links form a cycle",
+                    ),
+                );
             }
-            Err(e) => {
-                failed.insert(i.id);
-                fail(out, format!("image {}", i.id), e);
+            break;
+        }
+        // Every image of this wave is settled after it: their parents may go next.
+        let settled: Vec<ImageId> = ready.iter().map(|i| i.id).collect();
+        let mut steps = Vec::new();
+        for i in ready {
+            let blocked = if stays.images.contains(&i.id) {
+                Some("a container that stays uses it".to_string())
+            } else {
+                g.children
+                    .get(&i.id)
+                    .and_then(|ch| ch.iter().find(|c| stays.images.contains(c)))
+                    .map(|c| format!("its child image {} stays", c.short()))
+            };
+            match blocked {
+                Some(why) => {
+                    stays.images.insert(i.id);
+                    skip(out, format!("image {}", i.id), why);
+                }
+                None => steps.push(ImageStep {
+                    image: i,
+                    refs: refs.get(&i.id).cloned().unwrap_or_default(),
+                }),
+            }
+        }
+        let results = if steps.is_empty() {
+            Vec::new()
+        } else {
+            x.remove_images(&steps)
+        };
+        for (s, r) in steps.iter().zip(results) {
+            let i = s.image;
+            let item = format!("image {}", i.id);
+            match r {
+                Ok(Done::Removed) => {
+                    out.removed.images += 1;
+                    out.reclaimed.images += i.config_bytes;
+                    out.estimated.images += i.config_bytes;
+                    if x.style() == Style::Daemon {
+                        out.removed.references += s.refs.len() as u64;
+                    }
+                }
+                Ok(Done::Gone) => out.removed.already_gone += 1,
+                Ok(Done::Skipped(why)) => {
+                    stays.images.insert(i.id);
+                    skip(out, item, why);
+                }
+                Err(e) => {
+                    stays.images.insert(i.id);
+                    fail(out, item, e);
+                }
+            }
+        }
+        for id in settled {
+            if let Some(p) = parent(&id) {
+                pending.entry(p).and_modify(|n| *n = n.saturating_sub(1));
             }
         }
     }
-    failed
 }
 
-/// Step 3; returns the RW layers that stay.
-fn mounts<'p>(plan: &'p Plan, x: &impl Executor, out: &mut Outcome) -> HashSet<&'p str> {
-    let mut failed = HashSet::new();
+/// Step 3 ([`Style::Files`]); the RW layers that stay are recorded.
+fn mounts<'p>(plan: &'p Plan, x: &impl Executor, out: &mut Outcome, stays: &mut Stays<'p>) {
     for m in &plan.mounts {
         match x.remove_mount(m) {
             Ok(()) => {
                 out.removed.mounts += 1;
                 out.reclaimed.mounts += m.bytes;
+                out.estimated.mounts += m.bytes;
             }
             Err(e) => {
-                failed.insert(m.name.as_str());
+                stays.mounts.insert(m.name.as_str());
                 fail(out, format!("mount {}", m.name), e);
             }
         }
     }
-    failed
 }
 
-/// Step 4: detach, then purge in parallel.
-fn layers(
-    g: &Graph,
-    plan: &Plan,
-    x: &impl Executor,
-    failed_images: &HashSet<ImageId>,
-    failed_mounts: &HashSet<&str>,
-    out: &mut Outcome,
-) {
+/// Step 4 ([`Style::Files`]): detach, then purge in parallel.
+fn layers(g: &Graph, plan: &Plan, x: &impl Executor, stays: &Stays, out: &mut Outcome) {
     // What a failed image or mount still holds stays.
-    let freed = (!failed_images.is_empty() || !failed_mounts.is_empty())
-        .then(|| crate::plan::frees(g, plan, failed_images, failed_mounts));
+    let freed = (!stays.images.is_empty() || !stays.mounts.is_empty())
+        .then(|| crate::plan::frees(g, plan, &stays.images, &stays.mounts));
     let held = |c: &ChainId| freed.as_ref().is_some_and(|f| !f.contains(c));
     let mut detached: Vec<(&PlanLayer, Detached)> = Vec::new();
     // Children come first; a layer whose child stays must stay too: the
@@ -254,8 +485,56 @@ fn layers(
             Ok(()) => {
                 out.removed.layers += 1;
                 out.reclaimed.layers += l.size;
+                out.estimated.layers += l.size;
             }
             Err(e) => fail(out, format!("layer {}", l.chain_id), e),
+        }
+    }
+}
+
+/// [`Style::Daemon`]: the daemon deleted layers with their images; count
+/// what it really deleted, and say which planned ones it kept.
+fn released_layers(plan: &Plan, x: &impl Executor, out: &mut Outcome) {
+    let gone = x.layers_released(plan);
+    for l in &plan.layers {
+        if gone.contains(&l.chain_id) {
+            out.removed.layers += 1;
+            out.reclaimed.layers += l.size;
+            out.estimated.layers += l.size;
+        } else {
+            skip(
+                out,
+                format!("layer {}", l.chain_id),
+                "the daemon kept it: something it knows still uses it".into(),
+            );
+        }
+    }
+}
+
+fn build_cache(plan: &Plan, x: &impl Executor, out: &mut Outcome) {
+    let Some(b) = &plan.build_cache else { return };
+    match x.prune_build_cache(b) {
+        Ok((records, bytes)) => {
+            out.removed.build_cache_records += records;
+            out.reclaimed.build_cache += bytes;
+            out.estimated.build_cache += b.bytes;
+        }
+        Err(e) => fail(out, "build cache".into(), e),
+    }
+}
+
+fn volumes(plan: &Plan, x: &impl Executor, out: &mut Outcome) {
+    for v in &plan.volumes {
+        let item = format!("volume {}", v.name);
+        match x.remove_volume(v) {
+            Ok(Done::Removed) => {
+                out.removed.volumes += 1;
+                out.reclaimed.volumes += v.bytes.unwrap_or(0);
+                out.estimated.volumes += v.bytes.unwrap_or(0);
+            }
+            Ok(Done::Gone) => out.removed.already_gone += 1,
+            Ok(Done::Skipped(why)) => skip(out, item, why),
+            Err(e) => fail(out, item, e),
         }
     }
 }
@@ -263,12 +542,16 @@ fn layers(
 /// Step 5.
 fn leftovers(plan: &Plan, x: &impl Executor, out: &mut Outcome) {
     for o in &plan.orphans {
+        let item = format!("{:?} orphan {}", o.kind, o.path.display());
         match x.remove_leftover(o) {
-            Ok(()) => {
+            Ok(Done::Removed) => {
                 out.removed.orphans += 1;
                 out.reclaimed.orphans += o.bytes;
+                out.estimated.orphans += o.bytes;
             }
-            Err(e) => fail(out, format!("{:?} orphan", o.kind), e),
+            Ok(Done::Gone) => out.removed.already_gone += 1,
+            Ok(Done::Skipped(why)) => skip(out, item, why),
+            Err(e) => fail(out, item, e),
         }
     }
 }
@@ -277,10 +560,6 @@ fn leftovers(plan: &Plan, x: &impl Executor, out: &mut Outcome) {
 pub fn apply(g: &Graph, plan: &Plan, o: &Options) -> Outcome {
     match Offline::new(&g.gd.paths, plan, o) {
         Ok(x) => run(g, plan, x),
-        Err(e) => {
-            let mut out = Outcome::default();
-            fail(&mut out, "trash".into(), e);
-            out
-        }
+        Err(e) => Outcome::failed("offline", "trash", e),
     }
 }

@@ -9,10 +9,15 @@
 //! journalled first, so `trash restore` can give everything back.
 
 use super::trash::TrashWriter;
-use super::{Detached, Executor, StepError};
+use super::{Detached, Done, Executor, ImageStep, StepError, Style};
+use crate::ids::ChainId;
 use crate::leftovers::OrphanKind;
-use crate::plan::{Plan, PlanImage, PlanLayer, PlanMount, PlanOrphan, PlanRef};
+use crate::plan::{
+    Plan, PlanBuildCache, PlanContainer, PlanImage, PlanLayer, PlanMount, PlanOrphan, PlanRef,
+    PlanVolume,
+};
 use crate::store::graphdriver::Paths;
+use std::collections::HashSet;
 use std::fs;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
@@ -74,6 +79,10 @@ impl<'a> Offline<'a> {
             trash,
             mounts: &o.mounts,
         })
+    }
+
+    pub fn paths(&self) -> &Paths {
+        self.paths
     }
 
     fn step(&self) -> io::Result<()> {
@@ -203,18 +212,106 @@ fn rewrite_refs(x: &Offline, path: &Path, refs: &[PlanRef]) -> io::Result<()> {
     x.fsync_dir(dir)
 }
 
-impl Executor for Offline<'_> {
-    fn untag(&self, refs: &[PlanRef]) -> Result<(), StepError> {
-        let p = self.paths.repositories_json();
-        rewrite_refs(self, &p, refs).map_err(|e| StepError::new(&p, e))
+/// Sets `"Dead":true` in a container's `config.v2.json`, the daemon's
+/// first step of a removal (moby `daemon/delete.go`: `SetDead`, then
+/// `CheckpointTo`): a crash after it leaves a dead container the daemon
+/// still registers and lets the user remove. The file is patched in its
+/// `State` object only, written atomically like the daemon writes it.
+fn checkpoint_dead(x: &Offline, path: &Path) -> io::Result<()> {
+    let bytes = fs::read(path)?;
+    let patched = mark_dead(&bytes).ok_or_else(|| {
+        io::Error::other(format!(
+            "{}: no \"State\" object with \"Dead\" to set",
+            path.display()
+        ))
+    })?;
+    let Some(patched) = patched else {
+        return Ok(()); // already dead
+    };
+    x.step()?;
+    if let Some(mut t) = x.trash() {
+        t.keep_copy(x.paths.root(), path)?;
     }
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".tmp-config.v2.json")
+        .tempfile_in(dir)?;
+    tmp.write_all(&patched)?;
+    tmp.as_file().sync_all()?;
+    {
+        use std::os::unix::fs::PermissionsExt;
+        fs::set_permissions(tmp.path(), fs::Permissions::from_mode(0o600))?;
+    }
+    tmp.persist(path).map_err(|e| e.error)?;
+    x.fsync_dir(dir)
+}
 
+/// The config with `State.Dead` set: `None` if there is no such field,
+/// `Some(None)` if it is set already.
+fn mark_dead(bytes: &[u8]) -> Option<Option<Vec<u8>>> {
+    let v: serde_json::Value = serde_json::from_slice(bytes).ok()?;
+    match v.get("State")?.get("Dead")? {
+        serde_json::Value::Bool(true) => return Some(None),
+        serde_json::Value::Bool(false) => {}
+        _ => return None,
+    }
+    // Patch the bytes rather than re-encode: every other field stays as
+    // the daemon wrote it. Go's encoder writes `"Dead":false` once, in State.
+    let state = memchr::memmem::find(bytes, b"\"State\":{")?;
+    let at = state + memchr::memmem::find(&bytes[state..], b"\"Dead\":false")?;
+    let mut out = Vec::with_capacity(bytes.len());
+    out.extend_from_slice(&bytes[..at]);
+    out.extend_from_slice(b"\"Dead\":true");
+    out.extend_from_slice(&bytes[at + b"\"Dead\":false".len()..]);
+    Some(Some(out))
+}
+
+impl Offline<'_> {
     fn remove_image(&self, i: &PlanImage) -> Result<(), StepError> {
         let meta = self.paths.image_metadata(&i.id);
         let content = self.paths.image_config(&i.id);
         self.remove(&meta)
             .and_then(|_| self.remove(&content))
             .map_err(|e| StepError::new(&content, e))
+    }
+}
+
+impl Executor for Offline<'_> {
+    fn style(&self) -> Style {
+        Style::Files
+    }
+
+    fn mode(&self) -> &'static str {
+        "offline"
+    }
+
+    /// The daemon's order: dead checkpoint, RW layers (dirs, then layerdb
+    /// entry), then the container's directory.
+    fn remove_container(&self, c: &PlanContainer) -> Result<Done, StepError> {
+        let dir = self.paths.docker().container(&c.id.0);
+        if fs::symlink_metadata(&dir).is_err() {
+            return Ok(Done::Gone);
+        }
+        let cfg = self.paths.docker().container_config(&c.id);
+        checkpoint_dead(self, &cfg).map_err(|e| StepError::new(&cfg, e))?;
+        for m in &c.mounts {
+            self.remove_mount(m)?;
+        }
+        self.remove(&dir).map_err(|e| StepError::new(&dir, e))?;
+        Ok(Done::Removed)
+    }
+
+    fn untag(&self, refs: &[PlanRef]) -> Result<Vec<Done>, StepError> {
+        let p = self.paths.repositories_json();
+        rewrite_refs(self, &p, refs).map_err(|e| StepError::new(&p, e))?;
+        Ok(vec![Done::Removed; refs.len()])
+    }
+
+    fn remove_images(&self, batch: &[ImageStep]) -> Vec<Result<Done, StepError>> {
+        batch
+            .iter()
+            .map(|s| self.remove_image(s.image).map(|_| Done::Removed))
+            .collect()
     }
 
     fn remove_mount(&self, m: &PlanMount) -> Result<(), StepError> {
@@ -251,6 +348,14 @@ impl Executor for Offline<'_> {
     /// daemon's Cleanup or the next run if the driver dir could not go).
     fn purge_layer(&self, l: &PlanLayer, d: &Detached) -> Result<(), StepError> {
         let dir = self.paths.dir(&l.data.cache_id.0);
+        let name = &l.data.cache_id.0;
+        if !l.data.keep_dir && (name.is_empty() || name.contains('/') || name == "l") {
+            // Never the driver home or its links: a plan from the API alone names no dir.
+            return Err(StepError::new(
+                &dir,
+                "the plan names no driver dir for this layer",
+            ));
+        }
         let r = if l.data.keep_dir {
             Ok(())
         } else {
@@ -261,7 +366,45 @@ impl Executor for Offline<'_> {
             .map_err(|e| StepError::new(&dir, e))
     }
 
-    fn remove_leftover(&self, o: &PlanOrphan) -> Result<(), StepError> {
+    fn layers_released(&self, _: &Plan) -> HashSet<ChainId> {
+        HashSet::new() // this executor removes layers itself
+    }
+
+    fn prune_build_cache(&self, _: &PlanBuildCache) -> Result<(u64, u64), StepError> {
+        Err(StepError::new(
+            self.paths.docker().buildkit(),
+            "BuildKit's databases are never written offline; prune the build cache live",
+        ))
+    }
+
+    fn remove_volume(&self, v: &PlanVolume) -> Result<Done, StepError> {
+        Err(StepError::new(
+            self.paths.docker().volumes().join(&v.name),
+            "volumes are removed only through the daemon; run live",
+        ))
+    }
+
+    fn remove_leftover(&self, o: &PlanOrphan) -> Result<Done, StepError> {
+        self.remove_leftover_files(o).map(|_| Done::Removed)
+    }
+
+    fn steps(&self) -> u64 {
+        self.steps.load(Ordering::SeqCst)
+    }
+
+    fn close(self) -> Result<Option<String>, StepError> {
+        let Some(t) = self.trash else { return Ok(None) };
+        let t = t.into_inner().unwrap_or_else(|p| p.into_inner());
+        let id = t.id.clone();
+        t.close()
+            .map(|_| Some(id))
+            .map_err(|e| StepError::new(self.paths.root().join(super::trash::TRASH_DIR), e))
+    }
+}
+
+impl Offline<'_> {
+    /// A leftover's files, with its `l/` link or the driver dir it names.
+    pub(super) fn remove_leftover_files(&self, o: &PlanOrphan) -> Result<(), StepError> {
         let p = self.paths.root().join(&o.path);
         let r = match o.kind {
             OrphanKind::DriverDir | OrphanKind::Probe => {
@@ -291,18 +434,5 @@ impl Executor for Offline<'_> {
             _ => self.remove(&p),
         };
         r.map_err(|e| StepError::new(&p, e))
-    }
-
-    fn steps(&self) -> u64 {
-        self.steps.load(Ordering::SeqCst)
-    }
-
-    fn close(self) -> Result<Option<String>, StepError> {
-        let Some(t) = self.trash else { return Ok(None) };
-        let t = t.into_inner().unwrap_or_else(|p| p.into_inner());
-        let id = t.id.clone();
-        t.close()
-            .map(|_| Some(id))
-            .map_err(|e| StepError::new(self.paths.root().join(super::trash::TRASH_DIR), e))
     }
 }

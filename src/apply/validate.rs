@@ -2,7 +2,7 @@
 //! every item must still be what the plan saw, and still be free to go.
 
 use crate::graph::Graph;
-use crate::ids::{ChainId, ImageId};
+use crate::ids::{ChainId, ContainerId, ImageId};
 use crate::leftovers::OrphanKind;
 use crate::plan::Plan;
 use std::collections::HashSet;
@@ -15,10 +15,15 @@ pub fn validate(g: &Graph, plan: &Plan) -> Result<(), Vec<String>> {
         return Err(errs);
     }
     references(g, plan, &mut errs);
+    containers(g, plan, &mut errs);
     images(g, plan, &mut errs);
-    layers(g, plan, &mut errs);
-    mounts(g, plan, &mut errs);
-    orphans(g, plan, &mut errs);
+    // From the API alone there are no layer entries, driver dirs or
+    // leftovers to compare: the daemon checks its own layers.
+    if g.snap.source == crate::store::Source::Disk {
+        layers(g, plan, &mut errs);
+        mounts(g, plan, &mut errs);
+        orphans(g, plan, &mut errs);
+    }
     if errs.is_empty() { Ok(()) } else { Err(errs) }
 }
 
@@ -46,6 +51,20 @@ fn same_store(g: &Graph, plan: &Plan, errs: &mut Vec<String>) -> bool {
     true
 }
 
+/// Each container still exists, with the same image, and is still stopped.
+fn containers(g: &Graph, plan: &Plan, errs: &mut Vec<String>) {
+    for c in &plan.containers {
+        match g.snap.containers.get(&c.id) {
+            None => {} // gone already: nothing to do, not a conflict
+            Some(now) if now.state.is_active() || now.state.pid_alive => {
+                errs.push(format!("container {} is {} now", c.name, now.state.word()))
+            }
+            Some(now) if now.image != c.image => errs.push(format!("container {} changed", c.name)),
+            Some(_) => {}
+        }
+    }
+}
+
 fn references(g: &Graph, plan: &Plan, errs: &mut Vec<String>) {
     for r in &plan.references {
         if !g
@@ -70,7 +89,11 @@ fn images(g: &Graph, plan: &Plan, errs: &mut Vec<String>) {
         if !g.snap.images.contains_key(&i.id) {
             errs.push(format!("image {} no longer exists", i.id.short()));
         }
-        if g.used_by_containers.contains(&i.id) {
+        let going: HashSet<&ContainerId> = plan.containers.iter().map(|c| &c.id).collect();
+        if g.image_users
+            .get(&i.id)
+            .is_some_and(|u| u.iter().any(|c| !going.contains(c)))
+        {
             errs.push(format!("image {} is now used by a container", i.id.short()));
         }
         if let Some(ch) = g.children.get(&i.id)

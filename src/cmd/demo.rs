@@ -50,6 +50,7 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<u8> {
     );
     super::df::df(
         &root,
+        dockgc::store::LoadOptions::default(),
         &Default::default(),
         &DfArgs {
             verbose: args.verbose,

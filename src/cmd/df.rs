@@ -9,13 +9,18 @@ use serde_json::json;
 use std::path::Path;
 
 pub fn run(ctx: &Ctx, args: &DfArgs) -> anyhow::Result<u8> {
-    df(&ctx.root, &ctx.containerd, args)
+    df(&ctx.root, ctx.load_options(false), &ctx.containerd, args)
 }
 
-pub fn df(root: &Path, ctrd: &ContainerdOptions, args: &DfArgs) -> anyhow::Result<u8> {
+pub fn df(
+    root: &Path,
+    load: store::LoadOptions,
+    ctrd: &ContainerdOptions,
+    args: &DfArgs,
+) -> anyhow::Result<u8> {
     let started = std::time::Instant::now();
     let _lock = super::read_lock(root);
-    let snap = store::open(root, ctrd, store::LoadOptions { lower: false })?;
+    let snap = store::open(root, ctrd, load)?;
     if snap.containerd().is_some() {
         return df_containerd(&snap, args, started);
     }

@@ -20,13 +20,25 @@ pub const EXIT_OK: u8 = 0;
 pub const EXIT_FOUND: u8 = 1;
 pub const EXIT_CANNOT_RUN: u8 = 2;
 
-/// What every handler gets: the effective root and the config it came from.
+/// What every handler gets: the effective root, the storage driver asked
+/// for (`--driver`), and the config it came from.
 pub struct Ctx {
     pub root: PathBuf,
     /// `--containerd-root` and `--namespace`.
     pub containerd: dockgc::store::ContainerdOptions,
+    pub driver: Option<String>,
     pub config: Config,
     pub config_path: Option<PathBuf>,
+}
+
+impl Ctx {
+    /// How commands that only need what df needs load the root.
+    pub fn load_options(&self, lower: bool) -> dockgc::store::LoadOptions {
+        dockgc::store::LoadOptions {
+            lower,
+            driver: self.driver.clone(),
+        }
+    }
 }
 
 /// A refusal: reported as is, exit status 2.

@@ -19,7 +19,7 @@ pub fn run(ctx: &Ctx, args: &SaveArgs) -> anyhow::Result<u8> {
         .into());
     }
     let _lock = super::read_lock(&ctx.root);
-    let snap = store::load(&ctx.root)?;
+    let snap = store::load_with(&ctx.root, ctx.load_options(true))?;
     let graph = Graph::build(&snap);
     let opts = SaveOptions {
         images: args.images.clone(),

@@ -35,7 +35,8 @@ pub fn run(ctx: &Ctx, action: &TrashAction) -> anyhow::Result<u8> {
             }
         }
         TrashAction::Restore { id } => {
-            let _mode = apply::mode::choose(root).map_err(busy)?;
+            let _mode =
+                apply::mode::choose(root, apply::mode::Want::Offline, None).map_err(busy)?;
             let n = trash::restore(root, id).map_err(|e| anyhow::anyhow!("restore {id}: {e}"))?;
             log::info(
                 "trash.restored",
@@ -44,7 +45,8 @@ pub fn run(ctx: &Ctx, action: &TrashAction) -> anyhow::Result<u8> {
             );
         }
         TrashAction::Empty { older_than } => {
-            let _mode = apply::mode::choose(root).map_err(busy)?;
+            let _mode =
+                apply::mode::choose(root, apply::mode::Want::Offline, None).map_err(busy)?;
             let gone = trash::empty(root, *older_than, super::now())
                 .map_err(|e| anyhow::anyhow!("{}: {e}", root.display()))?;
             log::info(

@@ -9,11 +9,7 @@ use serde_json::json;
 pub fn run(ctx: &Ctx, args: &VerifyArgs) -> anyhow::Result<u8> {
     let started = std::time::Instant::now();
     let _lock = super::read_lock(&ctx.root);
-    let snap = store::open(
-        &ctx.root,
-        &ctx.containerd,
-        store::LoadOptions { lower: true },
-    )?;
+    let snap = store::open(&ctx.root, &ctx.containerd, ctx.load_options(true))?;
     let report = if snap.containerd().is_some() {
         if !args.images.is_empty() || args.sizes {
             return Err(Refused(

@@ -5,29 +5,45 @@
 use super::*;
 use crate::graph::Graph;
 use crate::holds::{Holder, HolderId};
-use crate::ids::{ChainId, ImageId};
+use crate::ids::{CacheId, ChainId, ImageId};
 use crate::leftovers::{self, Leftover, OrphanKind, Subject};
 use crate::policy::Selection;
 use crate::reach::Node;
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
+#[derive(Debug, Clone)]
 pub struct OrphanOptions {
     /// Also remove unreferenced data older than `grace` seconds.
     pub enabled: bool,
     pub grace: i64,
     pub now: i64,
+    /// The daemon runs: only driver dirs, `-removing` leftovers, write-sets
+    /// and dangling links, never RW layers or layers (a `docker load`
+    /// registers layers before their image), and the grace counts from the
+    /// later of mtime and ctime (a rename changes only the ctime).
+    pub live: bool,
 }
+
+/// The shortest grace while the daemon runs: a `docker load` or a build
+/// must have registered what it creates by then.
+pub const MIN_LIVE_GRACE: i64 = 600;
 
 fn mtime(p: &Path) -> i64 {
     use std::os::unix::fs::MetadataExt;
     std::fs::symlink_metadata(p).map_or(0, |m| m.mtime())
 }
 
+fn changed(p: &Path) -> i64 {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::symlink_metadata(p).map_or(0, |m| m.mtime().max(m.ctime()))
+}
+
 /// Turns a policy selection (and, with `--orphans`, the store's leftovers)
 /// into a Plan. Reads only: sizes of dirs to remove and mtimes for the grace period.
 pub fn build(g: &Graph, sel: &Selection, o: &OrphanOptions, created: String) -> Plan {
     let snap = g.snap;
+    let containers = containers(g, sel);
     let references = references(g, sel);
     let images = images(g, sel);
     let Leftovers {
@@ -39,7 +55,10 @@ pub fn build(g: &Graph, sel: &Selection, o: &OrphanOptions, created: String) -> 
     let removed = holders_removed(
         g,
         sel.remove.keys(),
-        mounts.iter().map(|m| m.name.as_str()),
+        mounts
+            .iter()
+            .chain(containers.iter().flat_map(|c| &c.mounts))
+            .map(|m| m.name.as_str()),
         orphan_layers.iter(),
         orphans.iter().map(|x| snap.root.join(&x.path)),
     );
@@ -49,9 +68,24 @@ pub fn build(g: &Graph, sel: &Selection, o: &OrphanOptions, created: String) -> 
         layers: layers.iter().map(|l| l.size).sum(),
         mounts: mounts.iter().map(|m| m.bytes).sum(),
         orphans: orphans.iter().map(|x| x.bytes).sum(),
-        total: 0,
+        containers: containers.iter().map(|c| c.bytes).sum(),
+        ..Reclaim::default()
     };
-    reclaim.total = reclaim.images + reclaim.layers + reclaim.mounts + reclaim.orphans;
+    reclaim.sum();
+    let kept_containers = sel
+        .containers
+        .kept
+        .iter()
+        .map(|(id, why)| PlanKeptContainer {
+            id: id.clone(),
+            name: snap
+                .containers
+                .get(id)
+                .map(|c| c.name.clone())
+                .unwrap_or_default(),
+            reason: why.clone(),
+        })
+        .collect();
     Plan {
         version: PLAN_VERSION,
         root: snap.root.clone(),
@@ -73,7 +107,71 @@ pub fn build(g: &Graph, sel: &Selection, o: &OrphanOptions, created: String) -> 
         untouched,
         reclaim,
         note: sel.note.clone(),
+        containers,
+        kept_containers,
+        build_cache: None,
+        volumes: Vec::new(),
+        source: "disk".into(),
+        unseen: Vec::new(),
+        disagreements: Vec::new(),
+        grace: o.enabled.then_some(if o.live {
+            o.grace.max(MIN_LIVE_GRACE)
+        } else {
+            o.grace
+        }),
     }
+}
+
+/// The selected containers, each with its RW layer and its image mounts'
+/// RW layers, which go with it (moby `daemon/delete.go`).
+fn containers(g: &Graph, sel: &Selection) -> Vec<PlanContainer> {
+    let snap = g.snap;
+    let paths = &g.gd.paths;
+    sel.containers
+        .remove
+        .iter()
+        .filter_map(|(id, why)| {
+            let c = snap.containers.get(id)?;
+            let own = g.mount_of(c);
+            let mounts: Vec<PlanMount> = own
+                .into_iter()
+                .chain(
+                    c.image_mounts
+                        .iter()
+                        .filter_map(|(_, name)| g.gd.mounts.get(name)),
+                )
+                .map(|m| PlanMount {
+                    name: m.name.clone(),
+                    bytes: crate::disk::docker_size(&paths.diff(&m.mount_id.0)),
+                    reason: format!("RW layer of container {}", c.name),
+                    dirs: RwDirs {
+                        mount_id: m.mount_id.clone(),
+                        init_id: m.init_id.clone(),
+                    },
+                })
+                .collect();
+            let rw = own.map_or(0, |m| {
+                mounts
+                    .iter()
+                    .find(|p| p.name == m.name)
+                    .map_or(0, |p| p.bytes)
+            });
+            Some(PlanContainer {
+                id: id.clone(),
+                name: c.name.clone(),
+                image: c.image,
+                state: c.state.word().to_string(),
+                stopped: if c.state.has_started {
+                    c.finished_at.clone()
+                } else {
+                    c.created.clone()
+                },
+                reason: why.clone(),
+                bytes: rw + c.log_bytes,
+                mounts,
+            })
+        })
+        .collect()
 }
 
 /// References of removed images, and of images that are only untagged.
@@ -141,14 +239,30 @@ fn leftovers_to_remove(g: &Graph, o: &OrphanOptions) -> Leftovers {
     }
     let paths = &g.gd.paths;
     let mut items = leftovers::collect(g);
+    if o.live {
+        items.retain(|x| {
+            x.kind == OrphanKind::Unknown
+                || matches!(
+                    x.subject,
+                    Subject::Dir { .. }
+                        | Subject::Removing { .. }
+                        | Subject::WriteSet
+                        | Subject::Link { .. }
+                )
+        });
+    }
     // Only what the plan keeps needs measuring: drop what grace protects.
     let mtimes: Vec<i64> = items.iter().map(|x| mtime(&x.path)).collect();
     let mut keep = Vec::with_capacity(items.len());
     for (x, m) in items.drain(..).zip(mtimes) {
-        let old_enough = o.now - m >= o.grace;
-        // Layers have no grace (the daemon is down: nothing registers them).
-        if old_enough || x.kind == OrphanKind::Unknown || matches!(x.subject, Subject::Layer { .. })
-        {
+        let old_enough = if o.live {
+            o.now - changed(&x.path) >= o.grace.max(MIN_LIVE_GRACE)
+        } else {
+            o.now - m >= o.grace
+        };
+        // Offline, layers have no grace (the daemon is down: nothing registers them).
+        let layer = !o.live && matches!(x.subject, Subject::Layer { .. });
+        if old_enough || x.kind == OrphanKind::Unknown || layer {
             keep.push((x, m));
         }
     }
@@ -234,6 +348,7 @@ pub fn frees(
             .filter(|i| !failed_images.contains(i)),
         plan.mounts
             .iter()
+            .chain(plan.containers.iter().flat_map(|c| &c.mounts))
             .map(|m| m.name.as_str())
             .filter(|m| !failed_mounts.contains(m)),
         plan.layers.iter().map(|l| &l.chain_id),
@@ -281,11 +396,17 @@ fn layers_to_remove(
         .filter_map(|n| g.edges.chain_id(*n))
         .filter_map(|c| {
             let l = snap.layers.get(&c)?;
-            let cache_id = g.gd.cache_id(&c)?.clone();
-            let dir_stays = g
-                .edges
-                .dir(&cache_id.0)
-                .is_some_and(|d| !freed.contains(&d));
+            // From the API alone there are no driver dirs: the daemon
+            // deletes the layer; the plan only names it (and keeps "its" dir).
+            let cache_id = match g.gd.cache_id(&c) {
+                Some(id) => id.clone(),
+                None if snap.source == crate::store::Source::Api => CacheId(String::new()),
+                None => return None,
+            };
+            let dir_stays = cache_id.0.is_empty()
+                || g.edges
+                    .dir(&cache_id.0)
+                    .is_some_and(|d| !freed.contains(&d));
             let reason = if dir_stays {
                 format!(
                     "{}; its driver dir is shared with a kept layer and stays",
@@ -316,7 +437,7 @@ fn layers_to_remove(
 mod tests {
     use super::*;
     use crate::graph::tests::*;
-    use crate::policy::{self, AgeBy, Filters};
+    use crate::policy;
     use crate::store::Snapshot;
 
     fn plan_for(s: &Snapshot, all: bool) -> Plan {
@@ -325,14 +446,7 @@ mod tests {
             &g,
             &policy::Options {
                 all,
-                filters: Filters::default(),
-                older_than: None,
-                age_by: AgeBy::Created,
-                keep: vec![],
-                keep_last: None,
-                watermark: None,
-                min_age: None,
-                now: 0,
+                ..policy::Options::all(0)
             },
         );
         build(
@@ -342,6 +456,7 @@ mod tests {
                 enabled: false,
                 grace: 0,
                 now: 0,
+                live: false,
             },
             "now".into(),
         )

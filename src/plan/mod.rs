@@ -10,11 +10,15 @@
 //! 1's field order (`wire.rs`), so saved plans and scripts keep working.
 
 mod build;
+mod extras;
 mod wire;
 
-pub use build::{OrphanOptions, build, frees, holders_removed};
+pub use build::{MIN_LIVE_GRACE, OrphanOptions, build, frees, holders_removed};
+pub use extras::{
+    ANONYMOUS_LABEL, ApiVolume, BuildCacheOptions, build_cache, build_cache_of, volumes,
+};
 
-use crate::ids::{CacheId, ChainId, DiffId, ImageId, MountId};
+use crate::ids::{CacheId, ChainId, ContainerId, DiffId, ImageId, MountId};
 use crate::leftovers::OrphanKind;
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
@@ -44,6 +48,112 @@ pub struct Plan {
     pub untouched: Vec<PlanOrphan>,
     pub reclaim: Reclaim,
     pub note: Option<String>,
+    /// Stopped containers to remove first (`--containers`).
+    #[serde(default)]
+    pub containers: Vec<PlanContainer>,
+    /// Containers a rule kept, for the reader of the plan.
+    #[serde(default)]
+    pub kept_containers: Vec<PlanKeptContainer>,
+    /// The build cache prune (`--build-cache`), run by the daemon after the images.
+    #[serde(default)]
+    pub build_cache: Option<PlanBuildCache>,
+    /// Volumes to remove (`--volumes`), last.
+    #[serde(default)]
+    pub volumes: Vec<PlanVolume>,
+    /// Where the plan's facts came from: `disk` (the root, cross-checked
+    /// against the daemon when it runs) or `api` (the daemon alone).
+    #[serde(default = "disk")]
+    pub source: String,
+    /// What this plan's source cannot see, so it is not planned (never
+    /// "none"): `orphans` and `leftovers` for an API-only plan.
+    #[serde(default)]
+    pub unseen: Vec<String>,
+    /// Images and containers the disk and the daemon disagree on: left
+    /// alone, each with the reason.
+    #[serde(default)]
+    pub disagreements: Vec<Disagreement>,
+    /// With `--orphans`, the grace period (seconds) the leftovers were
+    /// chosen with; a live run checks each one against it again.
+    #[serde(default)]
+    pub grace: Option<i64>,
+}
+
+fn disk() -> String {
+    "disk".into()
+}
+
+/// A stopped container to remove, with its RW layers.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PlanContainer {
+    pub id: ContainerId,
+    pub name: String,
+    pub image: Option<ImageId>,
+    /// `exited`, `dead` or `created`.
+    pub state: String,
+    /// When it stopped (`FinishedAt`, or `Created` if it never ran).
+    pub stopped: Option<String>,
+    pub reason: String,
+    /// Its RW layer and its logs, as df counts them.
+    pub bytes: u64,
+    /// Its RW layer (named by its ID) and its image mounts' RW layers,
+    /// removed with it (the graphdriver executor's part).
+    pub mounts: Vec<PlanMount>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PlanKeptContainer {
+    pub id: ContainerId,
+    pub name: String,
+    pub reason: String,
+}
+
+/// `POST /build/prune` with these options; the records are dockgc's
+/// estimate from BuildKit's databases, the daemon decides.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PlanBuildCache {
+    /// Every unused record (`docker builder prune -a`), not only the
+    /// unshared regular ones.
+    pub all: bool,
+    /// Only records last used longer ago than this (seconds).
+    pub until: Option<i64>,
+    /// Keep this much cache (BuildKit's keep-storage).
+    pub keep_bytes: Option<u64>,
+    /// The records dockgc expects to go (empty when `known` is false).
+    pub records: Vec<PlanCacheRecord>,
+    pub bytes: u64,
+    /// BuildKit's databases could be read.
+    pub known: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PlanCacheRecord {
+    pub id: String,
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub bytes: u64,
+    pub last_used: Option<String>,
+    pub description: String,
+}
+
+/// A volume no container uses.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PlanVolume {
+    pub name: String,
+    pub driver: String,
+    /// As `/system/df` measures it (`null`: the daemon did not say).
+    pub bytes: Option<u64>,
+    pub labels: std::collections::BTreeMap<String, String>,
+    pub anonymous: bool,
+    pub reason: String,
+}
+
+/// Something the disk and the daemon disagree on, left alone.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Disagreement {
+    /// `image` or `container`.
+    pub kind: String,
+    pub id: String,
+    pub reason: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -138,6 +248,24 @@ pub struct Reclaim {
     pub mounts: u64,
     pub orphans: u64,
     pub total: u64,
+    #[serde(default)]
+    pub containers: u64,
+    #[serde(default)]
+    pub build_cache: u64,
+    #[serde(default)]
+    pub volumes: u64,
+}
+
+impl Reclaim {
+    pub fn sum(&mut self) {
+        self.total = self.images
+            + self.layers
+            + self.mounts
+            + self.orphans
+            + self.containers
+            + self.build_cache
+            + self.volumes;
+    }
 }
 
 impl Plan {
@@ -147,5 +275,8 @@ impl Plan {
             && self.layers.is_empty()
             && self.mounts.is_empty()
             && self.orphans.is_empty()
+            && self.containers.is_empty()
+            && self.build_cache.is_none()
+            && self.volumes.is_empty()
     }
 }

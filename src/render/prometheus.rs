@@ -249,6 +249,35 @@ pub fn df_metrics(m: &mut Metrics, u: &Usage) {
         u.layers_size as f64,
     );
     build_cache_metrics(m, u);
+    for anonymous in [false, true] {
+        let kind = if anonymous { "anonymous" } else { "named" };
+        let v: Vec<_> = u
+            .volumes
+            .iter()
+            .filter(|v| v.anonymous == anonymous)
+            .collect();
+        m.gauge(
+            "dockgc_volumes",
+            "Local volumes per kind (anonymous or named), as Local Volumes TOTAL counts them.",
+            &[("kind", kind)],
+            v.len() as f64,
+        );
+        m.gauge(
+            "dockgc_volume_bytes",
+            "Bytes of local volumes per kind (directory.Size of _data).",
+            &[("kind", kind)],
+            v.iter().filter_map(|v| v.size).sum::<u64>() as f64,
+        );
+        m.gauge(
+            "dockgc_volume_unused_bytes",
+            "Bytes of local volumes per kind that no container uses (RECLAIMABLE).",
+            &[("kind", kind)],
+            v.iter()
+                .filter(|v| v.links == 0)
+                .filter_map(|v| v.size)
+                .sum::<u64>() as f64,
+        );
+    }
     let mut orphans: BTreeMap<String, (u64, u64)> = BTreeMap::new();
     for o in &u.orphans {
         let e = orphans.entry(word(&o.kind)).or_default();
@@ -396,33 +425,50 @@ pub fn verify_metrics(m: &mut Metrics, r: &Report) {
     );
 }
 
-pub fn prune_metrics(m: &mut Metrics, p: &Plan, o: Option<&Outcome>) {
-    let r = &p.reclaim;
-    for (cat, v) in [
-        ("images", r.images),
-        ("layers", r.layers),
-        ("mounts", r.mounts),
-        ("orphans", r.orphans),
-    ] {
+/// `mode`: `offline` or `live` (the mode a dry run would use).
+pub fn prune_metrics(m: &mut Metrics, p: &Plan, o: Option<&Outcome>, mode: &str) {
+    let cats = |r: &crate::plan::Reclaim| {
+        [
+            ("images", r.images),
+            ("layers", r.layers),
+            ("mounts", r.mounts),
+            ("orphans", r.orphans),
+            ("containers", r.containers),
+            ("build_cache", r.build_cache),
+            ("volumes", r.volumes),
+        ]
+    };
+    for (cat, v) in cats(&p.reclaim) {
         m.gauge(
             "dockgc_prune_planned_bytes",
             "Bytes the last prune plan would reclaim, per category.",
-            &[("category", cat)],
+            &[("category", cat), ("mode", mode)],
+            v as f64,
+        );
+    }
+    for (kind, v) in [
+        ("containers", p.containers.len()),
+        (
+            "build_cache_records",
+            p.build_cache.as_ref().map_or(0, |b| b.records.len()),
+        ),
+        ("volumes", p.volumes.len()),
+        ("images", p.images.len()),
+        ("layers", p.layers.len()),
+    ] {
+        m.gauge(
+            "dockgc_prune_planned",
+            "Items the last prune plan would remove, per kind.",
+            &[("kind", kind), ("mode", mode)],
             v as f64,
         );
     }
     let Some(o) = o else { return };
-    let rc = &o.reclaimed;
-    for (cat, v) in [
-        ("images", rc.images),
-        ("layers", rc.layers),
-        ("mounts", rc.mounts),
-        ("orphans", rc.orphans),
-    ] {
+    for (cat, v) in cats(&o.reclaimed) {
         m.gauge(
             "dockgc_prune_reclaimed_bytes",
-            "Bytes the last prune run reclaimed, per category.",
-            &[("category", cat)],
+            "Bytes the last prune run reclaimed, per category (live: as the daemon reports).",
+            &[("category", cat), ("mode", mode)],
             v as f64,
         );
     }
@@ -433,18 +479,27 @@ pub fn prune_metrics(m: &mut Metrics, p: &Plan, o: Option<&Outcome>) {
         ("layers", c.layers),
         ("mounts", c.mounts),
         ("orphans", c.orphans),
+        ("containers", c.containers),
+        ("build_cache_records", c.build_cache_records),
+        ("volumes", c.volumes),
     ] {
         m.gauge(
             "dockgc_prune_removed",
             "Items the last prune run removed, per kind.",
-            &[("kind", kind)],
+            &[("kind", kind), ("mode", mode)],
             v as f64,
         );
     }
     m.gauge(
+        "dockgc_prune_skipped",
+        "Items the last prune run left alone because they are in use now.",
+        &[("mode", mode)],
+        o.skipped.len() as f64,
+    );
+    m.gauge(
         "dockgc_prune_failures",
         "Items the last prune run could not remove.",
-        &[],
+        &[("mode", mode)],
         o.failures.len() as f64,
     );
 }

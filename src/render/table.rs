@@ -16,6 +16,7 @@ fn row_title(kind: &str) -> &'static str {
     match kind {
         "images" => "Images",
         "containers" => "Containers",
+        "volumes" => "Local Volumes",
         "build-cache" => "Build Cache",
         "logs" => "Container logs",
         "orphans" => "Orphaned layer data",
@@ -89,6 +90,8 @@ fn verbose(u: &Usage, o: &TableOptions) -> String {
     out.push_str(&images(u, o));
     out.push_str("\nContainers space usage:\n\n");
     out.push_str(&containers(u));
+    out.push_str("\nLocal Volumes space usage:\n\n");
+    out.push_str(&volumes(u));
     out.push_str("\nBuild cache usage:\n\n");
     out.push_str(&build_cache(u, o));
     out.push_str(&format!(
@@ -205,6 +208,20 @@ fn build_cache(u: &Usage, o: &TableOptions) -> String {
             r.last_used.as_deref().map_or_else(String::new, ago),
             r.usage_count.to_string(),
             r.shared.to_string(),
+        ]);
+    }
+    t.render()
+}
+
+/// Like `docker system df -v`, plus whether each volume is anonymous.
+fn volumes(u: &Usage) -> String {
+    let mut t = Table::new(["VOLUME NAME", "LINKS", "SIZE", "KIND"]);
+    for v in &u.volumes {
+        t.row([
+            v.name.clone(),
+            v.links.to_string(),
+            v.size.map_or_else(|| "N/A".into(), human_size),
+            if v.anonymous { "anonymous" } else { "named" }.to_string(),
         ]);
     }
     t.render()

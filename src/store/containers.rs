@@ -1,8 +1,8 @@
-//! `containers/<id>/config.v2.json` and the container's json-file logs
-//! (moby `daemon/container/container.go`, `daemon/logger/jsonfilelog`).
+//! `containers/<id>/config.v2.json` and the files its log driver wrote
+//! (moby `daemon/container/container.go`, `daemon/logger`).
 
 use super::fsread::{list_dir_opt, read_opt};
-use super::paths::DockerRoot;
+use super::paths::{DockerRoot, is_container_log, is_log_dir};
 use super::{Anomaly, AnomalyKind, Container, ContainerState};
 use crate::ids::{ContainerId, ImageId};
 use rayon::prelude::*;
@@ -29,6 +29,7 @@ struct RawContainer {
 #[serde(rename_all = "PascalCase")]
 struct RawConfig {
     image: Option<String>,
+    labels: Option<BTreeMap<String, String>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -54,6 +55,10 @@ struct RawState {
 struct RawMountPoint {
     #[serde(rename = "Type")]
     kind: Option<String>,
+    #[serde(rename = "Name")]
+    name: Option<String>,
+    #[serde(rename = "Driver")]
+    driver: Option<String>,
     #[serde(rename = "ID")]
     id: Option<String>,
     #[serde(rename = "Spec")]
@@ -120,7 +125,7 @@ fn read_one(root: &DockerRoot, name: &str) -> Result<Option<Container>, Anomaly>
         Ok(None) => return Err(bad("missing; the daemon cannot load this container".into())),
         Err(e) => return Err(bad(format!("cannot read: {e}"))),
     };
-    let raw: RawContainer =
+    let mut raw: RawContainer =
         serde_json::from_slice(&bytes).map_err(|e| bad(format!("invalid JSON: {e}")))?;
     if raw.id.as_deref() != Some(name) {
         return Err(bad(format!(
@@ -145,10 +150,20 @@ fn read_one(root: &DockerRoot, name: &str) -> Result<Option<Container>, Anomaly>
         pid_alive: st.pid > 0 && Path::new(&format!("/proc/{}", st.pid)).exists(),
         has_started: started_at.is_some(),
     };
-    let mut image_mounts: Vec<(ImageId, String)> = raw
-        .mount_points
-        .unwrap_or_default()
-        .into_values()
+    let mount_points: Vec<RawMountPoint> =
+        raw.mount_points.unwrap_or_default().into_values().collect();
+    // A mount point with a driver holds a reference on the volume of its
+    // name; bind mounts have none (moby `daemon/mounts.go`
+    // `prepareMountPoints`, `daemon/volumes.go` `lazyInitializeVolume`).
+    let mut volumes: Vec<String> = mount_points
+        .iter()
+        .filter(|m| m.driver.as_deref().is_some_and(|d| !d.is_empty()))
+        .filter_map(|m| m.name.clone().filter(|n| !n.is_empty()))
+        .collect();
+    volumes.sort();
+    volumes.dedup();
+    let mut image_mounts: Vec<(ImageId, String)> = mount_points
+        .into_iter()
         .filter(|m| m.kind.as_deref() == Some("image"))
         .filter_map(|m| {
             let src = m.spec.and_then(|s| s.source)?;
@@ -157,13 +172,19 @@ fn read_one(root: &DockerRoot, name: &str) -> Result<Option<Container>, Anomaly>
         .collect();
     image_mounts.sort();
     Ok(Some(Container {
-        log_bytes: log_bytes(dir, name),
+        log_bytes: log_bytes(dir),
+        volumes,
         id,
         name: raw
             .name
             .map(|n| n.trim_start_matches('/').to_string())
             .unwrap_or_default(),
         image,
+        labels: raw
+            .config
+            .as_mut()
+            .and_then(|c| c.labels.take())
+            .unwrap_or_default(),
         config_image: raw.config.and_then(|c| c.image),
         driver: raw.driver,
         state,
@@ -174,15 +195,25 @@ fn read_one(root: &DockerRoot, name: &str) -> Result<Option<Container>, Anomaly>
     }))
 }
 
-/// json-file logs: `<id>-json.log` and its rotations `<id>-json.log.N[.gz]`.
-fn log_bytes(dir: &Path, id: &str) -> u64 {
-    let prefix = format!("{id}-json.log");
+/// Apparent bytes of the log files in a container's directory
+/// ([`is_container_log`]), those inside `local-logs/` included.
+fn log_bytes(dir: &Path) -> u64 {
+    let files = |d: &Path| -> u64 {
+        let Ok(rd) = fs::read_dir(d) else { return 0 };
+        rd.filter_map(|e| e.ok())
+            .filter_map(|e| e.metadata().ok())
+            .filter(|m| m.is_file())
+            .map(|m| m.len())
+            .sum()
+    };
     let Ok(rd) = fs::read_dir(dir) else { return 0 };
     rd.filter_map(|e| e.ok())
-        .filter(|e| e.file_name().to_string_lossy().starts_with(&prefix))
-        .filter_map(|e| e.metadata().ok())
-        .filter(|m| m.is_file())
-        .map(|m| m.len())
+        .filter(|e| is_container_log(&e.file_name()))
+        .map(|e| match e.metadata() {
+            Ok(m) if m.is_file() => m.len(),
+            Ok(m) if m.is_dir() && is_log_dir(&e.file_name()) => files(&e.path()),
+            _ => 0,
+        })
         .sum()
 }
 
@@ -202,7 +233,9 @@ mod tests {
             format!(
                 r#"{{"ID":"{id}","Name":"/web","Image":"{img}","Config":{{"Image":"web:1"}},"Driver":"overlay2",
                 "State":{{"Running":false,"Pid":0,"ExitCode":3,"StartedAt":"2024-01-01T00:00:00Z","FinishedAt":"2024-01-02T00:00:00Z"}},
-                "MountPoints":{{"/data":{{"Type":"image","ID":"{m}","Spec":{{"Source":"{img}"}}}},"/v":{{"Type":"volume"}}}}}}
+                "MountPoints":{{"/data":{{"Type":"image","ID":"{m}","Spec":{{"Source":"{img}"}}}},"/v":{{"Type":"volume"}},
+                  "/a":{{"Type":"volume","Name":"vol1","Driver":"local"}},"/b":{{"Type":"volume","Name":"vol1","Driver":"local"}},
+                  "/bind":{{"Type":"bind","Source":"/srv","Name":"","Driver":""}}}}}}
 "#,
                 m = "e".repeat(64)
             ),
@@ -210,6 +243,12 @@ mod tests {
         .unwrap();
         fs::write(dir.join(format!("{id}-json.log")), "x".repeat(100)).unwrap();
         fs::write(dir.join(format!("{id}-json.log.1")), "x".repeat(20)).unwrap();
+        fs::write(dir.join(format!("{id}-json.log.2.gz")), "x".repeat(3)).unwrap();
+        fs::create_dir(dir.join("local-logs")).unwrap();
+        fs::write(dir.join("local-logs/container.log"), "x".repeat(1000)).unwrap();
+        fs::write(dir.join("local-logs/container.log.1.gz"), "x".repeat(7)).unwrap();
+        fs::write(dir.join("container-cached.log"), "x".repeat(50)).unwrap();
+        fs::write(dir.join("hostconfig.json"), "{}").unwrap();
         fs::create_dir_all(t.path().join("r/containers/not-a-container")).unwrap();
 
         let (cs, a, _) = read(&DockerRoot::new(&t.path().join("r")));
@@ -219,7 +258,8 @@ mod tests {
         assert_eq!(c.state.word(), "exited");
         assert_eq!(c.state.exit_code, 3);
         assert!(!c.state.is_active());
-        assert_eq!(c.log_bytes, 120);
+        assert_eq!(c.log_bytes, 100 + 20 + 3 + 1000 + 7 + 50);
+        assert_eq!(c.volumes, vec!["vol1".to_string()]);
         assert_eq!(c.image_mounts.len(), 1);
         assert_eq!(c.config_image.as_deref(), Some("web:1"));
     }

@@ -104,6 +104,25 @@ impl RootGuard {
     }
 }
 
+/// The lock one dockgc run at a time holds on a root a live daemon runs on
+/// (the live executor's runs; the daemon keeps its own locks).
+#[derive(Debug)]
+pub struct RunLock {
+    _lock: Flock,
+}
+
+/// `flock(LOCK_EX|LOCK_NB)` on `<root>` only → [`Busy::LockHeld`] if
+/// another dockgc holds it.
+pub fn run_lock(root: &Path) -> Result<RunLock, Busy> {
+    let target = Target::new(root)?;
+    let f = File::open(&target.path).map_err(io_err(&target.path))?;
+    match f.try_lock() {
+        Ok(()) => Ok(RunLock { _lock: Flock(f) }),
+        Err(TryLockError::WouldBlock) => Err(Busy::LockHeld { path: target.path }),
+        Err(TryLockError::Error(e)) => Err(io_err(&target.path)(e)),
+    }
+}
+
 /// Refuses if a dockerd is alive on this root, then takes the locks:
 /// 1. `flock(LOCK_EX|LOCK_NB)` on `<root>` itself (a directory fd) →
 ///    [`Busy::LockHeld`] if another dockgc holds it;
@@ -222,9 +241,19 @@ pub fn daemon_alive(root: &Path) -> Option<Busy> {
 /// escapes like `\040` decoded), sorted. Nothing under these may be deleted
 /// (live-restore containers keep overlays mounted while dockerd is down).
 pub fn mounts_below(root: &Path) -> io::Result<Vec<PathBuf>> {
-    let root = root.canonicalize()?;
+    mounts_below_in(root, &fs::read("/proc/self/mountinfo")?)
+}
+
+/// [`mounts_below`] of a mountinfo text, and the overlay option paths of
+/// every overlay mount ([`overlay_option_paths`]): what is in use now.
+pub fn mounted_now() -> io::Result<(Vec<PathBuf>, Vec<PathBuf>)> {
     let text = fs::read("/proc/self/mountinfo")?;
-    let mut out: Vec<PathBuf> = parse_mountinfo(&text)
+    Ok((parse_mountinfo(&text), overlay_option_paths(&text)))
+}
+
+fn mounts_below_in(root: &Path, text: &[u8]) -> io::Result<Vec<PathBuf>> {
+    let root = root.canonicalize()?;
+    let mut out: Vec<PathBuf> = parse_mountinfo(text)
         .into_iter()
         .filter(|m| m.starts_with(&root))
         .collect();
@@ -306,32 +335,43 @@ enum Match {
 }
 
 fn liveness(target: &Target) -> Option<Busy> {
-    let found = |pid: u32, how: String, m: Match| match m {
-        Match::No => None,
-        Match::Yes => Some(Busy::DaemonRunning { pid, how }),
-        Match::Unknown(why) => Some(Busy::DaemonRunning {
+    match find_dockerd(target) {
+        Err(busy) => Some(busy),
+        Ok(None) => None,
+        Ok(Some((pid, how, Match::Unknown(why)))) => Some(Busy::DaemonRunning {
             pid,
             how: format!("{how}; its data root cannot be determined ({why})"),
         }),
+        Ok(Some((pid, how, _))) => Some(Busy::DaemonRunning { pid, how }),
+    }
+}
+
+/// A dockerd that may be running on `target` (pid files first, then the
+/// process scan), with how it was found: the first whose data root is
+/// `target` ([`Match::Yes`]), else the first whose data root is unknown.
+fn find_dockerd(target: &Target) -> Result<Option<(u32, String, Match)>, Busy> {
+    let mut unknown = None;
+    let mut consider = |pid: u32, how: &dyn Fn() -> String| match check_pid(pid, target) {
+        Match::No => None,
+        Match::Yes => Some((pid, how(), Match::Yes)),
+        m @ Match::Unknown(_) => {
+            if unknown.is_none() {
+                unknown = Some((pid, how(), m));
+            }
+            None
+        }
     };
     for pf in pid_files() {
         // A missing or unreadable pid file proves nothing; the scan follows.
         let Some(pid) = fs::read(&pf).ok().and_then(|t| parse_pid_file(&t)) else {
             continue;
         };
-        if let Some(busy) = found(
-            pid,
-            format!("pid file {}", pf.display()),
-            check_pid(pid, target),
-        ) {
-            return Some(busy);
+        if let Some(found) = consider(pid, &|| format!("pid file {}", pf.display())) {
+            return Ok(Some(found));
         }
     }
     let me = std::process::id();
-    let dir = match fs::read_dir("/proc") {
-        Ok(d) => d,
-        Err(e) => return Some(io_err(Path::new("/proc"))(e)),
-    };
+    let dir = fs::read_dir("/proc").map_err(io_err(Path::new("/proc")))?;
     for entry in dir.flatten() {
         let Some(pid) = entry
             .file_name()
@@ -343,11 +383,11 @@ fn liveness(target: &Target) -> Option<Busy> {
         if pid == me {
             continue;
         }
-        if let Some(busy) = found(pid, "process scan".to_string(), check_pid(pid, target)) {
-            return Some(busy);
+        if let Some(found) = consider(pid, &|| "process scan".to_string()) {
+            return Ok(Some(found));
         }
     }
-    None
+    Ok(unknown)
 }
 
 /// Whether `pid` is a live dockerd on `target`.
@@ -395,34 +435,19 @@ fn dockerd_root(pid: u32) -> Result<Vec<PathBuf>, String> {
         return Err("empty command line".to_string());
     }
     let flags = parse_dockerd_args(&args);
-    if let Some(root) = flags.data_root {
-        return Ok(in_namespace(pid, &root));
+    if let Some(root) = &flags.data_root {
+        return Ok(in_namespace(pid, root));
     }
 
     let env = fs::read(proc.join("environ"))
         .map(|e| split_nul(&e))
         .unwrap_or_default();
     let rootless = env_get(&env, "ROOTLESSKIT_STATE_DIR").is_some();
-    let explicit = flags.config_file.is_some();
-    let config = match flags.config_file {
-        Some(c) => c,
-        None if rootless => xdg_dir(&env, "XDG_CONFIG_HOME", ".config")?
-            .join("docker")
-            .join("daemon.json"),
-        None => PathBuf::from("/etc/docker/daemon.json"),
-    };
-    match read_in_namespace(pid, &config) {
-        Ok(text) => {
-            if let Some(root) = data_root_from_daemon_json(&text)
-                .map_err(|e| format!("{}: {e}", config.display()))?
-            {
-                return Ok(in_namespace(pid, &root));
-            }
-        }
-        // dockerd refuses to start without an explicitly named config file,
-        // so that one was removed after it started: its content is unknown.
-        Err(e) if e.kind() == io::ErrorKind::NotFound && !explicit => {}
-        Err(e) => return Err(format!("cannot read {}: {e}", config.display())),
+    if let Some((config, text)) = dockerd_config(pid, &flags, &env)?
+        && let Some(root) =
+            data_root_from_daemon_json(&text).map_err(|e| format!("{}: {e}", config.display()))?
+    {
+        return Ok(in_namespace(pid, &root));
     }
     let default = if rootless {
         xdg_dir(&env, "XDG_DATA_HOME", ".local/share")?.join("docker")
@@ -430,6 +455,85 @@ fn dockerd_root(pid: u32) -> Result<Vec<PathBuf>, String> {
         PathBuf::from("/var/lib/docker")
     };
     Ok(in_namespace(pid, &default))
+}
+
+/// The daemon.json dockerd `pid` reads, and its text: `--config-file`, else
+/// the default (rootless: under `$XDG_CONFIG_HOME`). `None` when the default
+/// file does not exist (dockerd runs without one).
+fn dockerd_config(
+    pid: u32,
+    flags: &DockerdFlags,
+    env: &[OsString],
+) -> Result<Option<(PathBuf, Vec<u8>)>, String> {
+    let rootless = env_get(env, "ROOTLESSKIT_STATE_DIR").is_some();
+    let explicit = flags.config_file.is_some();
+    let config = match &flags.config_file {
+        Some(c) => c.clone(),
+        None if rootless => xdg_dir(env, "XDG_CONFIG_HOME", ".config")?
+            .join("docker")
+            .join("daemon.json"),
+        None => PathBuf::from(SYSTEM_DAEMON_JSON),
+    };
+    match read_in_namespace(pid, &config) {
+        Ok(text) => Ok(Some((config, text))),
+        // dockerd refuses to start without an explicitly named config file,
+        // so that one was removed after it started: its content is unknown.
+        Err(e) if e.kind() == io::ErrorKind::NotFound && !explicit => Ok(None),
+        Err(e) => Err(format!("cannot read {}: {e}", config.display())),
+    }
+}
+
+/// Where a dockerd listens for the Engine API.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Listeners {
+    /// Its `-H` flags, else `hosts` of its daemon.json, as written
+    /// (`unix:///p`, `tcp://h:p`, `fd://`); empty when it uses its default.
+    pub hosts: Vec<String>,
+    /// Its default socket (`/var/run/docker.sock`, or
+    /// `$XDG_RUNTIME_DIR/docker.sock` when rootless).
+    pub default_socket: PathBuf,
+    /// Prefix for its unix socket paths as seen from here
+    /// (`/proc/<pid>/root` when that is readable, else empty).
+    pub seen_from: PathBuf,
+}
+
+/// The Engine API listeners of dockerd `pid` (moby `cmd/dockerd/daemon.go`
+/// `loadListeners`; `hosts` in daemon.json is the same option as `-H`).
+pub fn dockerd_listeners(pid: u32) -> Result<Listeners, String> {
+    let proc = PathBuf::from(format!("/proc/{pid}"));
+    let cmdline = fs::read(proc.join("cmdline"))
+        .map_err(|e| format!("cannot read {}: {e}", proc.join("cmdline").display()))?;
+    let flags = parse_dockerd_args(&split_nul(&cmdline));
+    let env = fs::read(proc.join("environ"))
+        .map(|e| split_nul(&e))
+        .unwrap_or_default();
+    let mut hosts = flags.hosts.clone();
+    if hosts.is_empty()
+        && let Some((path, text)) = dockerd_config(pid, &flags, &env)?
+    {
+        hosts = hosts_from_daemon_json(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+    }
+    let default_socket = if env_get(&env, "ROOTLESSKIT_STATE_DIR").is_some() {
+        let run = env_get(&env, "XDG_RUNTIME_DIR")
+            .filter(|v| !v.is_empty())
+            .ok_or("a rootless dockerd without XDG_RUNTIME_DIR")?;
+        PathBuf::from(run).join("docker.sock")
+    } else {
+        PathBuf::from("/var/run/docker.sock")
+    };
+    // A daemon in another mount namespace is reached through its root; one
+    // that shares ours by the plain path, which reads better in messages.
+    let via_root = proc.join("root");
+    let same = |a: &fs::Metadata, b: &fs::Metadata| a.dev() == b.dev() && a.ino() == b.ino();
+    let seen_from = match (fs::metadata(via_root.join(".")), fs::metadata("/")) {
+        (Ok(theirs), Ok(ours)) if !same(&theirs, &ours) => via_root,
+        _ => PathBuf::new(),
+    };
+    Ok(Listeners {
+        hosts,
+        default_socket,
+        seen_from,
+    })
 }
 
 /// `$var`, else `$HOME/<fallback>`, from a process environment.
@@ -481,15 +585,103 @@ fn env_get(env: &[OsString], key: &str) -> Option<OsString> {
 }
 
 // ---------------------------------------------------------------------------
+// The storage driver a daemon is configured with.
+
+/// The daemon.json of the system's dockerd.
+const SYSTEM_DAEMON_JSON: &str = "/etc/docker/daemon.json";
+
+/// A storage driver set by the user or a daemon's configuration, and where
+/// it was found, for messages (`"--driver"`, `"--storage-driver of dockerd
+/// (pid 42)"`, `"storage-driver in /etc/docker/daemon.json"`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfiguredDriver {
+    pub name: String,
+    pub source: String,
+}
+
+/// The storage driver the daemon of `root` is configured with, as dockerd
+/// takes it (moby `daemon/daemon.go` `NewDaemon`: `$DOCKER_DRIVER`, else
+/// the `storage-driver` setting, from `-s`/`--storage-driver` or daemon.json).
+///
+/// * A live dockerd on `root`: its `$DOCKER_DRIVER`, `-s`, or
+///   `storage-driver` in the daemon.json it reads (`--config-file`).
+/// * Otherwise `/etc/docker/daemon.json`, if the data root it sets
+///   (`data-root`, default `/var/lib/docker`) is `root`.
+///
+/// `None`: nothing configured that dockgc can see; the daemon then scans for
+/// prior state. A daemon.json that cannot be read or parsed counts as
+/// configuring nothing (dockerd would not start with it).
+pub fn configured_driver(root: &Path) -> Option<ConfiguredDriver> {
+    configured_driver_in(root, Path::new(SYSTEM_DAEMON_JSON))
+}
+
+fn configured_driver_in(root: &Path, system_json: &Path) -> Option<ConfiguredDriver> {
+    let target = Target::new(root).ok()?;
+    if let Ok(Some((pid, _, Match::Yes))) = find_dockerd(&target) {
+        // The running daemon's own settings decide, whatever the files say.
+        return live_driver(pid);
+    }
+    let text = fs::read(system_json).ok()?;
+    let data_root = data_root_from_daemon_json(&text)
+        .ok()?
+        .unwrap_or_else(|| PathBuf::from("/var/lib/docker"));
+    if !target.is(&data_root) {
+        return None;
+    }
+    storage_driver_from_daemon_json(&text)
+        .ok()?
+        .map(|name| ConfiguredDriver {
+            name,
+            source: format!("storage-driver in {}", system_json.display()),
+        })
+}
+
+/// The storage driver of live dockerd `pid`.
+fn live_driver(pid: u32) -> Option<ConfiguredDriver> {
+    let proc = PathBuf::from(format!("/proc/{pid}"));
+    let args = split_nul(&fs::read(proc.join("cmdline")).ok()?);
+    let env = fs::read(proc.join("environ"))
+        .map(|e| split_nul(&e))
+        .unwrap_or_default();
+    let found = |name: OsString, how: &str| {
+        Some(ConfiguredDriver {
+            name: name.to_string_lossy().into_owned(),
+            source: format!("{how} of dockerd (pid {pid})"),
+        })
+    };
+    if let Some(d) = env_get(&env, "DOCKER_DRIVER").filter(|d| !d.is_empty()) {
+        return found(d, "$DOCKER_DRIVER");
+    }
+    let flags = parse_dockerd_args(&args);
+    if let Some(d) = flags.storage_driver.clone().filter(|d| !d.is_empty()) {
+        return found(d, "--storage-driver");
+    }
+    let (config, text) = dockerd_config(pid, &flags, &env).ok()??;
+    storage_driver_from_daemon_json(&text)
+        .ok()?
+        .map(|name| ConfiguredDriver {
+            name,
+            source: format!(
+                "storage-driver in {} of dockerd (pid {pid})",
+                config.display()
+            ),
+        })
+}
+
+// ---------------------------------------------------------------------------
 // Pure parsing helpers.
 
-/// The dockerd flags that decide its data root.
+/// The dockerd flags that decide its data root and storage driver.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct DockerdFlags {
     /// `--data-root X`, `--data-root=X`, `--graph X`, `-g X` (last wins).
     pub data_root: Option<PathBuf>,
     /// `--config-file X` / `--config-file=X` (last wins).
     pub config_file: Option<PathBuf>,
+    /// `--storage-driver X`, `-s X` (last wins).
+    pub storage_driver: Option<OsString>,
+    /// `-H X`, `--host X`, `--host=X`, in order (every one is listened on).
+    pub hosts: Vec<String>,
 }
 
 /// dockerd's short flags that take no value (may be combined: `-Dg /x`).
@@ -497,7 +689,7 @@ const SHORT_BOOL: &[u8] = b"Dvh";
 /// dockerd's short flags that take a value (`-g X`, `-g=X`, `-gX`).
 const SHORT_VALUE: &[u8] = b"bgGHlps";
 
-/// Reads the data-root and config-file flags from a dockerd command line
+/// Reads the data-root, config-file and storage-driver flags from a dockerd command line
 /// (`args[0]` is the program), with pflag's rules: long flags as `--f X` or
 /// `--f=X`, short flags as `-g X`, `-g=X`, `-gX` or combined after boolean
 /// shorts, the last occurrence wins, and `--` ends the flags.
@@ -515,9 +707,13 @@ pub fn parse_dockerd_args(args: &[OsString]) -> DockerdFlags {
                 Some(p) => (&long[..p], Some(&long[p + 1..])),
                 None => (long, None),
             };
+            let mut driver = None;
+            let mut host = None;
             let slot = match name {
                 b"data-root" | b"graph" => &mut out.data_root,
                 b"config-file" => &mut out.config_file,
+                b"storage-driver" => &mut driver,
+                b"host" => &mut host,
                 _ => continue,
             };
             let value = match inline {
@@ -531,6 +727,12 @@ pub fn parse_dockerd_args(args: &[OsString]) -> DockerdFlags {
                 },
             };
             *slot = Some(path_of(value));
+            if let Some(d) = driver {
+                out.storage_driver = Some(d.into_os_string());
+            }
+            if let Some(h) = host {
+                out.hosts.push(h.to_string_lossy().into_owned());
+            }
         } else if let Some(shorts) = a.strip_prefix(b"-") {
             for (j, &c) in shorts.iter().enumerate() {
                 if SHORT_BOOL.contains(&c) {
@@ -549,8 +751,11 @@ pub fn parse_dockerd_args(args: &[OsString]) -> DockerdFlags {
                     } else {
                         rest.strip_prefix(b"=").unwrap_or(rest)
                     };
-                    if c == b'g' {
-                        out.data_root = Some(path_of(value));
+                    match c {
+                        b'g' => out.data_root = Some(path_of(value)),
+                        b's' => out.storage_driver = Some(path_of(value).into_os_string()),
+                        b'H' => out.hosts.push(String::from_utf8_lossy(value).into_owned()),
+                        _ => {}
                     }
                 }
                 // A value flag consumed the rest; an unknown one ends the group.
@@ -585,6 +790,43 @@ pub fn data_root_from_daemon_json(text: &[u8]) -> Result<Option<PathBuf>, String
     Ok(None)
 }
 
+/// The storage driver a daemon.json sets (`storage-driver`), `None` if unset
+/// or empty; errors as [`data_root_from_daemon_json`].
+pub fn storage_driver_from_daemon_json(text: &[u8]) -> Result<Option<String>, String> {
+    let v: serde_json::Value =
+        serde_json::from_slice(text).map_err(|e| format!("invalid JSON: {e}"))?;
+    let obj = v
+        .as_object()
+        .ok_or_else(|| "not a JSON object".to_string())?;
+    match obj.get("storage-driver") {
+        None => Ok(None),
+        Some(serde_json::Value::String(s)) if s.is_empty() => Ok(None),
+        Some(serde_json::Value::String(s)) => Ok(Some(s.clone())),
+        Some(other) => Err(format!("\"storage-driver\" is not a string: {other}")),
+    }
+}
+
+/// `hosts` of a daemon.json: the listeners dockerd uses when no `-H` is given.
+pub fn hosts_from_daemon_json(text: &[u8]) -> Result<Vec<String>, String> {
+    let v: serde_json::Value =
+        serde_json::from_slice(text).map_err(|e| format!("invalid JSON: {e}"))?;
+    let obj = v
+        .as_object()
+        .ok_or_else(|| "not a JSON object".to_string())?;
+    match obj.get("hosts") {
+        None | Some(serde_json::Value::Null) => Ok(Vec::new()),
+        Some(serde_json::Value::Array(a)) => a
+            .iter()
+            .map(|h| {
+                h.as_str()
+                    .map(str::to_string)
+                    .ok_or_else(|| format!("\"hosts\" has a value that is not a string: {h}"))
+            })
+            .collect(),
+        Some(other) => Err(format!("\"hosts\" is not a list: {other}")),
+    }
+}
+
 /// Mount points (field 5) of `/proc/<pid>/mountinfo` text, octal escapes
 /// decoded, in file order.
 pub fn parse_mountinfo(text: &[u8]) -> Vec<PathBuf> {
@@ -593,6 +835,39 @@ pub fn parse_mountinfo(text: &[u8]) -> Vec<PathBuf> {
         .filter(|m| m.starts_with(b"/"))
         .map(|m| path_of(&unescape_octal(m)))
         .collect()
+}
+
+/// The paths overlay mounts name in their options (`lowerdir`, `upperdir`,
+/// `workdir`; lower dirs split on `:`), octal escapes decoded, as written:
+/// absolute, or relative to the driver home (`l/<link>`) when dockerd
+/// mounted from there to fit a long lower chain into one page.
+pub fn overlay_option_paths(text: &[u8]) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for line in text.split(|&b| b == b'\n') {
+        let Some(sep) = memchr::memmem::find(line, b" - ") else {
+            continue;
+        };
+        let mut tail = line[sep + 3..].split(|&b| b == b' ');
+        if tail.next() != Some(b"overlay".as_slice()) {
+            continue;
+        }
+        let Some(opts) = tail.nth(1) else { continue };
+        for opt in opts.split(|&b| b == b',') {
+            let Some(eq) = opt.iter().position(|&b| b == b'=') else {
+                continue;
+            };
+            if !matches!(&opt[..eq], b"lowerdir" | b"upperdir" | b"workdir") {
+                continue;
+            }
+            out.extend(
+                opt[eq + 1..]
+                    .split(|&b| b == b':')
+                    .filter(|p| !p.is_empty())
+                    .map(|p| path_of(&unescape_octal(p))),
+            );
+        }
+    }
+    out
 }
 
 /// Decodes the kernel's `\ooo` escapes (space, tab, newline, backslash);
@@ -742,6 +1017,36 @@ mod tests {
     }
 
     #[test]
+    fn host_flags_accumulate() {
+        let f = parse_dockerd_args(&args(&[
+            "dockerd",
+            "-H",
+            "unix:///a.sock",
+            "--host=tcp://0.0.0.0:2375",
+            "-Hfd://",
+            "--host",
+            "unix:///b.sock",
+            "-D",
+        ]));
+        assert_eq!(
+            f.hosts,
+            [
+                "unix:///a.sock",
+                "tcp://0.0.0.0:2375",
+                "fd://",
+                "unix:///b.sock"
+            ]
+        );
+        assert_eq!(
+            hosts_from_daemon_json(br#"{"hosts": ["unix:///x.sock", "tcp://1.2.3.4:2375"]}"#)
+                .unwrap(),
+            ["unix:///x.sock", "tcp://1.2.3.4:2375"]
+        );
+        assert!(hosts_from_daemon_json(br#"{}"#).unwrap().is_empty());
+        assert!(hosts_from_daemon_json(br#"{"hosts": "unix:///x"}"#).is_err());
+    }
+
+    #[test]
     fn args_data_root_forms() {
         assert_eq!(root_of(&["dockerd"]), None);
         assert_eq!(
@@ -815,6 +1120,72 @@ mod tests {
     }
 
     #[test]
+    fn args_storage_driver() {
+        let d = |v: &[&str]| parse_dockerd_args(&args(v)).storage_driver;
+        assert_eq!(d(&["dockerd", "-s", "vfs"]), Some("vfs".into()));
+        assert_eq!(d(&["dockerd", "-svfs"]), Some("vfs".into()));
+        assert_eq!(d(&["dockerd", "-Ds=vfs"]), Some("vfs".into()));
+        assert_eq!(
+            d(&["dockerd", "--storage-driver", "vfs"]),
+            Some("vfs".into())
+        );
+        assert_eq!(
+            d(&["dockerd", "--storage-driver=vfs", "-s", "overlay2"]),
+            Some("overlay2".into())
+        );
+        assert_eq!(d(&["dockerd", "--storage-opt", "x=y"]), None);
+        assert_eq!(d(&["dockerd", "--", "-s", "vfs"]), None);
+        let f = parse_dockerd_args(&args(&["dockerd", "-s", "vfs", "--data-root", "/r"]));
+        assert_eq!(f.data_root, Some("/r".into()));
+    }
+
+    #[test]
+    fn daemon_json_storage_driver() {
+        let d = |s: &str| storage_driver_from_daemon_json(s.as_bytes());
+        assert_eq!(d(r#"{"storage-driver": "vfs"}"#), Ok(Some("vfs".into())));
+        assert_eq!(d(r#"{"storage-driver": ""}"#), Ok(None));
+        assert_eq!(d(r#"{"data-root": "/x"}"#), Ok(None));
+        assert!(d(r#"{"storage-driver": 1}"#).is_err());
+        assert!(d("[").is_err());
+    }
+
+    #[test]
+    fn system_daemon_json_configures_only_its_own_root() {
+        let t = tempfile::tempdir().unwrap();
+        let root = t.path().join("root");
+        let other = t.path().join("other");
+        fs::create_dir_all(&root).unwrap();
+        fs::create_dir_all(&other).unwrap();
+        let json = t.path().join("daemon.json");
+        fs::write(
+            &json,
+            format!(
+                r#"{{"data-root": "{}", "storage-driver": "vfs"}}"#,
+                root.display()
+            ),
+        )
+        .unwrap();
+        let c = configured_driver_in(&root, &json).expect("configured");
+        assert_eq!(c.name, "vfs");
+        assert!(
+            c.source.contains(&json.display().to_string()),
+            "{}",
+            c.source
+        );
+        assert_eq!(configured_driver_in(&other, &json), None);
+        // Without `data-root` it configures /var/lib/docker only.
+        fs::write(&json, r#"{"storage-driver": "vfs"}"#).unwrap();
+        assert_eq!(configured_driver_in(&root, &json), None);
+        // Unreadable, invalid or silent files configure nothing.
+        fs::write(&json, "{").unwrap();
+        assert_eq!(configured_driver_in(&root, &json), None);
+        assert_eq!(
+            configured_driver_in(&root, &t.path().join("none.json")),
+            None
+        );
+    }
+
+    #[test]
     fn nul_fields() {
         assert_eq!(split_nul(b""), Vec::<OsString>::new());
         assert_eq!(split_nul(b"\0"), Vec::<OsString>::new());
@@ -879,6 +1250,17 @@ mod tests {
                 PathBuf::from("/var/lib/docker/containers/x y/mounts/shm"),
                 PathBuf::from("/a\ttab\nnl\\bs"),
             ]
+        );
+        let o = overlay_option_paths(
+            b"90 27 0:50 / /m rw - overlay overlay rw,lowerdir=l/AB:l/CD,upperdir=/r/x/diff,workdir=/r/x/work,index=off\n\
+              91 27 0:51 / /n rw - tmpfs shm rw,lowerdir=/no\n\
+              92 27 0:52 / /o rw - overlay overlay rw,lowerdir=/r/a\\040b/diff\n",
+        );
+        assert_eq!(
+            o,
+            ["l/AB", "l/CD", "/r/x/diff", "/r/x/work", "/r/a b/diff"]
+                .map(PathBuf::from)
+                .to_vec()
         );
     }
 

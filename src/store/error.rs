@@ -20,11 +20,18 @@ pub enum StoreError {
     ContainerdStore { path: PathBuf },
     #[error(transparent)]
     Containerd(#[from] super::containerd::OpenError),
-    #[error("{path}: graph driver {driver:?} is not supported (dockgc handles overlay2)")]
-    UnsupportedDriver { path: PathBuf, driver: String },
+    /// `why`: how the driver was chosen (configured where, or found how).
+    #[error("{path}: graph driver {driver:?} ({why}) is not supported (dockgc handles overlay2)")]
+    UnsupportedDriver {
+        path: PathBuf,
+        driver: String,
+        why: String,
+    },
     #[error(
-        "{path}: several graph drivers have state here ({drivers}); the daemon itself refuses \
-         such a root unless one is configured"
+        "{path}: several graph drivers have state here ({drivers}) and none is configured; \
+         dockerd refuses to start on such a root (\"contains several valid graphdrivers ... \
+         Please cleanup or explicitly choose storage driver (-s <DRIVER>)\"); configure the \
+         daemon's storage-driver, or pass --driver NAME to read one of them"
     )]
     AmbiguousDriver { path: PathBuf, drivers: String },
     #[error("{path}: this is the parent of a user-namespace remapped root; pass --root {remapped}")]

@@ -1,29 +1,104 @@
 //! Which layout a root has. Layouts dockgc does not handle are named, not guessed at.
 
 use super::StoreError;
+use super::daemon::ConfiguredDriver as Configured;
 use super::paths::DockerRoot;
 use std::fs;
 use std::path::{Path, PathBuf};
 
-/// Graph drivers the daemon scans for prior state, in its priority order
-/// (`driver_linux.go`), plus the ones it knows but never auto-selects.
-const KNOWN_DRIVERS: &[&str] = &[
-    "overlay2",
-    "fuse-overlayfs",
-    "btrfs",
-    "zfs",
-    "vfs",
-    "aufs",
-    "overlay",
-    "devicemapper",
-];
+/// The drivers whose prior state the daemon looks for when none is
+/// configured, in its priority order (moby `daemon/graphdriver/driver.go`
+/// `New` and `scanPriorDrivers`, priorities in `driver_linux.go`). `vfs` is
+/// never chosen from its state ("don't use vfs even if there is state
+/// present").
+const SCANNED: &[&str] = &["overlay2", "fuse-overlayfs", "btrfs", "zfs"];
 
+/// Drivers the scan skips: `vfs`, and drivers current engines no longer
+/// have (`aufs`, `overlay`, `devicemapper`). Their state alone means a daemon
+/// configured for them wrote the root.
+const NOT_SCANNED: &[&str] = &["vfs", "aufs", "overlay", "devicemapper"];
+
+/// The layout `detect` established.
 pub struct Layout {
     pub driver: String,
     pub engine_id_present: bool,
 }
 
-pub fn detect(root: &Path) -> Result<Layout, StoreError> {
+/// What the daemon's driver choice looks at in a root.
+#[derive(Debug, Default)]
+struct Evidence {
+    /// `image/<d>/` directories, sorted.
+    image_dirs: Vec<String>,
+    /// Drivers whose home `<root>/<d>` holds state.
+    with_state: Vec<String>,
+    /// Traces of the containerd image store.
+    containerd_traces: bool,
+}
+
+/// The decision, before it becomes a [`Layout`] or a [`StoreError`].
+#[derive(Debug, PartialEq, Eq)]
+enum Choice {
+    /// Read with this driver; `why` says how it was chosen.
+    Driver {
+        name: String,
+        why: String,
+    },
+    /// Several scanned drivers have state and none is configured.
+    Ambiguous(Vec<String>),
+    /// Only a driver the scan skips has state.
+    OnlyUnscanned(String),
+    Containerd,
+}
+
+/// The daemon's driver choice (moby `daemon/daemon.go` `NewDaemon`,
+/// `daemon/graphdriver/driver.go` `New`): a configured driver wins; else the
+/// one scanned driver with prior state; several refuse the start; with none,
+/// a fresh store of the first driver that works (overlay2 on the hosts
+/// dockgc is for).
+fn decide(configured: Option<&Configured>, ev: &Evidence) -> Choice {
+    if let Some(c) = configured {
+        return Choice::Driver {
+            name: c.name.clone(),
+            why: format!("configured: {}", c.source),
+        };
+    }
+    let has = |d: &str| ev.with_state.iter().any(|s| s == d);
+    let prior: Vec<&str> = SCANNED.iter().copied().filter(|d| has(d)).collect();
+    match prior.as_slice() {
+        [one] => {
+            return Choice::Driver {
+                name: one.to_string(),
+                why: "the driver with prior state".into(),
+            };
+        }
+        [] => {}
+        many => return Choice::Ambiguous(many.iter().map(|d| d.to_string()).collect()),
+    }
+    // Engine 29 stays on the graphdriver only with prior state of a scanned
+    // driver (`daemon/image_store_choice.go`), vfs state not included.
+    if ev.containerd_traces {
+        return Choice::Containerd;
+    }
+    if let Some(d) = NOT_SCANNED.iter().find(|d| has(d)) {
+        return Choice::OnlyUnscanned(d.to_string());
+    }
+    // A fresh root whose daemon never created a layer: image/<d>/ alone.
+    let known = SCANNED.iter().chain(NOT_SCANNED);
+    let name = known
+        .filter(|d| ev.image_dirs.iter().any(|i| i == *d))
+        .map(|d| d.to_string())
+        .next()
+        .or_else(|| ev.image_dirs.first().cloned())
+        .unwrap_or_else(|| "overlay2".into());
+    Choice::Driver {
+        name,
+        why: "a fresh store".into(),
+    }
+}
+
+/// Which store and driver `root` has. `configured` is the driver the user
+/// or the daemon's configuration names (see [`super::daemon::configured_driver`]).
+pub fn detect(root: &Path, configured: Option<&Configured>) -> Result<Layout, StoreError> {
     let meta = fs::metadata(root).map_err(|source| StoreError::Unreadable {
         path: root.to_path_buf(),
         source,
@@ -46,7 +121,7 @@ pub fn detect(root: &Path) -> Result<Layout, StoreError> {
 
     let docker = DockerRoot::new(root);
     let image_dir = docker.image_root();
-    let mut drivers: Vec<String> = match fs::read_dir(&image_dir) {
+    let mut image_dirs: Vec<String> = match fs::read_dir(&image_dir) {
         Ok(rd) => rd
             .filter_map(|e| e.ok())
             .filter(|e| e.file_type().map(|t| t.is_dir()).unwrap_or(false))
@@ -54,14 +129,14 @@ pub fn detect(root: &Path) -> Result<Layout, StoreError> {
             .collect(),
         Err(_) => Vec::new(),
     };
-    drivers.sort();
+    image_dirs.sort();
 
     // containerd-store roots keep no image/<driver>/ but have these traces (moby
     // `daemon/image_store_choice.go`, `daemon/snapshotter/mount.go`).
     let containerd_traces =
         image_dir.join("identity-cache.db").exists() || docker.containerd_rootfs().exists();
 
-    if drivers.is_empty() {
+    if image_dirs.is_empty() {
         if containerd_traces {
             return Err(StoreError::ContainerdStore {
                 path: root.to_path_buf(),
@@ -78,54 +153,56 @@ pub fn detect(root: &Path) -> Result<Layout, StoreError> {
         });
     }
 
-    // Drivers with prior state: image/<d>/ and a non-empty <root>/<d>/ (moby
-    // `daemon/graphdriver/driver.go` `scanPriorDrivers`).
-    let with_state: Vec<&String> = drivers
+    let with_state = SCANNED
         .iter()
-        .filter(|d| non_empty_dir(&root.join(d)))
+        .chain(NOT_SCANNED)
+        .filter(|d| has_state(&root.join(d)))
+        .map(|d| d.to_string())
         .collect();
-    let chosen = match with_state.as_slice() {
-        [one] => (*one).clone(),
-        [] => {
-            if containerd_traces {
-                return Err(StoreError::ContainerdStore {
-                    path: root.to_path_buf(),
-                });
-            }
-            // A fresh root whose daemon never created a layer: image/<d>/ alone.
-            drivers[0].clone()
-        }
-        many => {
-            return Err(StoreError::AmbiguousDriver {
-                path: root.to_path_buf(),
-                drivers: many
-                    .iter()
-                    .map(|s| s.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", "),
-            });
-        }
+    let ev = Evidence {
+        image_dirs,
+        with_state,
+        containerd_traces,
     };
-    if chosen != "overlay2" {
-        let driver = if KNOWN_DRIVERS.contains(&chosen.as_str()) {
-            chosen
-        } else {
-            format!("{chosen} (unknown)")
-        };
-        return Err(StoreError::UnsupportedDriver {
-            path: root.to_path_buf(),
-            driver,
-        });
+    let path = root.to_path_buf();
+    match decide(configured, &ev) {
+        Choice::Driver { name, .. } if name == "overlay2" => Ok(Layout {
+            driver: name,
+            engine_id_present: docker.engine_id().exists(),
+        }),
+        Choice::Driver { name, why } => {
+            let known = SCANNED.contains(&name.as_str()) || NOT_SCANNED.contains(&name.as_str());
+            Err(StoreError::UnsupportedDriver {
+                path,
+                driver: if known {
+                    name
+                } else {
+                    format!("{name} (unknown)")
+                },
+                why,
+            })
+        }
+        Choice::OnlyUnscanned(name) => Err(StoreError::UnsupportedDriver {
+            path,
+            why: format!(
+                "the only driver with state here; a daemon uses it only when configured to \
+                 (dockerd -s {name}), and without that starts an empty overlay2 store, \
+                 which --driver overlay2 reads"
+            ),
+            driver: name,
+        }),
+        Choice::Ambiguous(drivers) => Err(StoreError::AmbiguousDriver {
+            path,
+            drivers: drivers.join(", "),
+        }),
+        Choice::Containerd => Err(StoreError::ContainerdStore { path }),
     }
-    Ok(Layout {
-        driver: chosen,
-        engine_id_present: docker.engine_id().exists(),
-    })
 }
 
 /// Which store a root is.
 pub enum Store {
-    Graphdriver(Layout),
+    /// A graphdriver root ([`detect`] says which driver).
+    Graphdriver,
     /// A containerd store: a Docker root in containerd mode (`docker_root`),
     /// or a containerd root itself (`None`).
     Containerd {
@@ -134,22 +211,25 @@ pub enum Store {
 }
 
 /// [`detect`], with a containerd store returned instead of refused.
-pub fn detect_store(root: &Path) -> Result<Store, StoreError> {
+pub fn detect_store(root: &Path, configured: Option<&Configured>) -> Result<Store, StoreError> {
     if super::containerd::paths::is_containerd_root(root) {
         return Ok(Store::Containerd { docker_root: None });
     }
-    match detect(root) {
+    match detect(root, configured) {
         Err(StoreError::ContainerdStore { path }) => Ok(Store::Containerd {
             docker_root: Some(path),
         }),
-        other => other.map(Store::Graphdriver),
+        other => other.map(|_| Store::Graphdriver),
     }
 }
 
-fn non_empty_dir(p: &Path) -> bool {
-    fs::read_dir(p)
-        .map(|mut rd| rd.next().is_some())
-        .unwrap_or(false)
+/// Prior state as the daemon sees it (`driver.go` `scanPriorDrivers` and
+/// `isEmptyDir`): the entry exists and is not a readable empty directory.
+fn has_state(p: &Path) -> bool {
+    if fs::metadata(p).is_err() {
+        return false;
+    }
+    !fs::read_dir(p).is_ok_and(|mut rd| rd.next().is_none())
 }
 
 /// `--userns-remap` roots live in `<root>/<uid>.<gid>` (`setupRemappedRoot`).
@@ -177,6 +257,103 @@ fn is_rootless_default(root: &Path) -> bool {
 mod tests {
     use super::*;
 
+    fn detect(p: &Path) -> Result<Layout, StoreError> {
+        super::detect(p, None)
+    }
+
+    fn ev(image_dirs: &[&str], with_state: &[&str]) -> Evidence {
+        Evidence {
+            image_dirs: image_dirs.iter().map(|s| s.to_string()).collect(),
+            with_state: with_state.iter().map(|s| s.to_string()).collect(),
+            containerd_traces: false,
+        }
+    }
+
+    fn conf(name: &str) -> Configured {
+        Configured {
+            name: name.into(),
+            source: "--driver".into(),
+        }
+    }
+
+    fn driver(c: Choice) -> String {
+        match c {
+            Choice::Driver { name, .. } => name,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    /// The daemon's choice, row by row (`daemon/graphdriver/driver.go` `New`).
+    #[test]
+    fn decision_table() {
+        // A plain daemon after `dockerd -s vfs`: vfs state is skipped.
+        let vfs_then_plain = ev(&["overlay2", "vfs"], &["overlay2", "vfs"]);
+        assert_eq!(driver(decide(None, &vfs_then_plain)), "overlay2");
+        // Prior state decides even without image/<d>/.
+        assert_eq!(
+            driver(decide(None, &ev(&["vfs"], &["overlay2", "vfs"]))),
+            "overlay2"
+        );
+        // Two scanned drivers with state: the daemon refuses to start.
+        assert_eq!(
+            decide(None, &ev(&["overlay2"], &["overlay2", "fuse-overlayfs"])),
+            Choice::Ambiguous(vec!["overlay2".into(), "fuse-overlayfs".into()])
+        );
+        assert_eq!(
+            decide(None, &ev(&["overlay2", "btrfs"], &["btrfs", "zfs", "vfs"])),
+            Choice::Ambiguous(vec!["btrfs".into(), "zfs".into()])
+        );
+        // ... unless a driver is configured, which wins over any state.
+        let both = ev(&["overlay2"], &["overlay2", "fuse-overlayfs"]);
+        assert_eq!(driver(decide(Some(&conf("overlay2")), &both)), "overlay2");
+        assert_eq!(driver(decide(Some(&conf("vfs")), &vfs_then_plain)), "vfs");
+        assert_eq!(
+            driver(decide(Some(&conf("overlay2")), &ev(&["vfs"], &["vfs"]))),
+            "overlay2"
+        );
+        // One other scanned driver: that one (refused later as unsupported).
+        assert_eq!(
+            driver(decide(None, &ev(&["btrfs"], &["btrfs", "vfs"]))),
+            "btrfs"
+        );
+        // Only vfs (or a driver current engines lack) has state.
+        assert_eq!(
+            decide(None, &ev(&["vfs"], &["vfs"])),
+            Choice::OnlyUnscanned("vfs".into())
+        );
+        assert_eq!(
+            decide(None, &ev(&["aufs"], &["aufs"])),
+            Choice::OnlyUnscanned("aufs".into())
+        );
+        // Legacy state beside overlay2's does not stop today's daemons.
+        assert_eq!(
+            driver(decide(
+                None,
+                &ev(&["overlay2", "aufs"], &["overlay2", "aufs"])
+            )),
+            "overlay2"
+        );
+        // No state anywhere: a fresh store, overlay2 when its image dir is there.
+        assert_eq!(
+            driver(decide(None, &ev(&["overlay2", "vfs"], &[]))),
+            "overlay2"
+        );
+        assert_eq!(driver(decide(None, &ev(&["btrfs"], &[]))), "btrfs");
+        assert_eq!(driver(decide(None, &ev(&["weird"], &[]))), "weird");
+        // The containerd store, when nothing of a graphdriver has state.
+        let mut cd = ev(&["overlay2"], &[]);
+        cd.containerd_traces = true;
+        assert_eq!(decide(None, &cd), Choice::Containerd);
+        cd.with_state.push("vfs".into());
+        assert_eq!(
+            decide(None, &cd),
+            Choice::Containerd,
+            "vfs state does not count"
+        );
+        cd.with_state.push("overlay2".into());
+        assert_eq!(driver(decide(None, &cd)), "overlay2");
+    }
+
     #[test]
     fn empty_dir_is_not_a_docker_root() {
         let t = tempfile::tempdir().unwrap();
@@ -192,14 +369,47 @@ mod tests {
     }
 
     #[test]
+    fn state_is_a_non_empty_or_unreadable_entry() {
+        let t = tempfile::tempdir().unwrap();
+        let p = t.path();
+        assert!(!has_state(&p.join("missing")));
+        fs::create_dir(p.join("empty")).unwrap();
+        assert!(!has_state(&p.join("empty")));
+        fs::create_dir_all(p.join("full/l")).unwrap();
+        assert!(has_state(&p.join("full")));
+        // A file where the home belongs cannot be listed: state, as for the daemon.
+        fs::write(p.join("file"), "x").unwrap();
+        assert!(has_state(&p.join("file")));
+        std::os::unix::fs::symlink("missing", p.join("dangling")).unwrap();
+        assert!(!has_state(&p.join("dangling")));
+    }
+
+    #[test]
+    fn vfs_state_beside_overlay2_reads_as_overlay2() {
+        let t = tempfile::tempdir().unwrap();
+        for d in ["overlay2", "vfs"] {
+            fs::create_dir_all(t.path().join("image").join(d)).unwrap();
+        }
+        fs::create_dir_all(t.path().join("vfs/dir/x")).unwrap();
+        fs::create_dir_all(t.path().join("overlay2/l")).unwrap();
+        assert_eq!(detect(t.path()).unwrap().driver, "overlay2");
+        // A configured vfs wins, and is refused as unsupported, saying so.
+        let e = super::detect(t.path(), Some(&conf("vfs"))).err().unwrap();
+        assert!(matches!(e, StoreError::UnsupportedDriver { .. }), "{e}");
+        assert!(e.to_string().contains("configured: --driver"), "{e}");
+    }
+
+    #[test]
     fn detects_other_layouts_by_name() {
         let t = tempfile::tempdir().unwrap();
         fs::create_dir_all(t.path().join("image/vfs")).unwrap();
         fs::create_dir_all(t.path().join("vfs/dir/x")).unwrap();
-        assert!(matches!(
-            detect(t.path()),
-            Err(StoreError::UnsupportedDriver { .. })
-        ));
+        let e = detect(t.path()).err().unwrap();
+        assert!(matches!(e, StoreError::UnsupportedDriver { .. }), "{e}");
+        assert!(e.to_string().contains("--driver overlay2"), "{e}");
+        // Read as a daemon without a configured driver would: an empty overlay2 store.
+        let l = super::detect(t.path(), Some(&conf("overlay2"))).unwrap();
+        assert_eq!(l.driver, "overlay2");
 
         let t = tempfile::tempdir().unwrap();
         fs::create_dir_all(t.path().join("image")).unwrap();
@@ -223,10 +433,16 @@ mod tests {
             fs::create_dir_all(t.path().join("image").join(d)).unwrap();
             fs::create_dir_all(t.path().join(d).join("x")).unwrap();
         }
-        assert!(matches!(
-            detect(t.path()),
-            Err(StoreError::AmbiguousDriver { .. })
-        ));
+        let e = detect(t.path()).err().unwrap();
+        assert!(matches!(e, StoreError::AmbiguousDriver { .. }), "{e}");
+        assert!(e.to_string().contains("overlay2, btrfs"), "{e}");
+        assert!(e.to_string().contains("-s <DRIVER>"), "{e}");
+        assert_eq!(
+            super::detect(t.path(), Some(&conf("overlay2")))
+                .unwrap()
+                .driver,
+            "overlay2"
+        );
 
         let t = tempfile::tempdir().unwrap();
         fs::create_dir_all(t.path().join("image/overlay2")).unwrap();

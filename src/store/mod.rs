@@ -12,6 +12,7 @@ pub mod graphdriver;
 mod layout;
 pub mod paths;
 mod snapshot;
+mod volumes;
 
 pub use error::StoreError;
 pub use graphdriver::{parse_size, parse_time};
@@ -19,23 +20,58 @@ pub use snapshot::*;
 
 use std::path::{Path, PathBuf};
 
-/// What to read beyond what every command needs.
-#[derive(Debug, Clone, Copy)]
+/// What to read beyond what every command needs, and how.
+#[derive(Debug, Clone, Default)]
 pub struct LoadOptions {
     /// Each driver dir's `lower` file (for verify's driver-dir check).
     pub lower: bool,
+    /// The storage driver to read (`--driver`), over the daemon's configured
+    /// one and its prior-driver scan.
+    pub driver: Option<String>,
 }
 
 /// Reads the whole root, everything included.
 pub fn load(root: &Path) -> Result<Snapshot, StoreError> {
-    load_with(root, LoadOptions { lower: true })
+    load_with(
+        root,
+        LoadOptions {
+            lower: true,
+            driver: None,
+        },
+    )
 }
 
-/// Reads a graphdriver root. A containerd store is refused here
-/// (`StoreError::ContainerdStore`): commands that handle one call [`open`].
+/// Reads the root with the source its layout calls for: the driver given,
+/// else the daemon's configured one ([`daemon::configured_driver`]), else
+/// the one the daemon's prior-driver scan picks.
+/// A containerd store is refused here (`StoreError::ContainerdStore`):
+/// commands that handle one call [`open`].
 pub fn load_with(root: &Path, opts: LoadOptions) -> Result<Snapshot, StoreError> {
-    let layout = layout::detect(root)?;
-    Ok(graphdriver::read(root, layout, opts))
+    let configured = configured(root, &opts);
+    let layout = layout::detect(root, configured.as_ref())?;
+    let docker = paths::DockerRoot::new(root);
+    let (mut snap, (volumes, anomalies)) = rayon::join(
+        || graphdriver::read(root, layout, &opts),
+        || volumes::read(&docker),
+    );
+    snap.volumes = volumes;
+    if !anomalies.is_empty() {
+        snap.anomalies.extend(anomalies);
+        snap.anomalies
+            .sort_by(|a, b| (&a.path, a.kind).cmp(&(&b.path, b.kind)));
+    }
+    Ok(snap)
+}
+
+/// The driver given with `--driver`, else the daemon's configured one.
+fn configured(root: &Path, opts: &LoadOptions) -> Option<daemon::ConfiguredDriver> {
+    match &opts.driver {
+        Some(d) => Some(daemon::ConfiguredDriver {
+            name: d.clone(),
+            source: "--driver".into(),
+        }),
+        None => daemon::configured_driver(root),
+    }
 }
 
 /// Where a containerd store is and what of it to report.
@@ -51,7 +87,7 @@ pub struct ContainerdOptions {
 /// root in containerd mode), without reading it.
 pub fn is_containerd(root: &Path) -> bool {
     matches!(
-        layout::detect_store(root),
+        layout::detect_store(root, configured(root, &LoadOptions::default()).as_ref()),
         Ok(layout::Store::Containerd { .. })
     )
 }
@@ -78,17 +114,15 @@ pub fn open(
         })
         .map_err(StoreError::from)
     };
+    let store = layout::detect_store(root, configured(root, &opts).as_ref());
     if let Some(croot) = &ctrd.root {
         // The Docker root counts only if it is one in containerd mode.
-        let docker = matches!(
-            layout::detect_store(root),
-            Ok(layout::Store::Containerd { .. })
-        )
-        .then(|| root.to_path_buf());
+        let docker = matches!(store, Ok(layout::Store::Containerd { .. }))
+            .then(|| root.to_path_buf());
         return read(croot.clone(), docker);
     }
-    match layout::detect_store(root)? {
-        layout::Store::Graphdriver(l) => Ok(graphdriver::read(root, l, opts)),
+    match store? {
+        layout::Store::Graphdriver => load_with(root, opts),
         layout::Store::Containerd { docker_root: None } => read(root.to_path_buf(), None),
         layout::Store::Containerd {
             docker_root: Some(d),

@@ -25,6 +25,8 @@ pub struct Snapshot {
     pub images: BTreeMap<ImageId, Image>,
     pub layers: BTreeMap<ChainId, Layer>,
     pub containers: BTreeMap<ContainerId, Container>,
+    /// The volumes the daemon knows, by name (see [`Volume`]).
+    pub volumes: Vec<Volume>,
     pub anomalies: Vec<Anomaly>,
     /// Entries whose references could not be read: a mount without a readable
     /// `mount-id`, a broken layer without a `cache-id`, a container directory
@@ -34,6 +36,20 @@ pub struct Snapshot {
     pub unresolved: Vec<PathBuf>,
     /// What only this kind of store has.
     pub store: Store,
+    /// Where the facts came from.
+    pub source: Source,
+}
+
+/// Where a snapshot's facts came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Source {
+    /// The root's own files.
+    #[default]
+    Disk,
+    /// A daemon's Engine API alone: no driver dirs, no leftovers, and
+    /// layer sizes estimated from the images' sizes.
+    Api,
 }
 
 /// The store-specific half of a snapshot.
@@ -150,8 +166,62 @@ pub struct Container {
     pub finished_at: Option<String>,
     /// Image IDs of `"Type":"image"` mount points (`Spec.Source`), with their mount names.
     pub image_mounts: Vec<(ImageId, String)>,
-    /// `*-json.log*` files of this container (current and rotated).
+    /// Names of the volumes its mount points use (entries with a `Driver`),
+    /// sorted, each once.
+    pub volumes: Vec<String>,
+    /// Apparent bytes of the files its log driver wrote under the root
+    /// ([`super::paths::is_container_log`]).
     pub log_bytes: u64,
+    /// `Config.Labels`.
+    pub labels: BTreeMap<String, String>,
+}
+
+/// A volume as the daemon's volume service knows it: every directory under
+/// `volumes/` is a volume of the `local` driver (moby
+/// `daemon/volume/local/local.go` `New`), and `volumes/metadata.db` adds its
+/// labels and options and the volumes of other drivers
+/// (`daemon/volume/service/store.go`, `db.go`).
+#[derive(Debug, Clone, Serialize)]
+pub struct Volume {
+    pub name: String,
+    pub driver: String,
+    /// `Labels` as stored: `None` where the record has `null` or there is no
+    /// record, which the API echoes as `null` (Engine 20.10 writes `null` for
+    /// anonymous volumes, `{}` for `docker volume create` without labels).
+    pub labels: Option<BTreeMap<String, String>>,
+    /// `Options` as stored (`None` as for labels). A `local` volume with
+    /// options is a mount (tmpfs, NFS, a bind) whose data is not on this disk.
+    pub options: Option<BTreeMap<String, String>>,
+}
+
+impl Volume {
+    /// The label Engine 23 and later put on volumes created without a name
+    /// (moby `daemon/volume/service/service.go`, `AnonymousLabel`).
+    pub const ANONYMOUS_LABEL: &'static str = "com.docker.volume.anonymous";
+
+    /// Created without a name: labelled so (Engine >= 23), or, from older
+    /// engines, unlabelled (`null`) with the 64-hex random name they gave it
+    /// (`stringid.GenerateRandomID` in `daemon/create_unix.go`
+    /// `createContainerOSSpecificSettings`).
+    pub fn is_anonymous(&self) -> bool {
+        match &self.labels {
+            Some(l) => l.contains_key(Self::ANONYMOUS_LABEL),
+            None => {
+                self.name.len() == 64
+                    && self
+                        .name
+                        .bytes()
+                        .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+            }
+        }
+    }
+
+    /// Listed by `/system/df` and counted in its Local Volumes: driver
+    /// `local` and no options (moby `daemon/volume/service/service.go`
+    /// `LocalVolumesSize`).
+    pub fn in_system_df(&self) -> bool {
+        self.driver == "local" && self.options.as_ref().is_none_or(|o| o.is_empty())
+    }
 }
 
 #[derive(Debug, Clone, Default, Serialize)]
@@ -232,6 +302,9 @@ pub enum AnomalyKind {
     Loop,
     /// A BuildKit database that could not be read.
     Buildkit,
+    /// `volumes/metadata.db` unreadable or damaged, or one of its records
+    /// malformed: the volumes are listed from their directories alone.
+    Volumes,
     /// A containerd record, file or directory that could not be read, or a
     /// part of a containerd root dockgc does not read (another snapshotter).
     Containerd,

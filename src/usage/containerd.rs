@@ -1392,8 +1392,10 @@ mod tests {
                 images: BTreeMap::new(),
                 layers: BTreeMap::new(),
                 containers: BTreeMap::new(),
+                volumes: Vec::new(),
                 anomalies: Vec::new(),
                 unresolved: Vec::new(),
+                source: Default::default(),
                 store: Store::Containerd(self.s),
             };
             compute(

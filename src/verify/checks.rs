@@ -72,7 +72,10 @@ fn from_anomaly(a: &Anomaly) -> Finding {
         ),
         AnomalyKind::DriverDir => (Check::DriverDir, None),
         AnomalyKind::Link => (Check::DanglingLink, None),
-        AnomalyKind::Unreadable | AnomalyKind::Buildkit | AnomalyKind::Containerd => {
+        AnomalyKind::Unreadable
+        | AnomalyKind::Buildkit
+        | AnomalyKind::Volumes
+        | AnomalyKind::Containerd => {
             (Check::Unreadable, None)
         }
     };

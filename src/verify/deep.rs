@@ -1298,14 +1298,11 @@ mod tests {
     }
 
     fn header(name: &[u8], flag: u8, size: u64) -> [u8; 512] {
-        let mut h = tar::Header::new_ustar();
-        h.as_old_mut().name[..name.len()].copy_from_slice(name);
-        h.set_mode(0o644);
-        h.set_size(size);
-        h.set_mtime(1_600_000_000);
-        h.set_entry_type(tar::EntryType::new(flag));
-        h.set_cksum();
-        *h.as_bytes()
+        crate::tarfmt::Header::new(name, flag)
+            .mode(0o644)
+            .size(size)
+            .mtime(1_600_000_000)
+            .encode()
     }
 
     fn make(entries: &[E<'_>], cache_id: &str) -> Made {

@@ -20,6 +20,9 @@ pub struct Modern {
     pub containers_json: Value,
     /// GET /volumes.
     pub volumes_json: Value,
+    /// `docker system df` and `docker system df -v` as the CLI prints them.
+    pub system_df_cli: String,
+    pub system_df_cli_v: String,
     /// Tag → image ID.
     pub tags: BTreeMap<String, String>,
     /// Container name → ID.
@@ -221,6 +224,8 @@ fn build_modern() -> Option<Modern> {
     let images_json_all = d.api("/images/json?all=1");
     let containers_json = d.api("/containers/json?all=1&size=1");
     let volumes_json = d.api("/volumes");
+    let system_df_cli = d.docker(&["system", "df"]);
+    let system_df_cli_v = d.docker(&["system", "df", "-v"]);
     let tags = tags_of(&images_json_all);
     let containers = names_of(&containers_json);
     d.stop();
@@ -237,6 +242,8 @@ fn build_modern() -> Option<Modern> {
         images_json_all,
         containers_json,
         volumes_json,
+        system_df_cli,
+        system_df_cli_v,
         tags,
         containers,
         force_removed,

@@ -3,6 +3,13 @@
 //! an anonymous volume, a dangling named volume, a volume with tmpfs options
 //! (which `/system/df` never lists), and containers logging through
 //! json-file (rotated and compressed), `local` and `none`.
+//!
+//! Also: 80 labelled volumes and one with a 9 KB label (so `metadata.db`
+//! has branch and overflow pages), an anonymous volume its removed
+//! container left behind, a volume `--mount` created (`Labels: null`, yet
+//! named), a volume holding a hard link, a symlink and an empty file, a
+//! `local` log that rotated, and dual logging's cache for a `syslog`
+//! container.
 
 use super::*;
 
@@ -103,5 +110,99 @@ pub fn add_volumes_and_logs(d: &Daemon, _work: &Path) {
         "sh",
         "-c",
         "echo nobody keeps this",
+    ]);
+    add_more_volumes_and_logs(d);
+}
+
+fn add_more_volumes_and_logs(d: &Daemon) {
+    for i in 0..80 {
+        let label = format!("idx={i}");
+        d.docker(&[
+            "volume",
+            "create",
+            "--label",
+            &label,
+            &format!("bulk-{i:02}"),
+        ]);
+    }
+    let long = format!("long={}", "l".repeat(9 * 1024));
+    d.docker(&["volume", "create", "--label", &long, "long-label"]);
+    // An anonymous volume whose container is gone (`docker rm` without -v).
+    d.docker(&[
+        "run",
+        "--network",
+        "none",
+        "--name",
+        "anon-left",
+        "-v",
+        "/left",
+        "base:1",
+        "sh",
+        "-c",
+        "echo left > /left/x",
+    ]);
+    d.docker(&["rm", "anon-left"]);
+    // Created by --mount: no labels at all (null), but named.
+    d.docker(&[
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "--mount",
+        "type=volume,src=data3,dst=/m",
+        "base:1",
+        "sh",
+        "-c",
+        "echo m > /m/m",
+    ]);
+    // directory.Size counts a hard-linked inode once, a symlink by its
+    // target's length, and no empty file or directory.
+    d.docker(&[
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "-v",
+        "links:/v",
+        "base:1",
+        "sh",
+        "-c",
+        "echo 0123456789 > /v/f; ln /v/f /v/g; ln -s f /v/s; touch /v/empty; mkdir /v/sub; \
+         echo abc > /v/sub/x",
+    ]);
+    // `local` with rotation: compressed `container.log.N.gz` files.
+    d.docker(&[
+        "run",
+        "--network",
+        "none",
+        "--name",
+        "log-local-rot",
+        "--log-driver",
+        "local",
+        "--log-opt",
+        "max-size=10k",
+        "--log-opt",
+        "max-file=3",
+        "base:1",
+        "sh",
+        "-c",
+        "i=0; while [ $i -lt 3000 ]; do echo local rotated line $i; i=$((i+1)); done",
+    ]);
+    // A driver that cannot be read back: dual logging keeps a local cache
+    // (`container-cached.log`). UDP needs no listener.
+    d.docker(&[
+        "run",
+        "--network",
+        "none",
+        "--name",
+        "log-syslog",
+        "--log-driver",
+        "syslog",
+        "--log-opt",
+        "syslog-address=udp://127.0.0.1:5514",
+        "base:1",
+        "sh",
+        "-c",
+        "i=0; while [ $i -lt 500 ]; do echo syslog line $i; i=$((i+1)); done",
     ]);
 }

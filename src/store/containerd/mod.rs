@@ -291,8 +291,10 @@ pub fn read(opts: &Options) -> Result<Snapshot, OpenError> {
         images,
         layers,
         containers: BTreeMap::new(),
+        volumes: Vec::new(),
         anomalies,
         unresolved: Vec::new(),
+        source: super::Source::Disk,
         store: Store::Containerd(state),
     })
 }

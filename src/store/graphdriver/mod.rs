@@ -16,11 +16,11 @@ pub use layerdb::parse_size;
 pub use paths::Paths;
 pub use state::*;
 
-use super::{Anomaly, LoadOptions, Snapshot, Store, containers, layout::Layout};
+use super::{Anomaly, LoadOptions, Snapshot, Source, Store, containers, layout::Layout};
 use std::path::Path;
 
 /// Reads a graphdriver root whose layout `detect` established.
-pub fn read(root: &Path, layout: Layout, opts: LoadOptions) -> Snapshot {
+pub fn read(root: &Path, layout: Layout, opts: &LoadOptions) -> Snapshot {
     let paths = Paths::new(root, &layout.driver);
 
     let ((refs, images), (ldb, (containers, home))) = rayon::join(
@@ -54,6 +54,17 @@ pub fn read(root: &Path, layout: Layout, opts: LoadOptions) -> Snapshot {
         candidates.chain(chain_hex.iter().map(String::as_str)),
     );
 
+    // The daemon restores only the containers created with its driver
+    // (moby `daemon/daemon.go` `restore`); another driver's containers (of a
+    // `dockerd -s vfs` that ran here before) are not its. A container
+    // without a `Driver` stays: its mount is protected either way.
+    let mut containers = containers;
+    containers.0.retain(|_, c| {
+        c.driver
+            .as_deref()
+            .is_none_or(|d| d.is_empty() || d == layout.driver)
+    });
+
     let mut anomalies: Vec<Anomaly> = Vec::new();
     let mut unresolved = ldb.unresolved;
     unresolved.extend(containers.2);
@@ -81,6 +92,7 @@ pub fn read(root: &Path, layout: Layout, opts: LoadOptions) -> Snapshot {
         images: images.0,
         layers: ldb.layers,
         containers: containers.0,
+        volumes: Vec::new(),
         anomalies,
         unresolved,
         store: Store::Graphdriver(State {
@@ -94,5 +106,6 @@ pub fn read(root: &Path, layout: Layout, opts: LoadOptions) -> Snapshot {
             write_sets: ldb.write_sets,
             buildkit,
         }),
+        source: Source::Disk,
     }
 }

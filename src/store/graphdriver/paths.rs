@@ -69,6 +69,18 @@ impl Paths {
         self.image_metadata_dir().join(id.hex())
     }
 
+    /// `metadata/sha256/<id>/parent`: the image it was built on (moby
+    /// `daemon/internal/image/store.go` `SetParent`).
+    pub fn image_parent(&self, id: &ImageId) -> PathBuf {
+        self.image_metadata(id).join("parent")
+    }
+
+    /// `metadata/sha256/<id>/lastUpdated`: when a tag last moved to it
+    /// (moby `daemon/internal/image/store.go` `SetLastUpdated`).
+    pub fn image_last_updated(&self, id: &ImageId) -> PathBuf {
+        self.image_metadata(id).join("lastUpdated")
+    }
+
     pub fn layerdb(&self) -> PathBuf {
         self.image_dir().join("layerdb")
     }
@@ -89,7 +101,24 @@ impl Paths {
     }
 
     pub fn tar_split(&self, c: &ChainId) -> PathBuf {
-        self.layer(c).join("tar-split.json.gz")
+        self.layer_entry(c).tar_split()
+    }
+
+    /// The files of `layer(c)`.
+    pub fn layer_entry(&self, c: &ChainId) -> LayerEntry {
+        LayerEntry(self.layer(c))
+    }
+
+    /// The files of `removing_layer(c, random_hex)`.
+    pub fn removing_entry(&self, c: &ChainId, random_hex: &str) -> LayerEntry {
+        LayerEntry(self.removing_layer(c, random_hex))
+    }
+
+    /// `layerdb/tmp/write-set-<suffix>`: a registration in flight (moby
+    /// `daemon/internal/layer/filestore.go` `StartTransaction`, Go's
+    /// `os.MkdirTemp` with a decimal suffix).
+    pub fn write_set(&self, suffix: &str) -> LayerEntry {
+        LayerEntry(self.layerdb_tmp().join(format!("write-set-{suffix}")))
     }
 
     /// `layerdb/mounts`: RW layers of containers, image mounts and BuildKit.
@@ -99,6 +128,11 @@ impl Paths {
 
     pub fn mount(&self, name: &str) -> PathBuf {
         self.mounts_dir().join(name)
+    }
+
+    /// The files of `mount(name)`.
+    pub fn mount_entry(&self, name: &str) -> MountEntry {
+        MountEntry(self.mount(name))
     }
 
     /// `layerdb/tmp`: write-sets of layer registrations in flight.
@@ -127,6 +161,27 @@ impl Paths {
         self.dir(name).join("link")
     }
 
+    /// `<dir>/lower`: `l/<link>` of every dir below, nearest first.
+    pub fn lower_file(&self, name: &str) -> PathBuf {
+        self.dir(name).join("lower")
+    }
+
+    /// `<dir>/work`: overlayfs' workdir, made with `lower` for a child.
+    pub fn work_dir(&self, name: &str) -> PathBuf {
+        self.dir(name).join("work")
+    }
+
+    /// `<dir>/work/work`: made by the kernel at the first mount.
+    pub fn kernel_work_dir(&self, name: &str) -> PathBuf {
+        self.work_dir(name).join("work")
+    }
+
+    /// `<dir>/committed`: the dir has a child, so it is never mounted
+    /// read-write again (moby `daemon/graphdriver/overlay2/overlay.go` `create` of the child).
+    pub fn committed_file(&self, name: &str) -> PathBuf {
+        self.dir(name).join("committed")
+    }
+
     /// `l/`: short symlinks to the dirs' `diff/`.
     pub fn links_dir(&self) -> PathBuf {
         self.home().join("l")
@@ -134,6 +189,11 @@ impl Paths {
 
     pub fn link(&self, id: &str) -> PathBuf {
         self.links_dir().join(id)
+    }
+
+    /// One entry of a `lower` file: `l/<link>`, relative to the driver home.
+    pub fn lower_entry(link: &str) -> String {
+        format!("l/{link}")
     }
 
     /// What `l/<link>` of `dir` points to: `../<dir>/diff`, relative.
@@ -164,6 +224,62 @@ impl Paths {
     }
 }
 
+/// One layerdb entry directory: a chain-ID dir, a `-removing` one or a
+/// write-set. One file per field (moby `daemon/internal/layer/filestore.go`
+/// `fileMetadataTransaction`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LayerEntry(PathBuf);
+
+impl LayerEntry {
+    pub fn dir(&self) -> &Path {
+        &self.0
+    }
+
+    pub fn diff(&self) -> PathBuf {
+        self.0.join("diff")
+    }
+
+    pub fn size(&self) -> PathBuf {
+        self.0.join("size")
+    }
+
+    pub fn cache_id(&self) -> PathBuf {
+        self.0.join("cache-id")
+    }
+
+    pub fn parent(&self) -> PathBuf {
+        self.0.join("parent")
+    }
+
+    pub fn tar_split(&self) -> PathBuf {
+        self.0.join("tar-split.json.gz")
+    }
+}
+
+/// One `layerdb/mounts/<container>` directory (moby
+/// `daemon/internal/layer/filestore.go` `SetMountID`, `SetInitID`,
+/// `SetMountParent`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MountEntry(PathBuf);
+
+impl MountEntry {
+    pub fn dir(&self) -> &Path {
+        &self.0
+    }
+
+    pub fn mount_id(&self) -> PathBuf {
+        self.0.join("mount-id")
+    }
+
+    pub fn init_id(&self) -> PathBuf {
+        self.0.join("init-id")
+    }
+
+    pub fn parent(&self) -> PathBuf {
+        self.0.join("parent")
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -179,6 +295,7 @@ mod tests {
         assert_eq!(p.diff("x"), Path::new("/r/overlay2/x/diff"));
         assert_eq!(p.link("L"), Path::new("/r/overlay2/l/L"));
         assert_eq!(Paths::link_target("x"), Path::new("../x/diff"));
+        assert_eq!(p.home().join(Paths::lower_entry("L")), p.link("L"));
         assert_eq!(
             p.repositories_json(),
             Path::new("/r/image/overlay2/repositories.json")
@@ -192,5 +309,23 @@ mod tests {
                 .container_config(&crate::ids::ContainerId("c".into())),
             Path::new("/r/containers/c/config.v2.json")
         );
+        let sha = Path::new("/r/image/overlay2/layerdb/sha256");
+        assert_eq!(
+            p.tar_split(&c),
+            sha.join("a".repeat(64)).join("tar-split.json.gz")
+        );
+        assert_eq!(
+            p.removing_entry(&c, "b").cache_id(),
+            sha.join(format!("{}-b-removing/cache-id", "a".repeat(64)))
+        );
+        assert_eq!(
+            p.write_set("7").parent(),
+            Path::new("/r/image/overlay2/layerdb/tmp/write-set-7/parent")
+        );
+        assert_eq!(
+            p.mount_entry("m").init_id(),
+            Path::new("/r/image/overlay2/layerdb/mounts/m/init-id")
+        );
+        assert_eq!(p.kernel_work_dir("x"), Path::new("/r/overlay2/x/work/work"));
     }
 }

@@ -7,7 +7,7 @@
 //! `image_delete.go`).
 
 use crate::graph::Graph;
-use crate::ids::ImageId;
+use crate::ids::{ContainerId, ImageId};
 use crate::store::parse_time;
 use globset::{Glob, GlobMatcher};
 use serde::Serialize;
@@ -115,6 +115,7 @@ pub fn parse_until(v: &str, now: i64) -> Result<i64, String> {
 }
 
 /// `--keep PATTERN`.
+#[derive(Debug, Clone)]
 pub enum KeepPattern {
     Label(String, Option<String>),
     IdPrefix(String),
@@ -172,6 +173,10 @@ pub enum Watermark {
 /// The filesystem holding the root.
 pub use crate::disk::FsStats;
 
+pub mod containers;
+pub use containers::{ContainerKeep, ContainerOptions, ContainerSelection};
+
+#[derive(Debug, Clone)]
 pub struct Options {
     pub all: bool,
     pub filters: Filters,
@@ -182,6 +187,13 @@ pub struct Options {
     pub watermark: Option<(Watermark, FsStats)>,
     pub min_age: Option<i64>,
     pub now: i64,
+    /// `--containers`: stopped containers go first, so the images only
+    /// they used can go in the same run.
+    pub containers: ContainerOptions,
+    /// Images and containers that stay whatever the rules say, with the
+    /// reason (the daemon and the disk disagree on them).
+    pub pinned: BTreeMap<ImageId, String>,
+    pub pinned_containers: BTreeMap<ContainerId, String>,
 }
 
 impl Options {
@@ -197,6 +209,9 @@ impl Options {
             watermark: None,
             min_age: None,
             now,
+            containers: ContainerOptions::off(now),
+            pinned: BTreeMap::new(),
+            pinned_containers: BTreeMap::new(),
         }
     }
 }
@@ -212,6 +227,8 @@ pub struct Selection {
     pub kept: BTreeMap<ImageId, String>,
     /// Why nothing was selected by the watermark rule, when it applied.
     pub note: Option<String>,
+    /// Containers to remove first, and those a rule kept.
+    pub containers: ContainerSelection,
 }
 
 /// The latest offline sign of use: its containers' times, its last tag time, its creation.
@@ -234,8 +251,11 @@ pub fn last_used(g: &Graph, id: &ImageId) -> Option<i64> {
 }
 
 pub fn select(g: &Graph, o: &Options) -> Selection {
-    let mut sel = Selection::default();
-    let protect = Protector::new(g, o);
+    let mut sel = Selection {
+        containers: containers::select(g.snap, &o.containers, &o.pinned_containers),
+        ..Selection::default()
+    };
+    let protect = Protector::new(g, o, &sel.containers);
     let mut candidates = candidates(g, o);
     candidates.retain(|id| match protect.why(id) {
         Some(why) => {
@@ -309,21 +329,29 @@ struct Protector<'a> {
     g: &'a Graph<'a>,
     o: &'a Options,
     keep_last: HashMap<ImageId, String>,
+    /// Containers this run removes first: they hold nothing.
+    going: &'a ContainerSelection,
 }
 
 impl<'a> Protector<'a> {
-    fn new(g: &'a Graph<'a>, o: &'a Options) -> Self {
+    fn new(g: &'a Graph<'a>, o: &'a Options, going: &'a ContainerSelection) -> Self {
         Protector {
             g,
             o,
             keep_last: keep_last_set(g, o.keep_last),
+            going,
         }
     }
 
     fn why(&self, id: &ImageId) -> Option<String> {
         let (g, o) = (self.g, self.o);
-        if g.used_by_containers.contains(id) {
-            return Some("used by a container".into());
+        if let Some(why) = o.pinned.get(id) {
+            return Some(why.clone());
+        }
+        let mut users = g.image_users.get(id).into_iter().flatten();
+        if let Some(c) = users.find(|c| !self.going.remove.contains_key(*c)) {
+            let name = g.snap.containers.get(c).map_or("", |c| c.name.as_str());
+            return Some(format!("used by container {name}"));
         }
         if let Some(p) = o.keep.iter().find(|p| p.matches(g, id)) {
             let name = match p {
@@ -537,14 +565,7 @@ mod tests {
     fn opts() -> Options {
         Options {
             all: false,
-            filters: Filters::default(),
-            older_than: None,
-            age_by: AgeBy::Created,
-            keep: vec![],
-            keep_last: None,
-            watermark: None,
-            min_age: None,
-            now: 2_000_000_000,
+            ..Options::all(2_000_000_000)
         }
     }
 
@@ -599,7 +620,7 @@ mod tests {
             },
         );
         assert_eq!(sel.remove.keys().collect::<Vec<_>>(), vec![&other]);
-        assert_eq!(sel.kept[&app], "used by a container");
+        assert_eq!(sel.kept[&app], "used by container c4");
         // base is tagged with a child that stays: untagged, not removed
         assert!(sel.untag.contains_key(&base));
     }
