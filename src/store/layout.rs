@@ -205,9 +205,7 @@ pub enum Store {
     Graphdriver,
     /// A containerd store: a Docker root in containerd mode (`docker_root`),
     /// or a containerd root itself (`None`).
-    Containerd {
-        docker_root: Option<PathBuf>,
-    },
+    Containerd { docker_root: Option<PathBuf> },
 }
 
 /// [`detect`], with a containerd store returned instead of refused.

@@ -117,8 +117,8 @@ pub fn open(
     let store = layout::detect_store(root, configured(root, &opts).as_ref());
     if let Some(croot) = &ctrd.root {
         // The Docker root counts only if it is one in containerd mode.
-        let docker = matches!(store, Ok(layout::Store::Containerd { .. }))
-            .then(|| root.to_path_buf());
+        let docker =
+            matches!(store, Ok(layout::Store::Containerd { .. })).then(|| root.to_path_buf());
         return read(croot.clone(), docker);
     }
     match store? {

@@ -75,9 +75,7 @@ fn from_anomaly(a: &Anomaly) -> Finding {
         AnomalyKind::Unreadable
         | AnomalyKind::Buildkit
         | AnomalyKind::Volumes
-        | AnomalyKind::Containerd => {
-            (Check::Unreadable, None)
-        }
+        | AnomalyKind::Containerd => (Check::Unreadable, None),
     };
     let (kind, id) = subject.unwrap_or_else(path_subject);
     finding(check, kind, id, a.path.clone(), a.message.clone())

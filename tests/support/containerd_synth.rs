@@ -1,3 +1,4 @@
+#![allow(dead_code)]
 //! A generated containerd root in the exact format containerd 1.6 writes
 //! (meta.db schema 3, an overlayfs metastore, `snapshots/<id>/fs` dirs and
 //! content-store blobs): `images` images in namespace `moby`, each four
@@ -78,6 +79,7 @@ fn gzip(b: &[u8]) -> Vec<u8> {
 
 struct Gen<'a> {
     root: &'a Path,
+    ns: &'a str,
     meta_blobs: Tree,
     snap_recs: Tree,
     backends: Tree,
@@ -122,7 +124,7 @@ impl Gen<'_> {
         }
         // A prepare and a commit each take a sequence number (`createKey`).
         self.seq += 2;
-        let name = format!("moby/{}/{chain}", self.seq);
+        let name = format!("{}/{}/{chain}", self.ns, self.seq);
         let id = self.next_id;
         self.next_id += 1;
         let dir = self
@@ -185,8 +187,13 @@ fn du(dir: &Path) -> (u64, u64) {
     (size, n)
 }
 
-/// Writes the root into the empty or missing directory `root`.
+/// Writes the root into the empty or missing directory `root`, namespace `moby`.
 pub fn generate(root: &Path, images: usize) -> SynthCounts {
+    generate_in(root, images, "moby")
+}
+
+/// [`generate`] into namespace `ns`.
+pub fn generate_in(root: &Path, images: usize, ns: &str) -> SynthCounts {
     let bases = (images / 10).max(1);
     let mids = (images * 9 / 10).max(1);
     for d in [
@@ -200,6 +207,7 @@ pub fn generate(root: &Path, images: usize) -> SynthCounts {
     }
     let mut g = Gen {
         root,
+        ns,
         meta_blobs: Tree::new(),
         snap_recs: Tree::new(),
         backends: Tree::new(),
@@ -289,7 +297,7 @@ pub fn generate(root: &Path, images: usize) -> SynthCounts {
     let mut meta = Tree::new();
     let v1 = meta.bucket("v1");
     v1.put("version", varint(3));
-    let moby = v1.bucket("moby");
+    let moby = v1.bucket(ns);
     moby.bucket("labels");
     *moby.bucket("images") = image_recs;
     let content = moby.bucket("content");

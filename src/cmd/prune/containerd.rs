@@ -18,7 +18,11 @@ struct DryRun<'a> {
     orphans: &'a [Orphan],
 }
 
-pub fn dry_run(snap: &Snapshot, args: &PruneArgs, started: std::time::Instant) -> anyhow::Result<u8> {
+pub fn dry_run(
+    snap: &Snapshot,
+    args: &PruneArgs,
+    started: std::time::Instant,
+) -> anyhow::Result<u8> {
     super::super::df::require_meta(snap)?;
     super::super::df::note_live(snap);
     let Some(u) = dockgc::usage::containerd::compute(snap, &Default::default()) else {
