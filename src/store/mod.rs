@@ -111,6 +111,7 @@ pub fn open(
             docker_root,
             scope: scope.clone(),
             walk_active: true,
+            check_dirs: opts.lower,
         })
         .map_err(StoreError::from)
     };

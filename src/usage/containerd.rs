@@ -249,22 +249,31 @@ pub struct Options {
 struct Ns<'s> {
     s: &'s State,
     ns: &'s Namespace,
+    /// `Usage` of every snapshot key in the default snapshotter, looked up
+    /// once: image sizes ask for each chain ID several times.
+    usage: HashMap<&'s str, SnapUsage>,
 }
 
 impl<'s> Ns<'s> {
+    fn new(s: &'s State, ns: &'s Namespace) -> Ns<'s> {
+        let sn = s.default_snapshotter();
+        let usage = match (ns.snapshots.get(sn), s.snapshotters.get(sn)) {
+            (Some(recs), Some(x)) => recs
+                .iter()
+                .filter_map(|(k, r)| Some((k.0.as_str(), x.usage(&r.name)?)))
+                .collect(),
+            _ => HashMap::new(),
+        };
+        Ns { s, ns, usage }
+    }
+
     fn snapshotter(&self) -> &'s str {
         self.s.default_snapshotter()
     }
 
     /// `Usage` of a snapshot key in the default snapshotter.
     fn usage(&self, key: &str) -> Option<SnapUsage> {
-        let sn = self.snapshotter();
-        let rec = self
-            .ns
-            .snapshots
-            .get(sn)?
-            .get(&SnapshotKey(key.to_string()))?;
-        self.s.snapshotters.get(sn)?.usage(&rec.name)
+        self.usage.get(key).copied()
     }
 
     fn has_record(&self, d: &BlobDigest) -> bool {
@@ -415,24 +424,33 @@ fn platform_word(p: &manifest::Platform) -> String {
     }
 }
 
-/// The images of one namespace with Docker 29's sizes.
-fn images(n: &Ns<'_>, rules: &Rules, containers: &[ContainerUsage]) -> Vec<ImageUsage> {
-    let host = manifest::host_platform();
-    let groups: Vec<Group<'_>> = groups(n.ns)
+/// Every image group of a namespace with the manifests it reaches.
+fn visited_groups<'s>(n: &Ns<'s>, host: &manifest::Platform) -> Vec<Group<'s>> {
+    groups(n.ns)
         .into_iter()
         .map(|(target, recs)| {
-            let visited = visit(n, recs[0], &host);
+            let visited = visit(n, recs[0], host);
             Group {
                 target,
                 recs,
                 visited,
             }
         })
-        .collect();
+        .collect()
+}
+
+/// The images of one namespace with Docker 29's sizes.
+fn images(
+    n: &Ns<'_>,
+    groups: &[Group<'_>],
+    rules: &Rules,
+    containers: &[ContainerUsage],
+) -> Vec<ImageUsage> {
+    let host = manifest::host_platform();
     // computeSharedSize: chain IDs per occurrence, content digests once per group.
     let mut chain_count: HashMap<ChainId, u32> = HashMap::new();
     let mut digest_count: HashMap<BlobDigest, u32> = HashMap::new();
-    for g in &groups {
+    for g in groups {
         let mut mine = BTreeSet::new();
         for v in &g.visited {
             for c in &v.chains {
@@ -565,16 +583,15 @@ fn ctr_size(s: &State, img: &ImageRec, host: &manifest::Platform) -> Option<u64>
 /// Images TotalSize (`ImageDiskUsage`): chains of unpacked manifests (29.6+)
 /// or every snapshot of the namespace (before), plus the present blobs
 /// reachable from each target, index included, each digest once.
-fn images_total(n: &Ns<'_>, rules: &Rules) -> u64 {
-    let host = manifest::host_platform();
+fn images_total(n: &Ns<'_>, groups: &[Group<'_>], rules: &Rules) -> u64 {
     let mut chains: BTreeSet<ChainId> = BTreeSet::new();
     let mut digests: BTreeMap<BlobDigest, u64> = BTreeMap::new();
-    for (t, recs) in groups(n.ns) {
-        let rec = recs[0];
+    for g in groups {
+        let (t, rec) = (g.target, g.recs[0]);
         if n.has_record(&t) {
             digests.insert(t, u64::try_from(rec.target.size).unwrap_or(0));
         }
-        for v in visit(n, rec, &host) {
+        for v in &g.visited {
             for (d, sz) in &v.digests {
                 digests.insert(*d, *sz);
             }
@@ -933,10 +950,11 @@ pub fn compute(snap: &Snapshot, opts: &Options) -> Option<Usage> {
     let mut images_total_size = 0u64;
     let mut unpacked = BTreeSet::new();
     for ns in s.scoped() {
-        let n = Ns { s, ns };
+        let n = Ns::new(s, ns);
         let cs = containers(&n);
-        images_v.extend(images(&n, &rules, &cs));
-        images_total_size += images_total(&n, &rules);
+        let groups = visited_groups(&n, &manifest::host_platform());
+        images_v.extend(images(&n, &groups, &rules, &cs));
+        images_total_size += images_total(&n, &groups, &rules);
         unpacked.extend(unpacked_layers(&n));
         containers_v.extend(cs);
     }

@@ -239,7 +239,7 @@ pub fn read_all(
                         },
                     ));
                 }
-                let doc = match std::fs::read(paths.blob(d)) {
+                let doc = match read_exact_size(&paths.blob(d), size) {
                     Ok(b) => parse(mt, &b),
                     Err(e) => Doc::Bad {
                         why: format!("{}: {e}", paths.blob(d).display()),
@@ -274,6 +274,17 @@ pub fn read_all(
         }
     }
     docs
+}
+
+/// A file whose size the listing already gave: one open and the reads,
+/// without the `statx` that `fs::read` makes for its capacity.
+fn read_exact_size(path: &std::path::Path, size: u64) -> std::io::Result<Vec<u8>> {
+    use std::io::Read;
+    let mut f = std::fs::File::open(path)?;
+    let mut buf = Vec::with_capacity(usize::try_from(size).unwrap_or(0) + 1);
+    // `take` bounds the read if the file grew since it was listed.
+    (&mut f).take(MAX_JSON + 1).read_to_end(&mut buf)?;
+    Ok(buf)
 }
 
 /// The platform a containerd on this host matches first

@@ -75,6 +75,9 @@ pub struct Options {
     pub scope: Scope,
     /// Measure active snapshots now (what `ctr snapshots usage` does).
     pub walk_active: bool,
+    /// Look inside every snapshot dir for its `fs/` (verify's check 9);
+    /// `df` only needs the listing.
+    pub check_dirs: bool,
 }
 
 /// The rules of containerd's garbage collector that changed across
@@ -191,7 +194,7 @@ pub fn read(opts: &Options) -> Result<Snapshot, OpenError> {
         || {
             rayon::join(
                 || read_meta(&paths),
-                || read_snapshotters(&paths, opts.walk_active),
+                || read_snapshotters(&paths, opts.walk_active, opts.check_dirs),
             )
         },
         || {
@@ -309,7 +312,11 @@ type Snapshotters = (BTreeMap<String, Snapshotter>, Vec<Anomaly>);
 /// Every `io.containerd.snapshotter.v1.*` directory: overlayfs and native
 /// are read; the others are counted (records in their metastore) so a
 /// report can name them.
-fn read_snapshotters(paths: &Paths, walk_active: bool) -> (Snapshotters, BTreeMap<String, usize>) {
+fn read_snapshotters(
+    paths: &Paths,
+    walk_active: bool,
+    check_dirs: bool,
+) -> (Snapshotters, BTreeMap<String, usize>) {
     let mut read = BTreeMap::new();
     let mut anomalies = Vec::new();
     let mut other = BTreeMap::new();
@@ -324,7 +331,7 @@ fn read_snapshotters(paths: &Paths, walk_active: bool) -> (Snapshotters, BTreeMa
         .collect();
     for name in names {
         if snapshots::READ.contains(&name.as_str()) {
-            let (sn, a) = snapshots::read(paths, &name, walk_active);
+            let (sn, a) = snapshots::read(paths, &name, walk_active, check_dirs);
             anomalies.extend(a);
             read.insert(name, sn);
         } else {

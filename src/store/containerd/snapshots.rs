@@ -28,7 +28,8 @@ pub struct Usage {
 #[derive(Debug, Clone, Serialize)]
 pub struct SnapDir {
     pub is_dir: bool,
-    /// overlayfs: `fs/` exists (the layer).
+    /// overlayfs: `fs/` exists (the layer). Looked at only when the read
+    /// asked to (`Options::check_dirs`); otherwise assumed.
     pub has_fs: bool,
 }
 
@@ -75,7 +76,12 @@ impl Snapshotter {
     }
 }
 
-pub fn read(paths: &Paths, name: &str, walk_active: bool) -> (Snapshotter, Vec<Anomaly>) {
+pub fn read(
+    paths: &Paths,
+    name: &str,
+    walk_active: bool,
+    check_dirs: bool,
+) -> (Snapshotter, Vec<Anomaly>) {
     let mut anomalies = Vec::new();
     let mut sn = Snapshotter {
         name: name.to_string(),
@@ -97,10 +103,16 @@ pub fn read(paths: &Paths, name: &str, walk_active: bool) -> (Snapshotter, Vec<A
     let dir = paths.snapshot_dirs(name);
     match list_dir_opt(&dir) {
         Ok(l) => {
-            for (n, is_dir) in l.names.into_iter().zip(l.is_dir) {
-                let has_fs = is_dir && paths.snapshot_dir(name, &n).join("fs").is_dir();
-                sn.dirs.insert(n, SnapDir { is_dir, has_fs });
-            }
+            let listed: Vec<(String, bool)> = l.names.into_iter().zip(l.is_dir).collect();
+            let dirs: Vec<(String, SnapDir)> = listed
+                .into_par_iter()
+                .map(|(n, is_dir)| {
+                    let has_fs =
+                        is_dir && (!check_dirs || paths.snapshot_dir(name, &n).join("fs").is_dir());
+                    (n, SnapDir { is_dir, has_fs })
+                })
+                .collect();
+            sn.dirs.extend(dirs);
         }
         Err(e) => anomalies.push(Anomaly {
             kind: AnomalyKind::Containerd,
