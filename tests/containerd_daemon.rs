@@ -973,3 +973,64 @@ fn orphans_go_when_the_next_gc_dirties_their_store_as_containerd_does() {
         "an ingest dir without a ref stays"
     );
 }
+
+#[test]
+fn versions_and_other_snapshotters_are_named() {
+    let s = scenario_or_skip!();
+    let v = df(&s.root, "moby");
+    assert_eq!(v["containerd"]["schema"], 3);
+    assert_eq!(v["containerd"]["version"], "1.x");
+
+    // Schema 4 with a mount manager: 2.2+, whose GC matches gc.root by prefix.
+    let r = Root::copy(s);
+    rewrite_bolt(&r.meta(), |t| {
+        tree_at(t, &["v1"]).put("version", [0x08u8]);
+    });
+    fs::create_dir_all(r.p().join("io.containerd.mount-manager.v1.bolt")).unwrap();
+    fs::write(
+        r.p().join("io.containerd.mount-manager.v1.bolt/mounts.db"),
+        b"",
+    )
+    .unwrap();
+    let v = df(r.p(), "moby");
+    assert_eq!(v["containerd"]["schema"], 4);
+    assert_eq!(v["containerd"]["version"], "2.2+");
+
+    // An unknown schema is refused by name.
+    let r = Root::copy(s);
+    rewrite_bolt(&r.meta(), |t| {
+        tree_at(t, &["v1"]).put("version", [0x0au8]);
+    });
+    let out = run(r.p(), &["df"]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("version 5") && err.contains("meta.db"),
+        "{err}"
+    );
+
+    // A snapshotter dockgc does not read, with records: named, not measured.
+    let r = Root::copy(s);
+    let dir = r.p().join("io.containerd.snapshotter.v1.btrfs");
+    fs::create_dir_all(&dir).unwrap();
+    let mut t = bbolt::build::Tree::new();
+    t.bucket("v1")
+        .bucket("snapshots")
+        .bucket("moby/1/x")
+        .put("id", [1u8]);
+    fs::write(
+        dir.join("metadata.db"),
+        bbolt::build::image(&t, &Default::default()).unwrap(),
+    )
+    .unwrap();
+    let v = df(r.p(), "moby");
+    let named = v["anomalies"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|a| a["message"].as_str().unwrap().contains("\"btrfs\""));
+    assert!(named, "{:#}", v["anomalies"]);
+    let (got, _, code) = r.verify(false);
+    assert_eq!(got, ids(&["unverifiable"]));
+    assert_eq!(code, 0);
+}

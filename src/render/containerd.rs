@@ -207,10 +207,10 @@ fn details(u: &Usage, now: i64) -> String {
             s.size.to_string(),
             s.inodes.to_string(),
             s.dir.clone().unwrap_or_else(|| "-".into()),
-            if s.holders.is_empty() {
-                "nothing (collectable)".to_string()
-            } else {
-                s.holders.join("; ")
+            match s.holders.len() {
+                0 => "nothing (collectable)".to_string(),
+                1..=3 => s.holders.join("; "),
+                n => format!("{} and {} more", s.holders[..2].join("; "), n - 2),
             },
         ]);
     }

@@ -107,7 +107,8 @@ pub struct Version {
     pub gc: GcRules,
 }
 
-/// Whether a containerd has the root open now (doc'd in `Liveness`).
+/// Whether a containerd has the root open now: it holds meta.db and each
+/// metastore with an exclusive flock for its whole life.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Liveness {
     /// Some bbolt file is held by a writer (`flock(LOCK_EX)`): a containerd runs.
@@ -348,9 +349,10 @@ fn read_snapshotters(
     ((read, anomalies), other)
 }
 
-/// Probes every bbolt file's lock without waiting (doc'd in `bbolt::probe_lock`):
-/// containerd holds meta.db and each metastore exclusively while it runs
-/// (`plugins/metadata/plugin.go`, `core/snapshots/storage/metastore.go`).
+/// Probes every bbolt file's lock without waiting ([`bbolt::probe_lock`]
+/// takes and drops a shared flock at once): containerd holds meta.db and
+/// each metastore exclusively while it runs (`plugins/metadata/plugin.go`,
+/// `core/snapshots/storage/metastore.go` `NewMetaStore`).
 fn liveness(paths: &Paths) -> Liveness {
     let mut files = vec![paths.meta_db()];
     for sn in snapshots::READ {

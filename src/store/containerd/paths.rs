@@ -121,10 +121,11 @@ impl Paths {
 }
 
 /// The containerd root that serves a Docker root in containerd mode: a
-/// dockerd-managed containerd keeps it at `<docker root>/containerd/daemon`
-/// (moby `daemon/daemon.go` `supervisor.Start` with `containerd/daemon`
-/// under the exec root's data dir); otherwise a system containerd serves
-/// Docker from its own root.
+/// containerd that dockerd runs itself keeps it at `<docker root>/containerd/daemon`
+/// (moby `cmd/dockerd/daemon.go` `initContainerd` starts it under
+/// `<root>/containerd`, and `libcontainerd/supervisor/remote_daemon.go`
+/// `Start` roots it in `daemon/` there); otherwise a system containerd
+/// serves Docker from its own root.
 pub fn for_docker_root(docker_root: &Path) -> PathBuf {
     let managed = crate::store::paths::DockerRoot::new(docker_root).managed_containerd_root();
     if Paths::new(&managed).meta_db().exists() {
