@@ -1034,3 +1034,64 @@ fn versions_and_other_snapshotters_are_named() {
     assert_eq!(got, ids(&["unverifiable"]));
     assert_eq!(code, 0);
 }
+
+#[test]
+fn a_native_snapshotter_root_is_sized_as_containerd_measures_it() {
+    let Some(n) = native_scenario() else { return };
+    let v = df(&n.root, "default");
+    let mine: BTreeMap<String, (u64, u64)> = v["snapshots"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| {
+            assert_eq!(x["snapshotter"], "native", "{x}");
+            (
+                x["key"].as_str().unwrap().to_string(),
+                (u(&x["size"]), u(&x["inodes"])),
+            )
+        })
+        .collect();
+    assert_eq!(
+        mine, n.judge.usage,
+        "ctr snapshots --snapshotter native usage -b"
+    );
+    assert!(n.judge.usage.len() >= 4, "{:?}", n.judge.usage);
+    let kinds: BTreeSet<String> = n
+        .judge
+        .snapshots
+        .values()
+        .map(|(_, k)| k.to_lowercase())
+        .collect();
+    assert!(
+        kinds.contains("active") && kinds.contains("committed"),
+        "{kinds:?}"
+    );
+    // Images unpacked in native carry their chains' usage, as on overlayfs.
+    for img in v["images"].as_array().unwrap() {
+        assert_eq!(img["unpacked"], true, "{img}");
+        assert!(u(&img["size"]) > u(&img["blob_size"]), "{img}");
+    }
+    let names: BTreeSet<&str> = v["images"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|i| {
+            i["names"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|n| n.as_str().unwrap())
+        })
+        .collect();
+    assert_eq!(names, n.judge.images.keys().map(|k| k.as_str()).collect());
+    for deep in [false, true] {
+        let mut args = vec!["--namespace", "all", "verify", "--format", "json"];
+        if deep {
+            args.push("--deep");
+        }
+        let out = run(&n.root, &args);
+        let r: Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(r["findings"], serde_json::json!([]), "deep={deep}: {r:#}");
+        assert_eq!(out.status.code(), Some(0));
+    }
+}

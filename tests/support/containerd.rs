@@ -859,3 +859,81 @@ pub fn tree_at<'t>(t: &'t mut bbolt::build::Tree, path: &[&str]) -> &'t mut bbol
     }
     cur
 }
+
+// ---------------------------------------------------------------------------
+// A root whose containerd unpacks into the native snapshotter.
+
+/// A stopped root whose images (app:1 and app:2 over a shared base, in
+/// `default`) were unpacked by containerd into `native`, plus a container
+/// with written data; and `ctr snapshots --snapshotter native` on it.
+pub struct NativeScenario {
+    pub root: PathBuf,
+    pub judge: NsJudge,
+    _dir: tempfile::TempDir,
+}
+
+pub fn native_scenario() -> Option<NativeScenario> {
+    let dir = tempfile::Builder::new()
+        .prefix("dgc-ctrd-native")
+        .tempdir_in("/tmp")
+        .unwrap();
+    let root = dir.path().join("root");
+    let work = dir.path().join("work");
+    fs::create_dir_all(&work).unwrap();
+    let mut c = Ctrd::start(&dir.path().join("daemon"), &root, false)?;
+    let (base, app, app2) = (base_layer(), app_layer(), app2_layer());
+    let apps = docker_archive(
+        &work,
+        "apps",
+        &[
+            (APP1, vec![&base, &app], "2024-01-02T03:04:05Z"),
+            (APP2, vec![&base, &app, &app2], "2024-02-03T04:05:06Z"),
+        ],
+    );
+    let ns = "default";
+    let sn = ["--snapshotter", "native"];
+    c.ctr(
+        ns,
+        &["images", "import", sn[0], sn[1], apps.to_str().unwrap()],
+    );
+    c.ctr(
+        ns,
+        &[
+            "run",
+            sn[0],
+            sn[1],
+            "--net-host",
+            APP1,
+            "nat1",
+            "/bin/sh",
+            "-c",
+            "dd if=/dev/zero of=/zeros bs=1k count=50 2>/dev/null",
+        ],
+    );
+    let mut j = NsJudge::default();
+    for t in rows(&c.ctr(ns, &["snapshots", sn[0], sn[1], "usage", "-b"])) {
+        j.usage
+            .insert(t[0].into(), (t[1].parse().unwrap(), t[2].parse().unwrap()));
+    }
+    for t in rows(&c.ctr(ns, &["snapshots", sn[0], sn[1], "ls"])) {
+        let (parent, kind) = if t.len() >= 3 {
+            (t[1], t[2])
+        } else {
+            ("", t[1])
+        };
+        j.snapshots
+            .insert(t[0].into(), (parent.into(), kind.into()));
+    }
+    for t in rows(&c.ctr(ns, &["images", "ls"])) {
+        j.images
+            .insert(t[0].into(), (t[2].into(), format!("{} {}", t[3], t[4])));
+    }
+    let overlay = rows(&c.ctr(ns, &["snapshots", "usage", "-b"])).count();
+    assert_eq!(overlay, 0, "nothing may be unpacked into overlayfs here");
+    c.stop();
+    Some(NativeScenario {
+        root,
+        judge: j,
+        _dir: dir,
+    })
+}

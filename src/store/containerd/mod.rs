@@ -152,10 +152,23 @@ impl State {
             .filter(|n| self.scope.covers(&n.name))
     }
 
-    /// The snapshotter a namespace's images are unpacked into: overlayfs,
-    /// containerd's default (`defaults.DefaultSnapshotter`).
+    /// The snapshotter images are unpacked into: overlayfs, containerd's
+    /// default (`defaults.DefaultSnapshotter`), unless only native holds
+    /// records. A host configured with `snapshotter = "native"` (no overlay
+    /// support, e.g. inside a container) has nothing in overlayfs, and
+    /// sizing its images against an empty overlayfs would call every image
+    /// not unpacked.
     pub fn default_snapshotter(&self) -> &str {
-        "overlayfs"
+        let used = |sn: &str| {
+            self.namespaces
+                .values()
+                .any(|n| n.snapshots.get(sn).is_some_and(|r| !r.is_empty()))
+        };
+        if !used("overlayfs") && used("native") {
+            "native"
+        } else {
+            "overlayfs"
+        }
     }
 
     /// The manifest, index or config parsed from a blob.
