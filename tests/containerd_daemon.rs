@@ -796,9 +796,10 @@ fn namespaces_are_named_and_an_unknown_one_is_refused() {
     assert_eq!(all["namespaces"], serde_json::json!(NAMESPACES));
 }
 
-#[test]
-fn a_docker_root_in_containerd_mode_is_read_through_its_containerd() {
-    let s = scenario_or_skip!();
+/// A Docker 29 root in containerd mode around a copy of the scenario's
+/// root (as `<root>/containerd/daemon`, dockerd's own containerd), with a
+/// Docker container whose RW snapshot is ctr1 on app:1.
+fn docker29_root(s: &CtrdScenario) -> tempfile::TempDir {
     let docker = tempfile::Builder::new()
         .prefix("dgc-d29")
         .tempdir_in("/tmp")
@@ -831,6 +832,14 @@ fn a_docker_root_in_containerd_mode_is_read_through_its_containerd() {
         .unwrap(),
     )
     .unwrap();
+    docker
+}
+
+#[test]
+fn a_docker_root_in_containerd_mode_is_read_through_its_containerd() {
+    let s = scenario_or_skip!();
+    let docker = docker29_root(s);
+    let d = docker.path();
     let out = dockgc()
         .arg("--root")
         .arg(d)
@@ -1094,4 +1103,76 @@ fn a_native_snapshotter_root_is_sized_as_containerd_measures_it() {
         assert_eq!(r["findings"], serde_json::json!([]), "deep={deep}: {r:#}");
         assert_eq!(out.status.code(), Some(0));
     }
+}
+
+#[test]
+fn prune_of_a_docker_root_in_containerd_mode_goes_through_a_live_daemon() {
+    let s = scenario_or_skip!();
+    let docker = docker29_root(s);
+    let d = docker.path();
+    let ctrd_root = d.join("containerd/daemon");
+    let before = tree_hash(&ctrd_root);
+    let prune = |extra: &[&str]| {
+        dockgc()
+            .arg("--root")
+            .arg(d)
+            .args(["prune", "--yes", "--format", "json"])
+            .args(extra)
+            .env_remove("DOCKER_HOST")
+            .env_remove("DOCKGC_CONTAINERD_ROOT")
+            .env_remove("DOCKGC_NAMESPACE")
+            .output()
+            .unwrap()
+    };
+    // No daemon: refused, naming what works.
+    let out = prune(&[]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("docker image prune"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // A live daemon named with --host: its Engine API prunes (here a private
+    // dockerd with one dangling image; the routing is the point, so its own
+    // store stands in for Docker 29's).
+    let droot = tempfile::Builder::new()
+        .prefix("dgc-d29live")
+        .tempdir_in("/tmp")
+        .unwrap();
+    let Some(daemon) = Daemon::start(droot.path()) else {
+        return;
+    };
+    let src = droot.path().join("src");
+    fs::create_dir_all(&src).unwrap();
+    fs::write(src.join("hello"), b"hello\n").unwrap();
+    let tar = droot.path().join("hello.tar");
+    let st = std::process::Command::new("tar")
+        .arg("-C")
+        .arg(&src)
+        .arg("-cf")
+        .arg(&tar)
+        .arg(".")
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let id = daemon.docker(&["import", tar.to_str().unwrap()]);
+    let id = id.trim().to_string();
+    let host = format!("unix://{}", daemon.sock.display());
+    let out = prune(&["--host", &host]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["mode"], "live", "{v:#}");
+    let left = daemon.docker(&["images", "-aq", "--no-trunc"]);
+    assert!(!left.contains(&id), "{id} still listed: {left}");
+    daemon.stop();
+    assert_eq!(
+        tree_hash(&ctrd_root),
+        before,
+        "the containerd root was written"
+    );
 }
