@@ -794,6 +794,49 @@ fn namespaces_are_named_and_an_unknown_one_is_refused() {
     // all: every namespace, each blob file once.
     let all = df(&s.root, "all");
     assert_eq!(all["namespaces"], serde_json::json!(NAMESPACES));
+    // Each blob file once on disk, though namespaces share the base's blobs.
+    let dir = s.root.join("io.containerd.content.v1.content/blobs/sha256");
+    let files: BTreeMap<String, u64> = fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| {
+            let e = e.unwrap();
+            (
+                format!("sha256:{}", e.file_name().to_string_lossy()),
+                e.metadata().unwrap().len(),
+            )
+        })
+        .collect();
+    let blobs: Vec<(String, u64)> = all["blobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| (b["digest"].as_str().unwrap().to_string(), u(&b["size"])))
+        .collect();
+    assert_eq!(blobs.len(), files.len(), "one row per blob file");
+    assert_eq!(blobs.into_iter().collect::<BTreeMap<_, _>>(), files);
+    assert_eq!(u(&all["content_total"]), files.values().sum::<u64>());
+    let per_ns: u64 = NAMESPACES
+        .iter()
+        .map(|ns| u(&df(&s.root, ns)["content_total"]))
+        .sum();
+    assert!(
+        per_ns > u(&all["content_total"]),
+        "the scenario shares blobs"
+    );
+    // Each snapshot dir once.
+    let dirs: Vec<(String, String)> = all["snapshots"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| {
+            (
+                x["snapshotter"].as_str().unwrap().to_string(),
+                x["dir"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    let distinct: BTreeSet<&(String, String)> = dirs.iter().collect();
+    assert_eq!(distinct.len(), dirs.len(), "{dirs:?}");
 }
 
 /// A Docker 29 root in containerd mode around a copy of the scenario's
