@@ -870,11 +870,23 @@ fn docker29_root(s: &CtrdScenario) -> tempfile::TempDir {
             "ImageManifest": {"mediaType": "application/vnd.docker.distribution.manifest.v2+json",
                 "digest": s.targets[APP1], "size": 1},
             "Config": {"Image": "app:1"},
-            "State": {"Running": false, "StartedAt": "2024-01-01T00:00:00Z"}
+            "State": {"Running": false, "StartedAt": "2024-01-01T00:00:00Z"},
+            "MountPoints": {
+                "/data": {"Name": "vol1", "Driver": "local", "Type": "volume",
+                    "Destination": "/data", "RW": true},
+                "/host": {"Source": "/tmp", "Destination": "/host", "Type": "bind", "RW": true}
+            }
         }))
         .unwrap(),
     )
     .unwrap();
+    // Volumes as Engine 29 keeps them (as with a graphdriver): vol1 used
+    // by the container, vol2 by nothing.
+    for (name, len) in [("vol1", 10_000), ("vol2", 3_000)] {
+        let data = d.join("volumes").join(name).join("_data");
+        fs::create_dir_all(&data).unwrap();
+        fs::write(data.join("f"), vec![7u8; len]).unwrap();
+    }
     docker
 }
 
@@ -913,6 +925,55 @@ fn a_docker_root_in_containerd_mode_is_read_through_its_containerd() {
         .find(|i| i["names"].as_array().unwrap().iter().any(|n| n == APP1))
         .unwrap();
     assert_eq!(app1["containers"], 1);
+    // Docker's volumes: `docker system df`'s Local Volumes row, sized by the
+    // graphdriver path's rules (judged there by a real dockerd).
+    let vols: BTreeMap<String, (u64, u64)> = v["volumes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| {
+            (
+                x["name"].as_str().unwrap().to_string(),
+                (u(&x["links"]), u(&x["size"])),
+            )
+        })
+        .collect();
+    assert_eq!(vols.keys().collect::<Vec<_>>(), ["vol1", "vol2"]);
+    assert_eq!(vols["vol1"].0, 1, "the container's volume mount links it");
+    assert_eq!(vols["vol2"].0, 0);
+    assert!(
+        vols["vol1"].1 >= 10_000 && vols["vol2"].1 >= 3_000,
+        "{vols:?}"
+    );
+    let row = v["summary"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["type"] == "volumes")
+        .expect("a Local Volumes row");
+    assert_eq!((u(&row["total"]), u(&row["active"])), (2, 1));
+    assert_eq!(u(&row["size"]), vols["vol1"].1 + vols["vol2"].1);
+    assert_eq!(u(&row["reclaimable"]), vols["vol2"].1);
+    let out = dockgc()
+        .arg("--root")
+        .arg(d)
+        .args(["df", "-v"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("Local Volumes") && text.contains("vol2"),
+        "{text}"
+    );
+    // Without a Docker root there is no volumes row.
+    let bare = df(&s.root, "moby");
+    assert!(
+        bare["summary"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|r| r["type"] != "volumes")
+    );
 }
 
 #[test]

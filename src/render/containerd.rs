@@ -11,6 +11,7 @@ fn title(kind: &str) -> &'static str {
     match kind {
         "images" => "Images",
         "containers" => "Containers",
+        "volumes" => "Local Volumes",
         "content" => "Content store (blobs)",
         "compressed-and-unpacked" => "Blobs also unpacked",
         "snapshots-committed" => "Snapshots committed",
@@ -127,6 +128,16 @@ pub fn df_table(u: &Usage, verbose: bool, now: i64) -> String {
 }
 
 fn details(u: &Usage, now: i64) -> String {
+    let mut out = images_section(u, now);
+    out.push_str(&containers_section(u));
+    out.push_str(&snapshots_section(u));
+    out.push_str(&leases_section(u));
+    out.push_str(&leftovers_section(u));
+    out
+}
+
+/// `-v`: the images, as `docker system df -v` lists them.
+fn images_section(u: &Usage, now: i64) -> String {
     let all = u.namespaces.len() > 1 || u.namespace == "all";
     let mut out = String::from("Images space usage:\n\n");
     let mut head = vec![];
@@ -175,7 +186,12 @@ fn details(u: &Usage, now: i64) -> String {
         }
     }
     out.push_str(&t.render());
+    out
+}
 
+/// `-v`: containers with their RW snapshot usage, and Docker's volumes.
+fn containers_section(u: &Usage) -> String {
+    let mut out = String::new();
     out.push_str("\nContainers space usage:\n\n");
     let mut t = Table::new(["CONTAINER ID", "IMAGE", "STATE", "SIZE", "NAMES"]);
     for c in &u.containers {
@@ -188,7 +204,24 @@ fn details(u: &Usage, now: i64) -> String {
         ]);
     }
     out.push_str(&t.render());
+    if u.docker_root.is_some() {
+        out.push_str("\nLocal Volumes space usage:\n\n");
+        let mut t = Table::new(["VOLUME NAME", "LINKS", "SIZE"]);
+        for v in &u.volumes {
+            t.row([
+                v.name.clone(),
+                v.links.to_string(),
+                v.size.map_or("N/A".into(), human_size),
+            ]);
+        }
+        out.push_str(&t.render());
+    }
+    out
+}
 
+/// `-v`: every snapshot with its usage, directory and holders.
+fn snapshots_section(u: &Usage) -> String {
+    let mut out = String::new();
     out.push_str("\nSnapshots (sizes as `ctr snapshots usage` prints them):\n\n");
     let mut t = Table::new([
         "NAMESPACE",
@@ -215,7 +248,12 @@ fn details(u: &Usage, now: i64) -> String {
         ]);
     }
     out.push_str(&t.render());
+    out
+}
 
+/// `-v`: leases and unfinished ingests.
+fn leases_section(u: &Usage) -> String {
+    let mut out = String::new();
     out.push_str("\nLeases:\n\n");
     let mut t = Table::new(["NAMESPACE", "ID", "EXPIRES", "RESOURCES", "KEEPS ALONE"]);
     for l in &u.leases {
@@ -258,7 +296,12 @@ fn details(u: &Usage, now: i64) -> String {
         ]);
     }
     out.push_str(&t.render());
+    out
+}
 
+/// `-v`: what the next GC deletes, orphans, and problems met while reading.
+fn leftovers_section(u: &Usage) -> String {
+    let mut out = String::new();
     out.push_str("\nCollectable: what containerd deletes at its next garbage collection:\n\n");
     out.push_str(&collectable_table(u));
 

@@ -49,6 +49,8 @@ pub struct Usage {
     /// What containerd's next garbage collection deletes.
     pub collectable: Vec<Item>,
     pub orphans: Vec<Orphan>,
+    /// Docker's volumes, for a Docker root (empty otherwise).
+    pub volumes: Vec<crate::usage::VolumeUsage>,
     pub anomalies: Vec<Anomaly>,
     pub disk: Option<crate::reconcile::DiskUsage>,
 }
@@ -530,6 +532,162 @@ fn row(kind: &'static str, total: u64, active: u64, size: u64, reclaimable: u64)
     }
 }
 
+/// The summary rows: `docker system df`'s (Images, Containers, and Local
+/// Volumes for a Docker root) by the engine's rules, then containerd's own.
+fn summary(u: &Usage, rules: &Rules, images_total_size: u64) -> Vec<SummaryRow> {
+    let mut summary = Vec::new();
+    // Images (`docker system df` rules per engine version).
+    let active_images = u
+        .images
+        .iter()
+        .filter(|i| {
+            if rules.active_with_containers {
+                i.containers > 0
+            } else {
+                i.containers != 0
+            }
+        })
+        .count() as u64;
+    let unused_unique: u64 = u
+        .images
+        .iter()
+        .filter(|i| i.containers == 0)
+        .map(|i| i.unique_size)
+        .sum();
+    let reclaim_images = if rules.active_with_containers {
+        unused_unique
+    } else {
+        images_total_size.saturating_sub(unused_unique)
+    };
+    summary.push(row(
+        "images",
+        u.images.len() as u64,
+        active_images,
+        images_total_size,
+        reclaim_images,
+    ));
+    let rw: u64 = u.containers.iter().map(|c| c.size_rw).sum();
+    let rw_idle: u64 = u
+        .containers
+        .iter()
+        .filter(|c| !c.active)
+        .map(|c| c.size_rw)
+        .sum();
+    summary.push(row(
+        "containers",
+        u.containers.len() as u64,
+        u.containers.iter().filter(|c| c.active).count() as u64,
+        rw,
+        rw_idle,
+    ));
+    if u.docker_root.is_some() {
+        summary.push(crate::usage::volumes_row(&u.volumes));
+    }
+    let present: Vec<&BlobUsage> = u.blobs.iter().filter(|b| b.present).collect();
+    summary.push(row("content", present.len() as u64, 0, u.content_total, 0));
+    let both: Vec<&&BlobUsage> = present.iter().filter(|b| b.unpacked).collect();
+    summary.push(row(
+        "compressed-and-unpacked",
+        both.len() as u64,
+        0,
+        both.iter().map(|b| b.size).sum(),
+        0,
+    ));
+    for (kind, word) in [
+        (SnapKind::Committed, "snapshots-committed"),
+        (SnapKind::Active, "snapshots-active"),
+        (SnapKind::View, "snapshots-view"),
+    ] {
+        let of: Vec<&SnapshotUsage> = u.snapshots.iter().filter(|x| x.kind == kind).collect();
+        summary.push(row(
+            word,
+            of.len() as u64,
+            0,
+            of.iter().map(|x| x.size).sum(),
+            0,
+        ));
+    }
+    summary.push(row(
+        "leases",
+        u.leases.len() as u64,
+        u.leases.iter().filter(|l| !l.expired).count() as u64,
+        u.leases.iter().map(|l| l.exclusive_bytes).sum(),
+        u.leases
+            .iter()
+            .filter(|l| l.expired)
+            .map(|l| l.exclusive_bytes)
+            .sum(),
+    ));
+    let ingest_gone: BTreeSet<&str> = u
+        .collectable
+        .iter()
+        .filter(|i| i.kind == gc::ItemKind::IngestDir)
+        .map(|i| i.id.as_str())
+        .chain(
+            u.orphans
+                .iter()
+                .filter(|o| {
+                    matches!(
+                        o.kind,
+                        gc::OrphanKind::IngestDir | gc::OrphanKind::IngestWithoutRef
+                    )
+                })
+                .map(|o| o.id.as_str()),
+        )
+        .collect();
+    summary.push(row(
+        "ingests",
+        u.ingests.len() as u64,
+        (u.ingests.len() - ingest_gone.len().min(u.ingests.len())) as u64,
+        u.ingests.iter().map(|i| i.allocated).sum(),
+        u.ingests
+            .iter()
+            .filter(|i| ingest_gone.contains(i.dir.as_str()))
+            .map(|i| i.allocated)
+            .sum(),
+    ));
+    let coll_bytes: u64 = u.collectable.iter().map(|i| i.bytes).sum();
+    summary.push(row(
+        "collectable",
+        u.collectable.len() as u64,
+        0,
+        coll_bytes,
+        coll_bytes,
+    ));
+    let orphan_bytes: u64 = u.orphans.iter().map(|o| o.bytes).sum();
+    summary.push(row(
+        "orphans",
+        u.orphans.len() as u64,
+        0,
+        orphan_bytes,
+        orphan_bytes,
+    ));
+
+    summary
+}
+
+/// Docker's volumes (a Docker root in containerd mode, namespace `moby` in
+/// scope), sized and linked as `/system/df` does.
+fn docker_volumes(s: &State) -> Vec<crate::usage::VolumeUsage> {
+    let Some(root) = s.docker_root.as_deref() else {
+        return Vec::new();
+    };
+    if !s.scope.covers(crate::store::containerd::MOBY) {
+        return Vec::new();
+    }
+    let mut links: HashMap<&str, u64> = HashMap::new();
+    for c in &s.docker_containers {
+        for v in &c.volumes {
+            *links.entry(v.as_str()).or_default() += 1;
+        }
+    }
+    crate::usage::volume_usage(
+        &crate::store::paths::DockerRoot::new(root),
+        &s.docker_volumes,
+        &links,
+    )
+}
+
 /// Computes the containerd df of a snapshot read by `store::containerd`.
 pub fn compute(snap: &Snapshot, opts: &Options) -> Option<Usage> {
     let s = snap.containerd()?;
@@ -576,129 +734,9 @@ pub fn compute(snap: &Snapshot, opts: &Options) -> Option<Usage> {
         })
         .collect();
 
-    let mut summary = Vec::new();
-    // Images (`docker system df` rules per engine version).
-    let active_images = images_v
-        .iter()
-        .filter(|i| {
-            if rules.active_with_containers {
-                i.containers > 0
-            } else {
-                i.containers != 0
-            }
-        })
-        .count() as u64;
-    let unused_unique: u64 = images_v
-        .iter()
-        .filter(|i| i.containers == 0)
-        .map(|i| i.unique_size)
-        .sum();
-    let reclaim_images = if rules.active_with_containers {
-        unused_unique
-    } else {
-        images_total_size.saturating_sub(unused_unique)
-    };
-    summary.push(row(
-        "images",
-        images_v.len() as u64,
-        active_images,
-        images_total_size,
-        reclaim_images,
-    ));
-    let rw: u64 = containers_v.iter().map(|c| c.size_rw).sum();
-    let rw_idle: u64 = containers_v
-        .iter()
-        .filter(|c| !c.active)
-        .map(|c| c.size_rw)
-        .sum();
-    summary.push(row(
-        "containers",
-        containers_v.len() as u64,
-        containers_v.iter().filter(|c| c.active).count() as u64,
-        rw,
-        rw_idle,
-    ));
-    let present: Vec<&BlobUsage> = blobs_v.iter().filter(|b| b.present).collect();
-    summary.push(row("content", present.len() as u64, 0, content_total, 0));
-    let both: Vec<&&BlobUsage> = present.iter().filter(|b| b.unpacked).collect();
-    summary.push(row(
-        "compressed-and-unpacked",
-        both.len() as u64,
-        0,
-        both.iter().map(|b| b.size).sum(),
-        0,
-    ));
-    for (kind, word) in [
-        (SnapKind::Committed, "snapshots-committed"),
-        (SnapKind::Active, "snapshots-active"),
-        (SnapKind::View, "snapshots-view"),
-    ] {
-        let of: Vec<&SnapshotUsage> = snapshots_v.iter().filter(|x| x.kind == kind).collect();
-        summary.push(row(
-            word,
-            of.len() as u64,
-            0,
-            of.iter().map(|x| x.size).sum(),
-            0,
-        ));
-    }
-    summary.push(row(
-        "leases",
-        leases_v.len() as u64,
-        leases_v.iter().filter(|l| !l.expired).count() as u64,
-        leases_v.iter().map(|l| l.exclusive_bytes).sum(),
-        leases_v
-            .iter()
-            .filter(|l| l.expired)
-            .map(|l| l.exclusive_bytes)
-            .sum(),
-    ));
-    let ingest_gone: BTreeSet<&str> = collectable
-        .iter()
-        .filter(|i| i.kind == gc::ItemKind::IngestDir)
-        .map(|i| i.id.as_str())
-        .chain(
-            orphans
-                .iter()
-                .filter(|o| {
-                    matches!(
-                        o.kind,
-                        gc::OrphanKind::IngestDir | gc::OrphanKind::IngestWithoutRef
-                    )
-                })
-                .map(|o| o.id.as_str()),
-        )
-        .collect();
-    summary.push(row(
-        "ingests",
-        ingests_v.len() as u64,
-        (ingests_v.len() - ingest_gone.len().min(ingests_v.len())) as u64,
-        ingests_v.iter().map(|i| i.allocated).sum(),
-        ingests_v
-            .iter()
-            .filter(|i| ingest_gone.contains(i.dir.as_str()))
-            .map(|i| i.allocated)
-            .sum(),
-    ));
-    let coll_bytes: u64 = collectable.iter().map(|i| i.bytes).sum();
-    summary.push(row(
-        "collectable",
-        collectable.len() as u64,
-        0,
-        coll_bytes,
-        coll_bytes,
-    ));
-    let orphan_bytes: u64 = orphans.iter().map(|o| o.bytes).sum();
-    summary.push(row(
-        "orphans",
-        orphans.len() as u64,
-        0,
-        orphan_bytes,
-        orphan_bytes,
-    ));
-
+    let volumes = docker_volumes(s);
     let version = s.version.as_ref();
-    Some(Usage {
+    let mut u = Usage {
         store: "containerd",
         root: s.paths.root().to_path_buf(),
         docker_root: s.docker_root.clone(),
@@ -714,7 +752,7 @@ pub fn compute(snap: &Snapshot, opts: &Options) -> Option<Usage> {
             held: s.live.held.clone(),
         },
         engine_rules: rules,
-        summary,
+        summary: Vec::new(),
         images: images_v,
         containers: containers_v,
         snapshots: snapshots_v,
@@ -724,7 +762,10 @@ pub fn compute(snap: &Snapshot, opts: &Options) -> Option<Usage> {
         ingests: ingests_v,
         collectable,
         orphans,
+        volumes,
         anomalies: snap.anomalies.clone(),
         disk: None,
-    })
+    };
+    u.summary = summary(&u, &rules, images_total_size);
+    Some(u)
 }

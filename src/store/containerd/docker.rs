@@ -25,6 +25,8 @@ pub struct DockerContainer {
     pub state: &'static str,
     pub active: bool,
     pub created: Option<String>,
+    /// The volumes its mount points hold a reference on, by name.
+    pub volumes: Vec<String>,
 }
 
 #[derive(Deserialize)]
@@ -40,6 +42,14 @@ struct Raw {
     config: Option<RawConfig>,
     #[serde(default)]
     state: RawState,
+    mount_points: Option<std::collections::BTreeMap<String, RawMount>>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct RawMount {
+    name: Option<String>,
+    driver: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -137,7 +147,22 @@ pub fn read(root: &DockerRoot) -> (Vec<DockerContainer>, Vec<Anomaly>) {
             state,
             active: s.running || s.paused || s.restarting,
             created: raw.created,
+            volumes: volume_refs(raw.mount_points.unwrap_or_default()),
         });
     }
     (out, anomalies)
+}
+
+/// A mount point with a driver holds a reference on the volume of its name;
+/// bind mounts have none (moby `daemon/mounts.go` `prepareMountPoints`), as
+/// for graphdriver roots.
+fn volume_refs(mounts: std::collections::BTreeMap<String, RawMount>) -> Vec<String> {
+    let mut v: Vec<String> = mounts
+        .into_values()
+        .filter(|m| m.driver.as_deref().is_some_and(|d| !d.is_empty()))
+        .filter_map(|m| m.name.filter(|n| !n.is_empty()))
+        .collect();
+    v.sort();
+    v.dedup();
+    v
 }

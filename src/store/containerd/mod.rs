@@ -142,6 +142,9 @@ pub struct State {
     pub docs: BTreeMap<BlobDigest, Doc>,
     /// Docker's containers (namespace `moby`), when a Docker root is known.
     pub docker_containers: Vec<DockerContainer>,
+    /// Docker's volumes (`<root>/volumes`), when a Docker root is known:
+    /// Engine 29 keeps them as with a graphdriver.
+    pub docker_volumes: Vec<crate::store::Volume>,
 }
 
 impl State {
@@ -215,9 +218,13 @@ pub fn read(opts: &Options) -> Result<Snapshot, OpenError> {
             rayon::join(
                 || content::read(&paths),
                 || {
-                    opts.docker_root
-                        .as_deref()
-                        .map(|d| docker::read(&crate::store::paths::DockerRoot::new(d)))
+                    opts.docker_root.as_deref().map(|d| {
+                        let d = crate::store::paths::DockerRoot::new(d);
+                        let ((c, mut a), (v, va)) =
+                            rayon::join(|| docker::read(&d), || crate::store::volumes::read(&d));
+                        a.extend(va);
+                        (c, v, a)
+                    })
                 },
             )
         },
@@ -268,7 +275,7 @@ pub fn read(opts: &Options) -> Result<Snapshot, OpenError> {
             });
         }
     }
-    let (docker_containers, docker_anomalies) = docker.unwrap_or_default();
+    let (docker_containers, docker_volumes, docker_anomalies) = docker.unwrap_or_default();
     anomalies.extend(docker_anomalies);
 
     let targets: Vec<(BlobDigest, String)> = meta
@@ -295,6 +302,7 @@ pub fn read(opts: &Options) -> Result<Snapshot, OpenError> {
         ingests: content.ingests,
         docs,
         docker_containers,
+        docker_volumes,
     };
     let (refs, images, layers) = inventory(&state);
     anomalies.sort_by(|a, b| (&a.path, &a.message).cmp(&(&b.path, &b.message)));

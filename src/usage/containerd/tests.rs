@@ -71,6 +71,7 @@ impl Model {
                 ingests: BTreeMap::new(),
                 docs: BTreeMap::new(),
                 docker_containers: Vec::new(),
+                docker_volumes: Vec::new(),
             },
         }
     }
