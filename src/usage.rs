@@ -312,7 +312,7 @@ fn volumes(g: &Graph) -> Vec<VolumeUsage> {
             *links.entry(v.as_str()).or_default() += 1;
         }
     }
-    volume_usage(&g.gd.paths.docker(), &g.snap.volumes, &links)
+    volume_usage(g.gd.paths.docker(), &g.snap.volumes, &links)
 }
 
 /// The volumes `/system/df` lists with their size and `links` (containers
