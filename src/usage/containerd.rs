@@ -583,6 +583,13 @@ fn summary(u: &Usage, rules: &Rules, images_total_size: u64) -> Vec<SummaryRow> 
     if u.docker_root.is_some() {
         summary.push(crate::usage::volumes_row(&u.volumes));
     }
+    summary.extend(containerd_rows(u));
+    summary
+}
+
+/// The rows containerd keeps that Docker does not show.
+fn containerd_rows(u: &Usage) -> Vec<SummaryRow> {
+    let mut summary = Vec::new();
     let present: Vec<&BlobUsage> = u.blobs.iter().filter(|b| b.present).collect();
     summary.push(row("content", present.len() as u64, 0, u.content_total, 0));
     let both: Vec<&&BlobUsage> = present.iter().filter(|b| b.unpacked).collect();
