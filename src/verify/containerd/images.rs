@@ -3,6 +3,7 @@
 //! and the `uncompressed` labels of its layers.
 
 use super::*;
+use crate::store::containerd::{ImageConfig, Namespace, SnapRec};
 
 /// The label unpack writes on a layer blob: its diff ID
 /// (`core/unpack/unpacker.go`; 1.6 `image.go` `Unpack`).
@@ -49,76 +50,14 @@ pub(super) fn images(
                 out.push(closure(format!("its target {t} has no blob record")));
                 continue;
             }
-            // The host-platform manifest (for an index: the one a pull or
-            // run would use; others may be absent by design).
-            let md = match s.doc(&t) {
-                None => continue, // file missing: blob-missing says so
-                Some(Doc::Bad { why }) => {
-                    out.push(closure(format!("its target {t} cannot be parsed: {why}")));
+            let (layers, cfg) = match resolve(s, ns, t, &host) {
+                Ok(r) => r,
+                Err(Some(msg)) => {
+                    out.push(closure(msg));
                     continue;
                 }
-                Some(Doc::Manifest { .. }) => t,
-                Some(Doc::Index { manifests }) => {
-                    let Some(m) = manifests
-                        .iter()
-                        .find(|m| manifest::matches_host(m.platform.as_ref(), &host))
-                    else {
-                        continue; // no manifest for this host: nothing to run
-                    };
-                    let Some(md) = m.digest else { continue };
-                    if !ns.blobs.contains_key(&md) {
-                        out.push(closure(format!(
-                            "the {} manifest {md} of its index has no blob record",
-                            platform(&host)
-                        )));
-                        continue;
-                    }
-                    md
-                }
-                Some(Doc::Config(_)) => {
-                    out.push(closure(format!("its target {t} is an image config")));
-                    continue;
-                }
+                Err(None) => continue,
             };
-            let (config, layers) = match s.doc(&md) {
-                Some(Doc::Manifest { config, layers }) => (config, layers),
-                Some(Doc::Bad { why }) => {
-                    out.push(closure(format!("manifest {md} cannot be parsed: {why}")));
-                    continue;
-                }
-                Some(_) => {
-                    out.push(closure(format!("{md} is not a manifest")));
-                    continue;
-                }
-                None => continue,
-            };
-            let Some(cd) = config.digest else {
-                out.push(closure(format!(
-                    "manifest {md} names config {:?}, not a sha256 digest",
-                    config.raw_digest
-                )));
-                continue;
-            };
-            if !ns.blobs.contains_key(&cd) {
-                out.push(closure(format!("config {cd} has no blob record")));
-                continue;
-            }
-            let cfg = match s.doc(&cd) {
-                Some(Doc::Config(c)) => c,
-                Some(Doc::Bad { why }) => {
-                    out.push(closure(format!("config {cd} cannot be parsed: {why}")));
-                    continue;
-                }
-                _ => continue,
-            };
-            if cfg.diff_ids.len() != layers.len() {
-                out.push(closure(format!(
-                    "config {cd} has {} diff IDs for {} layers",
-                    cfg.diff_ids.len(),
-                    layers.len()
-                )));
-                continue;
-            }
             let chain = ChainId::chain(&cfg.diff_ids);
             let unpacked = chain
                 .last()
@@ -135,67 +74,162 @@ pub(super) fn images(
                         if let Some(v) = b.labels.get(LABEL_UNCOMPRESSED)
                             && *v != cfg.diff_ids[i].to_string()
                         {
-                            if let Some(f) = labels.get_mut(&(ns.name.clone(), ld)) {
-                                f.impact.images.push(ImageId(t.0));
-                                f.impact
-                                    .containers
-                                    .extend(impact.containers.iter().cloned());
-                                continue;
-                            }
-                            let mut f = finding(
-                                Check::UncompressedLabel,
-                                SubjectKind::Blob,
-                                ld.to_string(),
-                                s.paths.meta_db(),
-                                format!(
-                                    "{}: {LABEL_UNCOMPRESSED} is {v}, but layer {i} of {} has diff ID {}",
-                                    ns.name, img.name, cfg.diff_ids[i]
-                                ),
+                            let msg = format!(
+                                "{}: {LABEL_UNCOMPRESSED} is {v}, but layer {i} of {} has diff ID {}",
+                                ns.name, img.name, cfg.diff_ids[i]
                             );
-                            f.impact = Impact {
-                                images: vec![ImageId(t.0)],
-                                containers: impact.containers.clone(),
-                            };
-                            labels.insert((ns.name.clone(), ld), f);
+                            let key = (ns.name.clone(), ld);
+                            label_finding(&mut labels, key, s, ImageId(t.0), &impact, msg);
                         }
                     }
                 }
             }
             // Check 6: an unpacked image's chain, link by link.
-            if unpacked && let Some(r) = recs {
-                for (i, c) in chain.iter().enumerate() {
-                    let want = i.checked_sub(1).map(|p| chain[p].to_string());
-                    let problem = match r.get(&SnapshotKey(c.to_string())) {
-                        None => Some(format!("chain ID {c} (layer {i}) is no snapshot")),
-                        Some(rec) if rec.parent.as_ref().map(|p| p.0.clone()) != want => {
-                            Some(format!(
-                                "snapshot {c} (layer {i}) has parent {}, not {}",
-                                rec.parent.as_ref().map_or("none", |p| p.0.as_str()),
-                                want.as_deref().unwrap_or("none")
-                            ))
-                        }
-                        _ => None,
-                    };
-                    if let Some(p) = problem {
-                        let mut f = finding(
-                            Check::ImageChain,
-                            SubjectKind::Image,
-                            format!("{}/{}", ns.name, img.name),
-                            s.paths.meta_db(),
-                            p,
-                        );
-                        f.impact = Impact {
-                            images: vec![ImageId(t.0)],
-                            containers: impact.containers.clone(),
-                        };
-                        out.push(f);
-                        break;
-                    }
-                }
+            if unpacked
+                && let Some(r) = recs
+                && let Some(p) = chain_problem(&chain, r)
+            {
+                let mut f = finding(
+                    Check::ImageChain,
+                    SubjectKind::Image,
+                    format!("{}/{}", ns.name, img.name),
+                    s.paths.meta_db(),
+                    p,
+                );
+                f.impact = Impact {
+                    images: vec![ImageId(t.0)],
+                    containers: impact.containers.clone(),
+                };
+                out.push(f);
             }
         }
     }
     out.extend(labels.into_values().map(merge));
+}
+
+/// The host-platform manifest's layers and config of target `t` (for an
+/// index: the one a pull or run would use; others may be absent by design).
+/// `Err(Some(why))`: the closure is broken; `Err(None)`: nothing to check
+/// here (a missing file is `blob-missing`'s, no host manifest runs nothing).
+fn resolve<'s>(
+    s: &'s State,
+    ns: &Namespace,
+    t: BlobDigest,
+    host: &manifest::Platform,
+) -> Result<(&'s [manifest::Descriptor], &'s ImageConfig), Option<String>> {
+    let md = match s.doc(&t) {
+        None => return Err(None), // file missing: blob-missing says so
+        Some(Doc::Bad { why }) => {
+            return Err(Some(format!("its target {t} cannot be parsed: {why}")));
+        }
+        Some(Doc::Manifest { .. }) => t,
+        Some(Doc::Index { manifests }) => {
+            let Some(m) = manifests
+                .iter()
+                .find(|m| manifest::matches_host(m.platform.as_ref(), host))
+            else {
+                return Err(None); // no manifest for this host: nothing to run
+            };
+            let Some(md) = m.digest else {
+                return Err(None);
+            };
+            if !ns.blobs.contains_key(&md) {
+                return Err(Some(format!(
+                    "the {} manifest {md} of its index has no blob record",
+                    platform(host)
+                )));
+            }
+            md
+        }
+        Some(Doc::Config(_)) => {
+            return Err(Some(format!("its target {t} is an image config")));
+        }
+    };
+    let (config, layers) = match s.doc(&md) {
+        Some(Doc::Manifest { config, layers }) => (config, layers),
+        Some(Doc::Bad { why }) => {
+            return Err(Some(format!("manifest {md} cannot be parsed: {why}")));
+        }
+        Some(_) => {
+            return Err(Some(format!("{md} is not a manifest")));
+        }
+        None => return Err(None),
+    };
+    let Some(cd) = config.digest else {
+        return Err(Some(format!(
+            "manifest {md} names config {:?}, not a sha256 digest",
+            config.raw_digest
+        )));
+    };
+    if !ns.blobs.contains_key(&cd) {
+        return Err(Some(format!("config {cd} has no blob record")));
+    }
+    let cfg = match s.doc(&cd) {
+        Some(Doc::Config(c)) => c,
+        Some(Doc::Bad { why }) => {
+            return Err(Some(format!("config {cd} cannot be parsed: {why}")));
+        }
+        _ => return Err(None),
+    };
+    if cfg.diff_ids.len() != layers.len() {
+        return Err(Some(format!(
+            "config {cd} has {} diff IDs for {} layers",
+            cfg.diff_ids.len(),
+            layers.len()
+        )));
+    }
+    Ok((layers, cfg))
+}
+
+/// One `uncompressed-label` finding per labelled blob: a first image makes
+/// it, every other image using the blob joins its impact.
+fn label_finding(
+    labels: &mut BTreeMap<(String, BlobDigest), Finding>,
+    key: (String, BlobDigest),
+    s: &State,
+    image: ImageId,
+    impact: &Impact,
+    msg: String,
+) {
+    if let Some(f) = labels.get_mut(&key) {
+        f.impact.images.push(image);
+        f.impact
+            .containers
+            .extend(impact.containers.iter().cloned());
+        return;
+    }
+    let mut f = finding(
+        Check::UncompressedLabel,
+        SubjectKind::Blob,
+        key.1.to_string(),
+        s.paths.meta_db(),
+        msg,
+    );
+    f.impact = Impact {
+        images: vec![image],
+        containers: impact.containers.clone(),
+    };
+    labels.insert(key, f);
+}
+
+/// The first link of an unpacked chain that is no snapshot or has another
+/// parent than the previous chain ID.
+fn chain_problem(chain: &[ChainId], r: &BTreeMap<SnapshotKey, SnapRec>) -> Option<String> {
+    for (i, c) in chain.iter().enumerate() {
+        let want = i.checked_sub(1).map(|p| chain[p].to_string());
+        match r.get(&SnapshotKey(c.to_string())) {
+            None => return Some(format!("chain ID {c} (layer {i}) is no snapshot")),
+            Some(rec) if rec.parent.as_ref().map(|p| p.0.clone()) != want => {
+                return Some(format!(
+                    "snapshot {c} (layer {i}) has parent {}, not {}",
+                    rec.parent.as_ref().map_or("none", |p| p.0.as_str()),
+                    want.as_deref().unwrap_or("none")
+                ));
+            }
+            _ => {}
+        }
+    }
+    None
 }
 
 fn merge(mut f: Finding) -> Finding {
