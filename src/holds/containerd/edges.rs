@@ -8,6 +8,9 @@ use crate::reach::Refs;
 use crate::store::containerd::Namespace;
 use std::collections::HashMap;
 
+/// Out-edges per kind, per node key, before they are packed.
+type Adj = Vec<Vec<Vec<Node>>>;
+
 const NONE: u32 = u32::MAX;
 
 /// The containerd snapshot as dense nodes and edges.
@@ -156,14 +159,15 @@ impl<'s> Edges<'s> {
         }
     }
 
-    fn build_edges(&mut self, nss: &[(&'s str, &'s Namespace)], rules: &GcRules) {
-        let now = self.state.read_at;
-        let mut adj: Vec<Vec<Vec<Node>>> = Kind::ALL
-            .iter()
-            .map(|k| vec![Vec::new(); self.count(*k)])
-            .collect();
-        let mut brefs: Vec<(Node, Node)> = Vec::new();
-        // usedat values of snapshots, for 2.3+ conditional references.
+    /// Snapshots: parent, labels, back-references; returns their
+    /// `gc.cond.value-usedat` values, for 2.3+ conditional references.
+    fn snapshot_edges(
+        &self,
+        nss: &[(&'s str, &'s Namespace)],
+        rules: &GcRules,
+        adj: &mut Adj,
+        brefs: &mut Vec<(Node, Node)>,
+    ) -> HashMap<u32, Time> {
         let mut usedat: HashMap<u32, Time> = HashMap::new();
         for (key, (ns, sn, k)) in self.snapshots.iter().enumerate() {
             let rec = &nss[*ns as usize].1.snapshots[*sn][*k];
@@ -182,7 +186,7 @@ impl<'s> Edges<'s> {
                     *ns,
                     &rec.labels,
                     Node::new(Kind::Snapshot, key as u32),
-                    &mut brefs,
+                    brefs,
                 );
             }
             if let Some(t) = rec
@@ -193,21 +197,29 @@ impl<'s> Edges<'s> {
                 usedat.insert(key as u32, t);
             }
         }
+        usedat
+    }
+
+    /// Blobs and images: targets, labels, conditional and back-references.
+    fn blob_and_image_edges(
+        &self,
+        nss: &[(&'s str, &'s Namespace)],
+        rules: &GcRules,
+        usedat: &HashMap<u32, Time>,
+        adj: &mut Adj,
+        brefs: &mut Vec<(Node, Node)>,
+    ) {
+        let now = self.state.read_at;
         for (key, (ns, d)) in self.blobs.iter().enumerate() {
             let rec = &nss[*ns as usize].1.blobs[d];
             let mut out = Vec::new();
             self.label_refs(*ns, &rec.labels, rules, &mut out);
             if rules.conditional {
-                self.conditional(*ns, &rec.labels, &usedat, now, &mut out);
+                self.conditional(*ns, &rec.labels, usedat, now, &mut out);
             }
             adj[Kind::Blob.index()][key] = out;
             if rules.back_refs {
-                self.back_refs(
-                    *ns,
-                    &rec.labels,
-                    Node::new(Kind::Blob, key as u32),
-                    &mut brefs,
-                );
+                self.back_refs(*ns, &rec.labels, Node::new(Kind::Blob, key as u32), brefs);
             }
         }
         for (key, (ns, name)) in self.images.iter().enumerate() {
@@ -224,18 +236,23 @@ impl<'s> Edges<'s> {
             }
             self.label_refs(*ns, &rec.labels, rules, &mut out);
             if rules.conditional {
-                self.conditional(*ns, &rec.labels, &usedat, now, &mut out);
+                self.conditional(*ns, &rec.labels, usedat, now, &mut out);
             }
             adj[Kind::Image.index()][key] = out;
             if rules.back_refs {
-                self.back_refs(
-                    *ns,
-                    &rec.labels,
-                    Node::new(Kind::Image, key as u32),
-                    &mut brefs,
-                );
+                self.back_refs(*ns, &rec.labels, Node::new(Kind::Image, key as u32), brefs);
             }
         }
+    }
+
+    /// Leases (to what they name, flat or not) and ingests (to the blob
+    /// they will become).
+    fn lease_and_ingest_edges(
+        &self,
+        nss: &[(&'s str, &'s Namespace)],
+        rules: &GcRules,
+        adj: &mut Adj,
+    ) {
         for (key, (ns, id)) in self.leases.iter().enumerate() {
             let rec = &nss[*ns as usize].1.leases[*id];
             let flat = rec.labels.contains_key(LABEL_FLAT);
@@ -278,6 +295,17 @@ impl<'s> Edges<'s> {
                 adj[Kind::Ingest.index()][key].push(Node::new(Kind::Blob, *b));
             }
         }
+    }
+
+    fn build_edges(&mut self, nss: &[(&'s str, &'s Namespace)], rules: &GcRules) {
+        let mut adj: Adj = Kind::ALL
+            .iter()
+            .map(|k| vec![Vec::new(); self.count(*k)])
+            .collect();
+        let mut brefs: Vec<(Node, Node)> = Vec::new();
+        let usedat = self.snapshot_edges(nss, rules, &mut adj, &mut brefs);
+        self.blob_and_image_edges(nss, rules, &usedat, &mut adj, &mut brefs);
+        self.lease_and_ingest_edges(nss, rules, &mut adj);
         for (key, (ns, id)) in self.containers.iter().enumerate() {
             let rec = &nss[*ns as usize].1.containers[*id];
             let mut out = Vec::new();
