@@ -93,21 +93,15 @@ impl Classifier for RootClassifier {
     }
 }
 
-/// Walks the containerd root and charges every byte to one category.
-pub fn disk_usage(snap: &Snapshot, u: &Usage, progress: &Progress) -> std::io::Result<DiskUsage> {
-    let Some(s) = snap.containerd() else {
-        return Err(std::io::Error::other("not a containerd snapshot"));
-    };
-    let a = Analysis::new(s);
-    let e = &a.edges;
-    let paths = &s.paths;
+/// Charges the blob files and ingest dirs that are collectable or orphans to
+/// those categories; returns the collectable snapshot dirs by (snapshotter,
+/// dir).
+fn leftovers(
+    u: &Usage,
+    blobs: &mut HashMap<OsString, usize>,
+    ingests: &mut HashMap<OsString, usize>,
+) -> HashMap<(String, String), usize> {
     let name_of = |p: &std::path::Path| OsString::from(p.file_name().unwrap_or_default());
-    let mut blobs: HashMap<OsString, usize> = s
-        .blobs
-        .keys()
-        .map(|d| (OsString::from(d.hex()), BLOBS))
-        .collect();
-    let mut ingests: HashMap<OsString, usize> = HashMap::new();
     let mut collectable_dirs: HashMap<(String, String), usize> = HashMap::new();
     for i in &u.collectable {
         match i.kind {
@@ -145,6 +139,58 @@ pub fn disk_usage(snap: &Snapshot, u: &Usage, progress: &Progress) -> std::io::R
             _ => {}
         }
     }
+    collectable_dirs
+}
+
+/// The category of a snapshot dir held by these meta.db snapshot nodes:
+/// an image's, a container's (a Docker container's lease included), another
+/// holder's, or an orphan's when no record names it.
+fn snapshot_category(
+    a: &Analysis<'_>,
+    nodes: &[Node],
+    docker_ids: &std::collections::HashSet<&str>,
+) -> usize {
+    let holders: Vec<&Holder> = nodes
+        .iter()
+        .flat_map(|n| a.holders_of(*n))
+        .map(|h| a.holds.holder(h))
+        .collect();
+    let is = |f: &dyn Fn(&CtrdHolder) -> bool| {
+        holders
+            .iter()
+            .any(|h| matches!(h, Holder::Containerd(c) if f(c)))
+    };
+    if nodes.is_empty() {
+        ORPHANS
+    } else if is(&|c| matches!(c, CtrdHolder::Image { .. })) {
+        IMAGE_SNAPSHOTS
+    } else if is(&|c| match c {
+        CtrdHolder::Container { .. } => true,
+        CtrdHolder::Lease { id, .. } => docker_ids.contains(id.as_str()),
+        _ => false,
+    }) {
+        CONTAINER_SNAPSHOTS
+    } else {
+        OTHER_SNAPSHOTS
+    }
+}
+
+/// Walks the containerd root and charges every byte to one category.
+pub fn disk_usage(snap: &Snapshot, u: &Usage, progress: &Progress) -> std::io::Result<DiskUsage> {
+    let Some(s) = snap.containerd() else {
+        return Err(std::io::Error::other("not a containerd snapshot"));
+    };
+    let a = Analysis::new(s);
+    let e = &a.edges;
+    let paths = &s.paths;
+    let name_of = |p: &std::path::Path| OsString::from(p.file_name().unwrap_or_default());
+    let mut blobs: HashMap<OsString, usize> = s
+        .blobs
+        .keys()
+        .map(|d| (OsString::from(d.hex()), BLOBS))
+        .collect();
+    let mut ingests: HashMap<OsString, usize> = HashMap::new();
+    let collectable_dirs = leftovers(u, &mut blobs, &mut ingests);
     // Which backend names each snapshotter's records hold, with their nodes.
     let mut by_backend: HashMap<(&str, &str), Vec<Node>> = HashMap::new();
     for (key, (ns, sn, k)) in e.snapshots.iter().enumerate() {
@@ -168,31 +214,8 @@ pub fn disk_usage(snap: &Snapshot, u: &Usage, progress: &Progress) -> std::io::R
             } else {
                 let nodes = by_backend
                     .get(&(sn_name.as_str(), bname.as_str()))
-                    .cloned()
-                    .unwrap_or_default();
-                let holders: Vec<&Holder> = nodes
-                    .iter()
-                    .flat_map(|n| a.holders_of(*n))
-                    .map(|h| a.holds.holder(h))
-                    .collect();
-                let is = |f: &dyn Fn(&CtrdHolder) -> bool| {
-                    holders
-                        .iter()
-                        .any(|h| matches!(h, Holder::Containerd(c) if f(c)))
-                };
-                if nodes.is_empty() {
-                    ORPHANS
-                } else if is(&|c| matches!(c, CtrdHolder::Image { .. })) {
-                    IMAGE_SNAPSHOTS
-                } else if is(&|c| match c {
-                    CtrdHolder::Container { .. } => true,
-                    CtrdHolder::Lease { id, .. } => docker_ids.contains(id.as_str()),
-                    _ => false,
-                }) {
-                    CONTAINER_SNAPSHOTS
-                } else {
-                    OTHER_SNAPSHOTS
-                }
+                    .map_or(&[][..], Vec::as_slice);
+                snapshot_category(&a, nodes, &docker_ids)
             };
             m.insert(OsString::from(dir), cat);
         }
