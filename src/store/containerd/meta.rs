@@ -290,64 +290,10 @@ fn read_namespace(cx: &mut Ctx<'_>, name: &str, nb: Bucket<'_>) -> Namespace {
         }
     }
     if let Some(cb) = nb.bucket("content") {
-        if let Some(bb) = cb.bucket("blob") {
-            for (k, b) in bb.buckets() {
-                let at = format!("v1/{name}/content/blob/{}", text(k));
-                let Some(d) = cx.digest(k, &at) else { continue };
-                let size = cx.int(b, "size", &at).unwrap_or(0);
-                ns.blobs.insert(
-                    d,
-                    BlobRec {
-                        size,
-                        created: cx.time(b, "createdat", &at),
-                        updated: cx.time(b, "updatedat", &at),
-                        labels: labels(b.bucket("labels")),
-                    },
-                );
-            }
-        }
-        if let Some(ib) = cb.bucket("ingests") {
-            for (k, b) in ib.buckets() {
-                let at = format!("v1/{name}/content/ingests/{}", text(k));
-                let expected = b.get("expected").and_then(|v| cx.digest(v, &at));
-                ns.ingests.insert(
-                    text(k),
-                    IngestRec {
-                        backend_ref: b.get("ref").map(text).unwrap_or_default(),
-                        expire_at: cx.time(b, "expireat", &at),
-                        expected,
-                    },
-                );
-            }
-        }
+        read_content(cx, name, cb, &mut ns);
     }
     if let Some(sb) = nb.bucket("snapshots") {
-        for (sn, snb) in sb.buckets() {
-            let sn = text(sn);
-            let mut recs = BTreeMap::new();
-            for (k, b) in snb.buckets() {
-                let at = format!("v1/{name}/snapshots/{sn}/{}", text(k));
-                let children = b
-                    .bucket("children")
-                    .map(|c| c.iter().map(|(k, _)| SnapshotKey(text(k))).collect())
-                    .unwrap_or_default();
-                recs.insert(
-                    SnapshotKey(text(k)),
-                    SnapRec {
-                        name: b.get("name").map(text).unwrap_or_default(),
-                        parent: b
-                            .get("parent")
-                            .filter(|p| !p.is_empty())
-                            .map(|p| SnapshotKey(text(p))),
-                        children,
-                        created: cx.time(b, "createdat", &at),
-                        updated: cx.time(b, "updatedat", &at),
-                        labels: labels(b.bucket("labels")),
-                    },
-                );
-            }
-            ns.snapshots.insert(sn, recs);
-        }
+        ns.snapshots = read_snapshot_recs(cx, name, sb);
     }
     if let Some(cb) = nb.bucket("containers") {
         for (k, b) in cb.buckets() {
@@ -370,30 +316,7 @@ fn read_namespace(cx: &mut Ctx<'_>, name: &str, nb: Bucket<'_>) -> Namespace {
     if let Some(lb) = nb.bucket("leases") {
         for (k, b) in lb.buckets() {
             let at = format!("v1/{name}/leases/{}", text(k));
-            let keys = |sub: &str| -> Vec<String> {
-                b.bucket(sub)
-                    .map(|s| s.iter().map(|(k, _)| text(k)).collect())
-                    .unwrap_or_default()
-            };
-            let mut lease = LeaseRec {
-                created: cx.time(b, "createdat", &at),
-                labels: labels(b.bucket("labels")),
-                ingests: keys("ingests"),
-                images: keys("images"),
-                ..LeaseRec::default()
-            };
-            for d in keys("content") {
-                if let Some(d) = cx.digest(d.as_bytes(), &format!("{at}/content")) {
-                    lease.content.push(d);
-                }
-            }
-            if let Some(ss) = b.bucket("snapshots") {
-                for (sn, keys) in ss.buckets() {
-                    for (key, _) in keys.iter() {
-                        lease.snapshots.push((text(sn), SnapshotKey(text(key))));
-                    }
-                }
-            }
+            let lease = read_lease(cx, &at, b);
             ns.leases.insert(text(k), lease);
         }
     }
@@ -408,6 +331,105 @@ fn read_namespace(cx: &mut Ctx<'_>, name: &str, nb: Bucket<'_>) -> Namespace {
         }
     }
     ns
+}
+
+/// `content/blob` and `content/ingests` of a namespace.
+fn read_content(cx: &mut Ctx<'_>, name: &str, cb: Bucket<'_>, ns: &mut Namespace) {
+    if let Some(bb) = cb.bucket("blob") {
+        for (k, b) in bb.buckets() {
+            let at = format!("v1/{name}/content/blob/{}", text(k));
+            let Some(d) = cx.digest(k, &at) else { continue };
+            let size = cx.int(b, "size", &at).unwrap_or(0);
+            ns.blobs.insert(
+                d,
+                BlobRec {
+                    size,
+                    created: cx.time(b, "createdat", &at),
+                    updated: cx.time(b, "updatedat", &at),
+                    labels: labels(b.bucket("labels")),
+                },
+            );
+        }
+    }
+    if let Some(ib) = cb.bucket("ingests") {
+        for (k, b) in ib.buckets() {
+            let at = format!("v1/{name}/content/ingests/{}", text(k));
+            let expected = b.get("expected").and_then(|v| cx.digest(v, &at));
+            ns.ingests.insert(
+                text(k),
+                IngestRec {
+                    backend_ref: b.get("ref").map(text).unwrap_or_default(),
+                    expire_at: cx.time(b, "expireat", &at),
+                    expected,
+                },
+            );
+        }
+    }
+}
+
+/// `snapshots/<snapshotter>/<key>` records of a namespace.
+fn read_snapshot_recs(
+    cx: &mut Ctx<'_>,
+    name: &str,
+    sb: Bucket<'_>,
+) -> BTreeMap<String, BTreeMap<SnapshotKey, SnapRec>> {
+    let mut out = BTreeMap::new();
+    for (sn, snb) in sb.buckets() {
+        let sn = text(sn);
+        let mut recs = BTreeMap::new();
+        for (k, b) in snb.buckets() {
+            let at = format!("v1/{name}/snapshots/{sn}/{}", text(k));
+            let children = b
+                .bucket("children")
+                .map(|c| c.iter().map(|(k, _)| SnapshotKey(text(k))).collect())
+                .unwrap_or_default();
+            recs.insert(
+                SnapshotKey(text(k)),
+                SnapRec {
+                    name: b.get("name").map(text).unwrap_or_default(),
+                    parent: b
+                        .get("parent")
+                        .filter(|p| !p.is_empty())
+                        .map(|p| SnapshotKey(text(p))),
+                    children,
+                    created: cx.time(b, "createdat", &at),
+                    updated: cx.time(b, "updatedat", &at),
+                    labels: labels(b.bucket("labels")),
+                },
+            );
+        }
+        out.insert(sn, recs);
+    }
+    out
+}
+
+/// One lease record and the resources it names.
+fn read_lease(cx: &mut Ctx<'_>, at: &str, b: Bucket<'_>) -> LeaseRec {
+    let keys = |sub: &str| -> Vec<String> {
+        b.bucket(sub)
+            .map(|s| s.iter().map(|(k, _)| text(k)).collect())
+            .unwrap_or_default()
+    };
+    let mut lease = LeaseRec {
+        created: cx.time(b, "createdat", at),
+        labels: labels(b.bucket("labels")),
+        ingests: keys("ingests"),
+        images: keys("images"),
+        ..LeaseRec::default()
+    };
+    for d in keys("content") {
+        if let Some(d) = cx.digest(d.as_bytes(), &format!("{at}/content")) {
+            lease.content.push(d);
+        }
+    }
+    if let Some(ss) = b.bucket("snapshots") {
+        for (sn, keys) in ss.buckets() {
+            for (key, _) in keys.iter() {
+                lease.snapshots.push((text(sn), SnapshotKey(text(key))));
+            }
+        }
+    }
+    lease
 }
 
 fn read_image(cx: &mut Ctx<'_>, at: &str, name: &[u8], b: Bucket<'_>) -> Option<ImageRec> {
