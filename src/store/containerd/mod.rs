@@ -217,15 +217,7 @@ pub fn read(opts: &Options) -> Result<Snapshot, OpenError> {
         || {
             rayon::join(
                 || content::read(&paths),
-                || {
-                    opts.docker_root.as_deref().map(|d| {
-                        let d = crate::store::paths::DockerRoot::new(d);
-                        let ((c, mut a), (v, va)) =
-                            rayon::join(|| docker::read(&d), || crate::store::volumes::read(&d));
-                        a.extend(va);
-                        (c, v, a)
-                    })
-                },
+                || opts.docker_root.as_deref().map(docker_side),
             )
         },
     );
@@ -237,44 +229,13 @@ pub fn read(opts: &Options) -> Result<Snapshot, OpenError> {
         && let Scope::One(ns) = &opts.scope
         && !meta.namespaces.contains_key(ns)
     {
-        return Err(OpenError::NoNamespace {
-            path: paths.meta_db(),
-            namespace: ns.clone(),
-            present: if meta.namespaces.is_empty() {
-                "none".into()
-            } else {
-                meta.namespaces
-                    .keys()
-                    .cloned()
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            },
-        });
+        return Err(no_namespace(&paths, &meta, ns));
     }
     let mut anomalies = meta.anomalies.clone();
     anomalies.extend(content.anomalies);
     let (sn_map, sn_anomalies) = snapshotters;
     anomalies.extend(sn_anomalies);
-    let mut other_snapshotters = other;
-    for ns in meta.namespaces.values() {
-        for (sn, recs) in &ns.snapshots {
-            if !sn_map.contains_key(sn) && !recs.is_empty() {
-                *other_snapshotters.entry(sn.clone()).or_default() += recs.len();
-            }
-        }
-    }
-    for (sn, n) in &other_snapshotters {
-        if *n > 0 {
-            anomalies.push(Anomaly {
-                kind: AnomalyKind::Containerd,
-                path: paths.snapshotter(sn),
-                message: format!(
-                    "snapshotter {sn:?} is not one dockgc reads (overlayfs, native): its {n} \
-                     snapshot(s) are listed but not measured"
-                ),
-            });
-        }
-    }
+    let other_snapshotters = other_snapshotters(&paths, &meta, &sn_map, other, &mut anomalies);
     let (docker_containers, docker_volumes, docker_anomalies) = docker.unwrap_or_default();
     anomalies.extend(docker_anomalies);
 
@@ -322,6 +283,64 @@ pub fn read(opts: &Options) -> Result<Snapshot, OpenError> {
         source: super::Source::Disk,
         store: Store::Containerd(state),
     })
+}
+
+/// Docker's containers and volumes of a Docker root in containerd mode.
+fn docker_side(d: &Path) -> (Vec<DockerContainer>, Vec<super::Volume>, Vec<Anomaly>) {
+    let d = crate::store::paths::DockerRoot::new(d);
+    let ((c, mut a), (v, va)) =
+        rayon::join(|| docker::read(&d), || crate::store::volumes::read(&d));
+    a.extend(va);
+    (c, v, a)
+}
+
+/// `--namespace NS` names none of meta.db's namespaces: say which exist.
+fn no_namespace(paths: &Paths, meta: &meta::Meta, ns: &str) -> OpenError {
+    OpenError::NoNamespace {
+        path: paths.meta_db(),
+        namespace: ns.to_string(),
+        present: if meta.namespaces.is_empty() {
+            "none".into()
+        } else {
+            meta.namespaces
+                .keys()
+                .cloned()
+                .collect::<Vec<_>>()
+                .join(", ")
+        },
+    }
+}
+
+/// Snapshotters dockgc does not read, with their record counts (plugin dirs
+/// found, plus meta.db records naming others); each with records is named
+/// as an anomaly.
+fn other_snapshotters(
+    paths: &Paths,
+    meta: &meta::Meta,
+    read: &BTreeMap<String, Snapshotter>,
+    mut other: BTreeMap<String, usize>,
+    anomalies: &mut Vec<Anomaly>,
+) -> BTreeMap<String, usize> {
+    for ns in meta.namespaces.values() {
+        for (sn, recs) in &ns.snapshots {
+            if !read.contains_key(sn) && !recs.is_empty() {
+                *other.entry(sn.clone()).or_default() += recs.len();
+            }
+        }
+    }
+    for (sn, n) in &other {
+        if *n > 0 {
+            anomalies.push(Anomaly {
+                kind: AnomalyKind::Containerd,
+                path: paths.snapshotter(sn),
+                message: format!(
+                    "snapshotter {sn:?} is not one dockgc reads (overlayfs, native): its {n} \
+                     snapshot(s) are listed but not measured"
+                ),
+            });
+        }
+    }
+    other
 }
 
 fn read_meta(paths: &Paths) -> Result<meta::Meta, meta::MetaError> {
