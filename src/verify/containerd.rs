@@ -375,22 +375,33 @@ fn snapshots(
                     }
                 }
             }
-            let mut cur = rec.parent.clone();
-            let mut steps = 0;
-            while let Some(c) = cur {
-                if &c == *k || steps > recs.len() {
-                    push(
-                        Check::SnapshotParent,
-                        s.paths.meta_db(),
-                        "its parent chain is a cycle".into(),
-                    );
-                    break;
-                }
-                steps += 1;
-                cur = recs.get(&c).and_then(|r| r.parent.clone());
+            if in_cycle(recs, k) {
+                push(
+                    Check::SnapshotParent,
+                    s.paths.meta_db(),
+                    "its parent chain is a cycle".into(),
+                );
             }
         }
     }
+}
+
+/// Whether following parents from `k` comes back to it (or walks longer
+/// than there are records: a cycle further up).
+fn in_cycle(
+    recs: &BTreeMap<SnapshotKey, crate::store::containerd::SnapRec>,
+    k: &SnapshotKey,
+) -> bool {
+    let mut cur = recs.get(k).and_then(|r| r.parent.clone());
+    let mut steps = 0;
+    while let Some(c) = cur {
+        if &c == k || steps > recs.len() {
+            return true;
+        }
+        steps += 1;
+        cur = recs.get(&c).and_then(|r| r.parent.clone());
+    }
+    false
 }
 
 /// Checks 4, 10 and 11 and the ingest orphans, from the sweep's orphans.
