@@ -237,6 +237,23 @@ pub(super) fn visited_groups<'s>(n: &Ns<'s>, host: &manifest::Platform) -> Vec<G
         .collect()
 }
 
+/// RepoTags and RepoDigests of an image's names: `moby-dangling@` names
+/// and bare digests (the CRI's config-digest name) are neither.
+fn repo_names(names: &[String]) -> (Vec<String>, Vec<String>) {
+    let (mut repo_tags, mut repo_digests) = (Vec::new(), Vec::new());
+    for x in names {
+        if x.starts_with(DANGLING_PREFIX) {
+            continue;
+        }
+        if x.contains('@') {
+            repo_digests.push(x.clone());
+        } else if !x.starts_with("sha256:") {
+            repo_tags.push(x.clone());
+        }
+    }
+    (repo_tags, repo_digests)
+}
+
 /// The images of one namespace with Docker 29's sizes.
 pub(super) fn images(
     n: &Ns<'_>,
@@ -304,17 +321,7 @@ pub(super) fn images(
             } else {
                 -1
             };
-            let (mut repo_tags, mut repo_digests) = (Vec::new(), Vec::new());
-            for x in &names {
-                if x.starts_with(DANGLING_PREFIX) {
-                    continue;
-                }
-                if x.contains('@') {
-                    repo_digests.push(x.clone());
-                } else if !x.starts_with("sha256:") {
-                    repo_tags.push(x.clone());
-                }
-            }
+            let (repo_tags, repo_digests) = repo_names(&names);
             let created = best.and_then(|b| b.created.clone());
             let blob_size = ctr_size(n.s, g.recs[0], &host);
             ImageUsage {
