@@ -144,6 +144,39 @@ impl CtrdHolder {
     }
 }
 
+/// Blobs and snapshots labelled `containerd.io/gc.root` (by prefix from
+/// 2.2): roots whatever else holds them.
+fn gc_root_holds(e: &Edges<'_>, rules: &GcRules, out: &mut Vec<Hold>) {
+    let s = e.state;
+    for (key, (ns, d)) in e.blobs.iter().enumerate() {
+        let name = e.namespaces[*ns as usize];
+        let rec = &s.namespaces[name].blobs[d];
+        if let Some(v) = gc_root(&rec.labels, rules) {
+            out.push(Hold {
+                holder: Holder::Containerd(CtrdHolder::GcRoot {
+                    namespace: name.into(),
+                    object: format!("blob {d}"),
+                    since: v.into(),
+                }),
+                roots: vec![Node::new(Kind::Blob, key as u32)],
+            });
+        }
+    }
+    for key in 0..e.snapshots.len() {
+        let (name, sn, k, rec) = e.snap_rec(key as u32);
+        if let Some(v) = gc_root(&rec.labels, rules) {
+            out.push(Hold {
+                holder: Holder::Containerd(CtrdHolder::GcRoot {
+                    namespace: name.into(),
+                    object: format!("snapshot {sn}/{k}"),
+                    since: v.into(),
+                }),
+                roots: vec![Node::new(Kind::Snapshot, key as u32)],
+            });
+        }
+    }
+}
+
 /// The roots of the mark, each with its reason (`scanRoots`).
 pub fn holds(e: &Edges<'_>) -> Vec<Hold> {
     let s = e.state;
@@ -206,33 +239,7 @@ pub fn holds(e: &Edges<'_>) -> Vec<Hold> {
             Node::new(Kind::Ingest, key as u32),
         ));
     }
-    for (key, (ns, d)) in e.blobs.iter().enumerate() {
-        let name = e.namespaces[*ns as usize];
-        let rec = &s.namespaces[name].blobs[d];
-        if let Some(v) = gc_root(&rec.labels, &rules) {
-            out.push(hold(
-                CtrdHolder::GcRoot {
-                    namespace: name.into(),
-                    object: format!("blob {d}"),
-                    since: v.into(),
-                },
-                Node::new(Kind::Blob, key as u32),
-            ));
-        }
-    }
-    for key in 0..e.snapshots.len() {
-        let (name, sn, k, rec) = e.snap_rec(key as u32);
-        if let Some(v) = gc_root(&rec.labels, &rules) {
-            out.push(hold(
-                CtrdHolder::GcRoot {
-                    namespace: name.into(),
-                    object: format!("snapshot {sn}/{k}"),
-                    since: v.into(),
-                },
-                Node::new(Kind::Snapshot, key as u32),
-            ));
-        }
-    }
+    gc_root_holds(e, &rules, &mut out);
     for (key, (ns, id)) in e.containers.iter().enumerate() {
         out.push(hold(
             CtrdHolder::Container {
