@@ -2,8 +2,10 @@
 # Run the whole test suite. On a fresh Debian 12 machine this first installs
 # what the real-daemon tests need: Debian's docker.io (dockerd 20.10, run
 # privately by the tests on their own data roots) and a static busybox (the
-# shell inside the test images), and Prometheus's promtool (the metrics
-# linter). Extra arguments go to `cargo test`.
+# shell inside the test images), Debian's containerd and runc (containerd
+# 1.6, run privately by tests/containerd_*.rs on their own roots, and its
+# runtime), and Prometheus's promtool (the metrics linter). Extra arguments
+# go to `cargo test`.
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -21,6 +23,9 @@ static_busybox() {
     return 1
 }
 static_busybox || missing+=(busybox-static)
+# The containerd judge (tests/containerd_daemon.rs, tests/containerd_synth.rs).
+command -v containerd >/dev/null 2>&1 || [ -x /usr/bin/containerd ] || missing+=(containerd)
+command -v runc >/dev/null 2>&1 || [ -x /usr/sbin/runc ] || missing+=(runc)
 # promtool lints the Prometheus output (tests/metrics.rs); systemd-analyze,
 # dpkg-shlibdeps and PyYAML check the packaging (tests/packaging.rs).
 command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
@@ -50,7 +55,8 @@ if ! cargo deb --version 2>/dev/null | grep -q '^cargo-deb 3\.8\.0'; then
     cargo install cargo-deb --locked --version 3.8.0
 fi
 
-# In CI a missing or broken Docker must fail the real-daemon tests, not skip them.
+# In CI a missing or broken Docker or containerd must fail the real-daemon
+# tests, not skip them.
 if [ -n "${CI:-}" ]; then
     export DOCKGC_REQUIRE_DOCKER=1
 fi

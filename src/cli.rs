@@ -9,6 +9,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 use dockgc::policy::AgeBy;
 use dockgc::units::{parse_bytes, parse_duration};
 use dockgc::usage::SharedSizeRule;
+use dockgc::usage::containerd::EngineVersion;
 use std::path::PathBuf;
 
 #[derive(Parser, Debug)]
@@ -27,6 +28,22 @@ pub struct Cli {
     /// Docker data root to read [default: the config file's `root`, else /var/lib/docker].
     #[arg(long, global = true, env = "DOCKGC_ROOT")]
     pub root: Option<PathBuf>,
+
+    /// containerd root to read (its config's `root`) instead of looking for the
+    /// one that serves a Docker root in containerd mode (/var/lib/containerd
+    /// or <root>/containerd/daemon).
+    #[arg(
+        long,
+        global = true,
+        env = "DOCKGC_CONTAINERD_ROOT",
+        value_name = "DIR"
+    )]
+    pub containerd_root: Option<PathBuf>,
+
+    /// containerd namespace to report: `moby` (Docker 29), `k8s.io`
+    /// (Kubernetes), `default` (nerdctl), any other, or `all` [default: moby].
+    #[arg(long, global = true, env = "DOCKGC_NAMESPACE", value_name = "NS")]
+    pub namespace: Option<String>,
 
     /// Config file [default: /etc/dockgc/config.toml when it exists].
     #[arg(long, global = true, env = "DOCKGC_CONFIG", value_name = "FILE")]
@@ -117,6 +134,11 @@ pub struct DfArgs {
     /// or `all` (Engine 24+). Default: the rule of the engine that wrote the root.
     #[arg(long, value_enum)]
     pub shared_size: Option<SharedSizeArg>,
+
+    /// containerd stores: the Docker Engine 29 release whose df rules size the
+    /// images (29.0 to 29.3, 29.4, 29.5 and 29.6+ differ) [default: the newest].
+    #[arg(long, value_name = "VERSION", value_parser = EngineVersion::parse)]
+    pub engine_version: Option<EngineVersion>,
 }
 
 #[derive(clap::Args, Debug)]

@@ -37,6 +37,34 @@ pub fn docker_size(dir: &Path) -> u64 {
     total
 }
 
+/// Allocated bytes and distinct inodes of a tree, as containerd measures a
+/// snapshot (continuity `fs/du_unix.go` `diskUsage`, which `ctr snapshots
+/// usage` prints): `st_blocks * 512` once per `(st_dev, st_ino)` over `dir`
+/// itself and everything below it, symlinks not followed, mounts not
+/// avoided. Any error aborts the walk, as it does there.
+pub fn disk_usage(dir: &Path) -> std::io::Result<(u64, u64)> {
+    let mut seen = HashSet::new();
+    let mut size = 0u64;
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(p) = stack.pop() {
+        let m = fs::symlink_metadata(&p)?;
+        if seen.insert((m.dev(), m.ino())) {
+            size += m.blocks() * 512;
+        }
+        if m.is_dir() {
+            for e in fs::read_dir(&p)? {
+                stack.push(e?.path());
+            }
+        }
+    }
+    Ok((size, seen.len() as u64))
+}
+
+/// [`disk_usage`]'s bytes, 0 when the tree cannot be walked.
+pub fn allocated_bytes(dir: &Path) -> u64 {
+    disk_usage(dir).map_or(0, |u| u.0)
+}
+
 /// Size and free space of the filesystem holding a path (`statvfs`).
 #[derive(Debug, Clone, Copy, serde::Serialize)]
 pub struct FsStats {
@@ -80,7 +108,7 @@ pub struct Totals {
 }
 
 /// Most categories a classifier may use.
-pub const MAX_CATEGORIES: usize = 16;
+pub const MAX_CATEGORIES: usize = 24;
 
 struct Acc {
     alloc: [u64; MAX_CATEGORIES],

@@ -81,7 +81,11 @@ impl<'s> Graph<'s> {
     /// With extra holders beside the store's own (each a reason and the
     /// nodes it holds): every consumer of the holds then sees them.
     pub fn build_with(snap: &'s Snapshot, extra: Vec<Hold>) -> Graph<'s> {
-        let Store::Graphdriver(gd) = &snap.store;
+        // Containerd snapshots have their own analysis (`holds::containerd`,
+        // `usage::containerd`); commands dispatch on the store before this.
+        let Store::Graphdriver(gd) = &snap.store else {
+            panic!("Graph::build needs a graphdriver snapshot; this one is containerd's")
+        };
         let loadable = loadable_layers(snap);
         let mut chains = HashMap::with_capacity(snap.images.len());
         let mut loaded = BTreeSet::new();

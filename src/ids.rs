@@ -145,6 +145,25 @@ digest_id!(
     ChainId
 );
 
+digest_id!(
+    /// A containerd content-store blob, named by the sha256 of its bytes
+    /// (`blobs/sha256/<hex>`, meta.db `content/blob/<digest>`).
+    BlobDigest
+);
+
+/// A containerd snapshot key, unique within one namespace and snapshotter
+/// (meta.db `snapshots/<snapshotter>/<key>`): the chain ID for an image
+/// layer, any string for a container's or a lease's snapshot.
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Debug, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct SnapshotKey(pub String);
+
+impl fmt::Display for SnapshotKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
 impl ChainId {
     /// `ChainID([d0..dn])` exactly as image-spec's `identity.ChainID`: the base
     /// layer's chain ID is its diff ID; each next one hashes `"<parent> <diff>"`.

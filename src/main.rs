@@ -74,6 +74,13 @@ fn run(cli: &Cli) -> anyhow::Result<u8> {
     let root = std::fs::canonicalize(&root).unwrap_or(root);
     let ctx = Ctx {
         root,
+        containerd: dockgc::store::ContainerdOptions {
+            root: cli
+                .containerd_root
+                .as_ref()
+                .map(|r| std::fs::canonicalize(r).unwrap_or_else(|_| r.clone())),
+            namespace: cli.namespace.clone(),
+        },
         driver: cli.driver.clone(),
         config,
         config_path,

@@ -21,10 +21,47 @@ pub enum Kind {
     Mount,
     /// A directory holding layer data (a graphdriver dir).
     Dir,
+    // containerd's resources (`core/metadata/gc.go` `Resource*`), each keyed
+    // per namespace; an image of a containerd store is a `Kind::Image`.
+    /// A blob record (`content/blob/<digest>` in one namespace).
+    Blob,
+    /// A snapshot record (`snapshots/<snapshotter>/<key>` in one namespace).
+    Snapshot,
+    /// A lease.
+    Lease,
+    /// An ingest record (`content/ingests/<ref>`).
+    Ingest,
+    /// A container record.
+    Container,
+    /// A sandbox record (2.0+ `v1/<ns>/sandboxes`).
+    Sandbox,
+    /// A blob, image or snapshot held by a flat lease: kept, but its
+    /// references are not followed (`resourceContentFlat` and friends), except
+    /// a flat snapshot's parent. Same keys as `Blob`, `Image`, `Snapshot`.
+    BlobFlat,
+    ImageFlat,
+    SnapshotFlat,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 4] = [Kind::Image, Kind::Layer, Kind::Mount, Kind::Dir];
+    /// How many kinds there are.
+    pub const COUNT: usize = 13;
+
+    pub const ALL: [Kind; Kind::COUNT] = [
+        Kind::Image,
+        Kind::Layer,
+        Kind::Mount,
+        Kind::Dir,
+        Kind::Blob,
+        Kind::Snapshot,
+        Kind::Lease,
+        Kind::Ingest,
+        Kind::Container,
+        Kind::Sandbox,
+        Kind::BlobFlat,
+        Kind::ImageFlat,
+        Kind::SnapshotFlat,
+    ];
 
     pub fn index(self) -> usize {
         self as usize
@@ -54,7 +91,7 @@ pub trait Refs {
 
 /// A reusable marker: one stamp per node, a new generation per mark.
 pub struct Marker {
-    stamps: [Vec<u32>; 4],
+    stamps: [Vec<u32>; Kind::COUNT],
     generation: u32,
     stack: Vec<Node>,
     out: Vec<Node>,

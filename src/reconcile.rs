@@ -1,6 +1,8 @@
 //! `df --disk`: the real allocated bytes under the root, walked once, charged
 //! to categories that add up to exactly what `du -s -B1` reports.
 
+pub mod containerd;
+
 use crate::disk::{Classifier, Progress, walk_allocated};
 use crate::graph::{DirRole, Graph};
 use crate::holds::Holder;

@@ -5,6 +5,8 @@
 //! is a question to the holds ([`crate::holds`]), asked with the same
 //! selection the prune plan uses, so df and prune cannot disagree.
 
+pub mod containerd;
+
 use crate::buildcache::{self, BuildRecord};
 use crate::disk::docker_size;
 use crate::graph::Graph;
@@ -43,6 +45,8 @@ impl SharedSizeRule {
 
 #[derive(Debug, Serialize)]
 pub struct Usage {
+    /// Always `graphdriver` here; `containerd` for [`containerd::Usage`].
+    pub store: &'static str,
     pub root: PathBuf,
     pub driver: String,
     pub shared_size_rule: SharedSizeRule,
@@ -167,6 +171,7 @@ pub fn compute(g: &Graph, opts: &Options) -> Usage {
     let mut anomalies = snap.anomalies.clone();
     anomalies.extend(not_loaded(g));
     Usage {
+        store: "graphdriver",
         root: snap.root.clone(),
         driver: snap.driver().to_string(),
         shared_size_rule: rule,
@@ -301,15 +306,24 @@ fn containers(g: &Graph) -> Vec<ContainerUsage> {
 /// restores takes a reference per volume mount point, `daemon/mounts.go`
 /// `prepareMountPoints`).
 fn volumes(g: &Graph) -> Vec<VolumeUsage> {
-    let snap = g.snap;
-    let docker = g.gd.paths.docker();
     let mut links: HashMap<&str, u64> = HashMap::new();
-    for c in snap.containers.values() {
+    for c in g.snap.containers.values() {
         for v in &c.volumes {
             *links.entry(v.as_str()).or_default() += 1;
         }
     }
-    snap.volumes
+    volume_usage(g.gd.paths.docker(), &g.snap.volumes, &links)
+}
+
+/// The volumes `/system/df` lists with their size and `links` (containers
+/// per volume name); shared with the containerd store, whose Docker root
+/// keeps volumes the same way.
+pub(crate) fn volume_usage(
+    docker: &crate::store::paths::DockerRoot,
+    volumes: &[crate::store::Volume],
+    links: &HashMap<&str, u64>,
+) -> Vec<VolumeUsage> {
+    volumes
         .par_iter()
         .filter(|v| v.in_system_df())
         .map(|v| {
@@ -335,7 +349,7 @@ fn volumes(g: &Graph) -> Vec<VolumeUsage> {
 /// (`cli/command/formatter/disk_usage.go`, `diskUsageVolumesContext`):
 /// ACTIVE are volumes with links, SIZE and RECLAIMABLE leave out sizes of -1,
 /// RECLAIMABLE counts the volumes without links.
-fn volumes_row(volumes: &[VolumeUsage]) -> SummaryRow {
+pub(crate) fn volumes_row(volumes: &[VolumeUsage]) -> SummaryRow {
     SummaryRow {
         kind: "volumes",
         total: volumes.len() as u64,

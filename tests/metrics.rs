@@ -144,7 +144,10 @@ fn textfile_is_written_atomically_and_matches_stdout_metrics() {
     );
     let text = std::fs::read_to_string(&file).unwrap();
     lint(tool, &text);
-    assert!(text.contains("dockgc_verify_errors 0"), "{text}");
+    assert!(
+        text.contains("dockgc_verify_errors{store=\"graphdriver\"} 0"),
+        "{text}"
+    );
     let leftovers: Vec<_> = std::fs::read_dir(t.path())
         .unwrap()
         .flatten()

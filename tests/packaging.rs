@@ -12,6 +12,9 @@
 //! (installed by scripts/build-deb.sh from crates.io). A missing tool fails
 //! the test in CI (`CI` set) and prints SKIPPED otherwise.
 
+#[path = "support/containerd_synth.rs"]
+mod containerd_synth;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -1109,6 +1112,170 @@ fn daemonset_mounts_the_data_root_read_only_and_writes_only_textfiles() {
     }
 }
 
+#[test]
+fn containerd_daemonset_reads_k8s_io_read_only_and_writes_only_textfiles() {
+    const CONTAINERD_ROOT: &str = "/var/lib/containerd";
+    let path = repo().join("packaging/kubernetes/dockgc-containerd-daemonset.yaml");
+    let Some(docs) = yaml_documents(&path) else {
+        return;
+    };
+    assert_eq!(docs.len(), 1);
+    let ds = &docs[0];
+    assert_eq!(ds["kind"], "DaemonSet");
+    let labels = &ds["spec"]["template"]["metadata"]["labels"];
+    for (k, v) in ds["spec"]["selector"]["matchLabels"].as_object().unwrap() {
+        assert_eq!(&labels[k], v, "selector matches the pod labels");
+    }
+    let pod = &ds["spec"]["template"]["spec"];
+    for k in ["hostPID", "hostIPC", "hostNetwork"] {
+        assert_ne!(pod[k], true, "{k}");
+    }
+    assert_eq!(pod["automountServiceAccountToken"], false);
+    let host_paths: BTreeMap<String, String> = pod["volumes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| {
+            (
+                v["name"].as_str().unwrap().to_string(),
+                v["hostPath"]["path"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    let containers = pod["containers"].as_array().unwrap();
+    let names: Vec<&str> = containers
+        .iter()
+        .map(|c| c["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["df", "verify"]);
+    let mut writable = BTreeSet::new();
+    for c in containers {
+        let name = c["name"].as_str().unwrap();
+        assert!(
+            c["image"]
+                .as_str()
+                .unwrap()
+                .ends_with(&format!(":{}", env!("CARGO_PKG_VERSION")))
+        );
+        let sc = &c["securityContext"];
+        assert_eq!(sc["readOnlyRootFilesystem"], true, "{name}");
+        assert_eq!(sc["allowPrivilegeEscalation"], false, "{name}");
+        assert_ne!(sc["privileged"], true, "{name}");
+        assert_eq!(
+            sc["capabilities"]["drop"],
+            serde_json::json!(["ALL"]),
+            "{name}"
+        );
+        assert!(sc["capabilities"]["add"].is_null(), "{name}");
+        let env: BTreeMap<&str, &str> = c["env"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| (e["name"].as_str().unwrap(), e["value"].as_str().unwrap()))
+            .collect();
+        assert_eq!(env["DOCKGC_CONTAINERD_ROOT"], CONTAINERD_ROOT, "{name}");
+        assert_eq!(env["DOCKGC_NAMESPACE"], "k8s.io", "{name}");
+        assert_eq!(
+            env["INTERVAL"],
+            if name == "df" { "900" } else { "86400" },
+            "df every 15 minutes, verify daily"
+        );
+        let mut mounts_root = false;
+        for m in c["volumeMounts"].as_array().unwrap() {
+            let hp = &host_paths[m["name"].as_str().unwrap()];
+            let ro = m["readOnly"] == true;
+            if hp == CONTAINERD_ROOT {
+                assert!(ro, "{name}: {hp} must be mounted readOnly");
+                assert_eq!(m["recursiveReadOnly"], "IfPossible", "{name}");
+                assert_eq!(m["mountPath"], CONTAINERD_ROOT, "{name}");
+                mounts_root = true;
+            }
+            if !ro {
+                writable.insert(hp.clone());
+            }
+        }
+        assert!(mounts_root, "{name} reads containerd's root");
+    }
+    assert_eq!(writable, BTreeSet::from([TEXTFILE_DIR.to_string()]));
+
+    // The loops, run here on a generated containerd root (namespace k8s.io):
+    // they rewrite their textfiles, report nothing, end on SIGTERM.
+    let scratch = tempfile::tempdir().unwrap();
+    let root = scratch.path().join("containerd");
+    containerd_synth::generate_in(&root, 5, "k8s.io");
+    let bindir = scratch.path().join("bin");
+    std::fs::create_dir(&bindir).unwrap();
+    std::os::unix::fs::symlink(bin(), bindir.join("dockgc")).unwrap();
+    for c in containers {
+        let name = c["name"].as_str().unwrap();
+        let script = c["args"][0].as_str().unwrap();
+        for forbidden in ["prune", "apply", "trash"] {
+            assert!(
+                !script.contains(forbidden),
+                "{name}: read-only commands only"
+            );
+        }
+        let out_dir = scratch.path().join(format!("tf-{name}"));
+        std::fs::create_dir(&out_dir).unwrap();
+        let mut cmd = Command::new("/bin/sh");
+        cmd.arg("-c").arg(script);
+        for e in c["env"].as_array().into_iter().flatten() {
+            cmd.env(e["name"].as_str().unwrap(), e["value"].as_str().unwrap());
+        }
+        let err_path = scratch.path().join(format!("{name}.stderr"));
+        let mut child = cmd
+            .env("TEXTFILE_DIR", &out_dir)
+            .env("INTERVAL", "1")
+            .env("DOCKGC_CONTAINERD_ROOT", &root)
+            .env("DOCKGC_ROOT", scratch.path().join("no-docker-here"))
+            .env("DOCKGC_CONFIG", "/dev/null")
+            .env("PATH", format!("{}:{SYSTEM_PATH}", bindir.display()))
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&err_path).unwrap())
+            .spawn()
+            .unwrap();
+        let file = out_dir.join(format!("dockgc_containerd_{name}.prom"));
+        let key = format!("dockgc_last_run_timestamp_seconds{{command=\"{name}\"}}");
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let mut stamps = BTreeSet::new();
+        let mut body = String::new();
+        while stamps.len() < 2 {
+            assert!(
+                Instant::now() < deadline,
+                "{name}: {} not rewritten within 60 s; stderr: {}",
+                file.display(),
+                std::fs::read_to_string(&err_path).unwrap_or_default()
+            );
+            if let Ok(b) = std::fs::read_to_string(&file) {
+                if let Some(l) = b.lines().find(|l| l.starts_with(&key)) {
+                    stamps.insert(l.to_string());
+                }
+                body = b;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        assert!(body.contains("store=\"containerd\""), "{name}: {body}");
+        if name == "df" {
+            assert!(body.contains("namespace=\"k8s.io\""), "{body}");
+        }
+        unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let status = loop {
+            if let Some(s) = child.try_wait().unwrap() {
+                break s;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                panic!("{name}: the loop ignores SIGTERM");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        assert!(status.success(), "{name}: {status}");
+        let stderr = std::fs::read_to_string(&err_path).unwrap();
+        assert!(stderr.is_empty(), "{name}: {stderr}");
+    }
+}
+
 // ---------------------------------------------------------------------------
 // Debian package
 
@@ -1241,6 +1408,7 @@ fn debian_package_builds_installs_runs_and_removes() {
         "usr/share/doc/dockgc/README.md",
         "usr/share/doc/dockgc/examples/dockgc-prune-stop-docker.conf",
         "usr/share/doc/dockgc/examples/dockgc-daemonset.yaml",
+        "usr/share/doc/dockgc/examples/dockgc-containerd-daemonset.yaml",
     ]
     .iter()
     .map(|s| s.to_string())

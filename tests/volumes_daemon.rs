@@ -519,34 +519,38 @@ fn volume_metrics_pass_promtool_and_equal_the_row() {
             .unwrap_or_else(|| panic!("no {name} in:\n{t}"))
     };
     assert_eq!(
-        sample("dockgc_objects{type=\"volumes\"}"),
+        sample("dockgc_objects{type=\"volumes\",store=\"graphdriver\"}"),
         r["total"].as_f64().unwrap()
     );
     assert_eq!(
-        sample("dockgc_active_objects{type=\"volumes\"}"),
+        sample("dockgc_active_objects{type=\"volumes\",store=\"graphdriver\"}"),
         r["active"].as_f64().unwrap()
     );
     assert_eq!(
-        sample("dockgc_size_bytes{type=\"volumes\"}"),
+        sample("dockgc_size_bytes{type=\"volumes\",store=\"graphdriver\"}"),
         r["size"].as_f64().unwrap()
     );
     assert_eq!(
-        sample("dockgc_reclaimable_bytes{type=\"volumes\"}"),
+        sample("dockgc_reclaimable_bytes{type=\"volumes\",store=\"graphdriver\"}"),
         r["reclaimable"].as_f64().unwrap()
     );
-    assert_eq!(sample("dockgc_volumes{kind=\"anonymous\"}"), 2.0);
     assert_eq!(
-        sample("dockgc_volumes{kind=\"anonymous\"}") + sample("dockgc_volumes{kind=\"named\"}"),
+        sample("dockgc_volumes{kind=\"anonymous\",store=\"graphdriver\"}"),
+        2.0
+    );
+    assert_eq!(
+        sample("dockgc_volumes{kind=\"anonymous\",store=\"graphdriver\"}")
+            + sample("dockgc_volumes{kind=\"named\",store=\"graphdriver\"}"),
         r["total"].as_f64().unwrap()
     );
     assert_eq!(
-        sample("dockgc_volume_bytes{kind=\"anonymous\"}")
-            + sample("dockgc_volume_bytes{kind=\"named\"}"),
+        sample("dockgc_volume_bytes{kind=\"anonymous\",store=\"graphdriver\"}")
+            + sample("dockgc_volume_bytes{kind=\"named\",store=\"graphdriver\"}"),
         r["size"].as_f64().unwrap()
     );
     assert_eq!(
-        sample("dockgc_volume_unused_bytes{kind=\"anonymous\"}")
-            + sample("dockgc_volume_unused_bytes{kind=\"named\"}"),
+        sample("dockgc_volume_unused_bytes{kind=\"anonymous\",store=\"graphdriver\"}")
+            + sample("dockgc_volume_unused_bytes{kind=\"named\",store=\"graphdriver\"}"),
         r["reclaimable"].as_f64().unwrap()
     );
     let promtool = Command::new("promtool").arg("--version").output();

@@ -163,3 +163,61 @@ fn disk_usable(engine: &Engine, root: &Path) -> Result<std::path::PathBuf, Strin
         .map_err(|e| format!("{}: {e}", ours.join("image").display()))?;
     Ok(ours)
 }
+
+/// Why a containerd store is never pruned offline: dockgc does not write
+/// containerd's metadata (its own API is the only safe writer: a prune
+/// edits meta.db, the metastores and the content store together, under
+/// the locks containerd holds). With a live Docker 29 daemon the Engine
+/// API path applies; otherwise these commands do it.
+#[derive(Debug)]
+pub struct ContainerdRefusal {
+    pub root: std::path::PathBuf,
+    pub namespace: String,
+}
+
+impl std::fmt::Display for ContainerdRefusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "refusing to prune the containerd store at {}: dockgc never writes containerd's \
+             metadata. Prune through containerd instead: `docker image prune` (Docker 29, \
+             namespace moby), `nerdctl image prune` (nerdctl, namespace default), \
+             `crictl rmi --prune` (Kubernetes, namespace k8s.io), and `ctr -n {} content \
+             prune references` for content nothing references. `dockgc prune --dry-run` lists \
+             what containerd's next garbage collection deletes.",
+            self.root.display(),
+            self.namespace
+        )
+    }
+}
+
+/// The mode for a real run on a containerd store: never offline. A dockerd
+/// alive on the (Docker) root, or named with `--host`, prunes through its
+/// Engine API, planned from the API alone (the disk is not its graphdriver
+/// store); otherwise the run is refused with the commands that work.
+/// `docker_root` is the Docker root in containerd mode this containerd
+/// serves, if any: only its dockerd may prune these images.
+pub fn choose_containerd(
+    containerd_root: &Path,
+    docker_root: Option<&Path>,
+    namespace: &str,
+    want: Want,
+    host: Option<&Host>,
+) -> Result<Mode, ContainerdRefusal> {
+    if let Some(root) = docker_root
+        && want != Want::Offline
+    {
+        // Only look for a daemon when one runs or is named: `decide` would
+        // otherwise take the offline locks.
+        let alive = matches!(daemon::daemon_alive(root), Some(Busy::DaemonRunning { .. }));
+        if (alive || host.is_some())
+            && let Ok(m @ Mode::Live(_)) = decide(root, want, host, true)
+        {
+            return Ok(m);
+        }
+    }
+    Err(ContainerdRefusal {
+        root: containerd_root.to_path_buf(),
+        namespace: namespace.to_string(),
+    })
+}

@@ -51,12 +51,14 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<u8> {
     super::df::df(
         &root,
         dockgc::store::LoadOptions::default(),
+        &Default::default(),
         &DfArgs {
             verbose: args.verbose,
             all: false,
             format: Format::Table,
             disk: true,
             shared_size: None,
+            engine_version: None,
             textfile: None,
         },
     )

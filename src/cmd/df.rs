@@ -1,19 +1,29 @@
-use super::{Ctx, EXIT_OK, output};
+use super::{Ctx, EXIT_OK, log, output};
 use crate::cli::{DfArgs, Format};
 use dockgc::graph::Graph;
-use dockgc::render::prometheus::{Metrics, df_metrics};
+use dockgc::render::prometheus::{Metrics, df_metrics, df_metrics_containerd};
 use dockgc::render::{TableOptions, df_table};
+use dockgc::store::{ContainerdOptions, Snapshot};
 use dockgc::{reconcile, store, usage};
+use serde_json::json;
 use std::path::Path;
 
 pub fn run(ctx: &Ctx, args: &DfArgs) -> anyhow::Result<u8> {
-    df(&ctx.root, ctx.load_options(false), args)
+    df(&ctx.root, ctx.load_options(false), &ctx.containerd, args)
 }
 
-pub fn df(root: &Path, load: store::LoadOptions, args: &DfArgs) -> anyhow::Result<u8> {
+pub fn df(
+    root: &Path,
+    load: store::LoadOptions,
+    ctrd: &ContainerdOptions,
+    args: &DfArgs,
+) -> anyhow::Result<u8> {
     let started = std::time::Instant::now();
     let _lock = super::read_lock(root);
-    let snap = store::load_with(root, load)?;
+    let snap = store::open(root, ctrd, load)?;
+    if snap.containerd().is_some() {
+        return df_containerd(&snap, args, started);
+    }
     let graph = Graph::build(&snap);
     let mut u = usage::compute(
         &graph,
@@ -39,6 +49,76 @@ pub fn df(root: &Path, load: store::LoadOptions, args: &DfArgs) -> anyhow::Resul
                 all: args.all,
                 now: super::now(),
             },
+        ))?,
+        Format::Prometheus => {}
+    }
+    Ok(EXIT_OK)
+}
+
+/// Says once, on stderr, that a live containerd's figures are a snapshot.
+pub fn note_live(snap: &Snapshot) {
+    if let Some(s) = snap.containerd()
+        && s.live.live
+    {
+        log::info(
+            "containerd.live",
+            &format!(
+                "containerd is running on {} (it holds {}): the figures are a point-in-time \
+                 snapshot read at {}",
+                s.paths.root().display(),
+                s.live
+                    .held
+                    .iter()
+                    .map(|p| p.display().to_string())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                s.read_at
+            ),
+            json!({"root": s.paths.root(), "held": s.live.held, "read_at": s.read_at}),
+        );
+    }
+}
+
+/// The containerd store's meta.db must be readable for a df.
+pub fn require_meta(snap: &Snapshot) -> anyhow::Result<()> {
+    if let Some(e) = snap.containerd().and_then(|s| s.meta_error.as_ref()) {
+        anyhow::bail!("cannot read containerd's metadata: {e}");
+    }
+    Ok(())
+}
+
+fn df_containerd(
+    snap: &Snapshot,
+    args: &DfArgs,
+    started: std::time::Instant,
+) -> anyhow::Result<u8> {
+    require_meta(snap)?;
+    note_live(snap);
+    let Some(mut u) = usage::containerd::compute(
+        snap,
+        &usage::containerd::Options {
+            engine: args.engine_version,
+        },
+    ) else {
+        anyhow::bail!("not a containerd snapshot");
+    };
+    if args.disk {
+        u.disk = Some(output::with_progress(|p| {
+            reconcile::containerd::disk_usage(snap, &u, p)
+        })?);
+    }
+    let prom = args.format == Format::Prometheus;
+    if prom || args.textfile.is_some() {
+        let mut m = Metrics::default();
+        df_metrics_containerd(&mut m, &u);
+        output::metrics(&mut m, "df", started, prom, args.textfile.as_deref())?;
+    }
+    match args.format {
+        Format::Json => output::json(&u)?,
+        Format::Table => output::stdout(&dockgc::render::containerd::df_table(
+            &u,
+            args.verbose,
+            super::now(),
         ))?,
         Format::Prometheus => {}
     }

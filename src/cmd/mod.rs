@@ -24,6 +24,8 @@ pub const EXIT_CANNOT_RUN: u8 = 2;
 /// for (`--driver`), and the config it came from.
 pub struct Ctx {
     pub root: PathBuf,
+    /// `--containerd-root` and `--namespace`.
+    pub containerd: dockgc::store::ContainerdOptions,
     pub driver: Option<String>,
     pub config: Config,
     pub config_path: Option<PathBuf>,

@@ -167,6 +167,8 @@ impl Refs for Edges<'_> {
             Kind::Layer => self.layers.len(),
             Kind::Mount => self.mounts.len(),
             Kind::Dir => self.dirs.len(),
+            // containerd's kinds: a graphdriver root has none.
+            _ => 0,
         }
     }
 
@@ -200,6 +202,7 @@ impl Refs for Edges<'_> {
             // that is the parent layer's dir anyway; for BuildKit it may be
             // BuildKit's own copy of it.
             Kind::Dir => push(out, Kind::Dir, self.dir_lower[k]),
+            _ => {}
         }
     }
 }

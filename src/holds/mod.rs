@@ -15,6 +15,7 @@
 //! Where consumers differ on purpose, they differ in which holders they
 //! remove, never in how holds are counted.
 
+pub mod containerd;
 pub mod graphdriver;
 
 use crate::ids::{ChainId, ContainerId, ImageId};
@@ -49,6 +50,8 @@ pub enum Holder {
     /// A holder a caller adds (tests, extensions): proves that one new
     /// holder changes every consumer at once.
     Extra { why: String },
+    /// A root of containerd's garbage collector (a containerd store).
+    Containerd(containerd::CtrdHolder),
 }
 
 impl Holder {
@@ -78,6 +81,7 @@ impl Holder {
             Holder::LeftoverEntry { path } => format!("leftover {}", path.display()),
             Holder::Unknown { why } => format!("unknown ({why})"),
             Holder::Extra { why } => why.clone(),
+            Holder::Containerd(h) => h.describe(),
         }
     }
 }
@@ -101,8 +105,8 @@ pub struct Holds {
     reach: Vec<Node>,
     reach_at: Vec<u32>,
     /// Holders of each node, per kind: `by_node[k][by_node_at[k][n]..]`.
-    by_node: [Vec<HolderId>; 4],
-    by_node_at: [Vec<u32>; 4],
+    by_node: [Vec<HolderId>; Kind::COUNT],
+    by_node_at: [Vec<u32>; Kind::COUNT],
 }
 
 impl Holds {
@@ -111,7 +115,7 @@ impl Holds {
         let mut marker = Marker::new(refs);
         let mut reach = Vec::new();
         let mut reach_at = Vec::with_capacity(holds.len() + 1);
-        let mut counts: [Vec<u32>; 4] = Kind::ALL.map(|k| vec![0; refs.count(k)]);
+        let mut counts: [Vec<u32>; Kind::COUNT] = Kind::ALL.map(|k| vec![0; refs.count(k)]);
         let mut holders = Vec::with_capacity(holds.len());
         for h in holds {
             reach_at.push(reach.len() as u32);
@@ -123,7 +127,7 @@ impl Holds {
         }
         reach_at.push(reach.len() as u32);
         // Inverse lists: prefix sums of the counts, then one fill pass.
-        let by_node_at: [Vec<u32>; 4] = counts.map(|c| {
+        let by_node_at: [Vec<u32>; Kind::COUNT] = counts.map(|c| {
             let mut at = Vec::with_capacity(c.len() + 1);
             let mut sum = 0u32;
             at.push(0);
@@ -133,11 +137,11 @@ impl Holds {
             }
             at
         });
-        let mut fill: [Vec<u32>; 4] = by_node_at.clone().map(|mut v| {
+        let mut fill: [Vec<u32>; Kind::COUNT] = by_node_at.clone().map(|mut v| {
             v.pop();
             v
         });
-        let mut by_node: [Vec<HolderId>; 4] = by_node_at
+        let mut by_node: [Vec<HolderId>; Kind::COUNT] = by_node_at
             .each_ref()
             .map(|at| vec![0; *at.last().unwrap_or(&0) as usize]);
         for h in 0..holders.len() {
@@ -236,7 +240,7 @@ impl Holds {
 pub struct Freer<'h> {
     holds: &'h Holds,
     /// Removed holders of each node so far.
-    gone: [Vec<u32>; 4],
+    gone: [Vec<u32>; Kind::COUNT],
     removed: Vec<bool>,
     /// Every node freed so far, in the order it was freed.
     pub freed: Vec<Node>,

@@ -1,6 +1,7 @@
 //! Presentation: the computed structs become tables or JSON. Computing never
 //! formats; this module never decides.
 
+pub mod containerd;
 mod plan;
 pub mod prometheus;
 mod table;

@@ -13,6 +13,8 @@ use std::fmt::Write;
 #[derive(Default)]
 pub struct Metrics {
     families: Vec<Family>,
+    /// Added as `store="..."` to every sample but the run pair.
+    store: Option<&'static str>,
 }
 
 struct Family {
@@ -30,7 +32,11 @@ fn escape(v: &str) -> String {
 impl Metrics {
     /// Adds a gauge sample; samples of one name are grouped under one HELP/TYPE.
     pub fn gauge(&mut self, name: &str, help: &str, labels: &[(&'static str, &str)], value: f64) {
-        let labels = labels.iter().map(|(k, v)| (*k, v.to_string())).collect();
+        let mut labels: Vec<(&'static str, String)> =
+            labels.iter().map(|(k, v)| (*k, v.to_string())).collect();
+        if let Some(s) = self.store {
+            labels.push(("store", s.to_string()));
+        }
         match self.families.iter_mut().find(|f| f.name == name) {
             Some(f) => f.samples.push((labels, value)),
             None => self.families.push(Family {
@@ -41,8 +47,21 @@ impl Metrics {
         }
     }
 
+    /// Labels every later sample (but the run pair) with the kind of store
+    /// it describes: `graphdriver` or `containerd`.
+    pub fn set_store(&mut self, store: &'static str) {
+        self.store = Some(store);
+    }
+
     /// The standard pair every command writes: when it ran and for how long.
+    /// They carry no store label: one run, one pair, whatever it read.
     pub fn run(&mut self, command: &str, timestamp: f64, seconds: f64) {
+        let store = self.store.take();
+        self.run_pair(command, timestamp, seconds);
+        self.store = store;
+    }
+
+    fn run_pair(&mut self, command: &str, timestamp: f64, seconds: f64) {
         self.gauge(
             "dockgc_last_run_timestamp_seconds",
             "Unix time the last dockgc run of this command finished.",
@@ -85,7 +104,117 @@ fn word<T: serde::Serialize>(v: &T) -> String {
         .unwrap_or_default()
 }
 
+/// `df` of a containerd store: the same families as [`df_metrics`] with a
+/// `namespace` label, plus collectable items and liveness.
+pub fn df_metrics_containerd(m: &mut Metrics, u: &crate::usage::containerd::Usage) {
+    m.set_store("containerd");
+    let ns = u.namespace.as_str();
+    for r in &u.summary {
+        let t = [("type", r.kind), ("namespace", ns)];
+        m.gauge(
+            "dockgc_objects",
+            "Objects per type, as in `docker system df` TOTAL.",
+            &t,
+            r.total as f64,
+        );
+        m.gauge(
+            "dockgc_active_objects",
+            "Active objects per type (ACTIVE).",
+            &t,
+            r.active as f64,
+        );
+        m.gauge(
+            "dockgc_size_bytes",
+            "Bytes per type (SIZE).",
+            &t,
+            r.size as f64,
+        );
+        m.gauge(
+            "dockgc_reclaimable_bytes",
+            "Reclaimable bytes per type (RECLAIMABLE).",
+            &t,
+            r.reclaimable as f64,
+        );
+    }
+    let mut coll: BTreeMap<String, (u64, u64)> = BTreeMap::new();
+    for i in &u.collectable {
+        let e = coll.entry(word(&i.kind)).or_default();
+        e.0 += 1;
+        e.1 += i.bytes;
+    }
+    for (kind, (n, bytes)) in &coll {
+        let l = [("kind", kind.as_str()), ("namespace", ns)];
+        m.gauge(
+            "dockgc_collectable_items",
+            "Records, files and dirs containerd's next garbage collection deletes, per kind.",
+            &l,
+            *n as f64,
+        );
+        m.gauge(
+            "dockgc_collectable_bytes",
+            "Bytes containerd's next garbage collection frees, per kind.",
+            &l,
+            *bytes as f64,
+        );
+    }
+    let mut orphans: BTreeMap<String, (u64, u64)> = BTreeMap::new();
+    for o in &u.orphans {
+        let e = orphans.entry(word(&o.kind)).or_default();
+        e.0 += 1;
+        e.1 += o.bytes;
+    }
+    for (kind, (n, bytes)) in &orphans {
+        m.gauge(
+            "dockgc_orphans",
+            "Orphaned or leftover items per kind.",
+            &[("kind", kind)],
+            *n as f64,
+        );
+        m.gauge(
+            "dockgc_orphan_bytes",
+            "Bytes of orphaned or leftover items per kind.",
+            &[("kind", kind)],
+            *bytes as f64,
+        );
+    }
+    let mut anomalies: BTreeMap<String, u64> = BTreeMap::new();
+    for a in &u.anomalies {
+        *anomalies.entry(word(&a.kind)).or_default() += 1;
+    }
+    for (kind, n) in &anomalies {
+        m.gauge(
+            "dockgc_anomalies",
+            "Problems met while reading the store, per kind.",
+            &[("kind", kind)],
+            *n as f64,
+        );
+    }
+    m.gauge(
+        "dockgc_containerd_live",
+        "1 when a containerd held the root's databases while dockgc read them (a point-in-time snapshot).",
+        &[],
+        f64::from(u8::from(u.containerd.live)),
+    );
+    if let Some(d) = &u.disk {
+        for c in &d.categories {
+            m.gauge(
+                "dockgc_disk_allocated_bytes",
+                "Allocated bytes under the root per category (df --disk).",
+                &[("category", c.name)],
+                c.bytes as f64,
+            );
+        }
+        m.gauge(
+            "dockgc_disk_total_bytes",
+            "Allocated bytes under the root (du -s -B1).",
+            &[],
+            d.total_bytes as f64,
+        );
+    }
+}
+
 pub fn df_metrics(m: &mut Metrics, u: &Usage) {
+    m.set_store("graphdriver");
     for r in &u.summary {
         let t = [("type", r.kind)];
         m.gauge(
@@ -244,6 +373,7 @@ fn build_cache_metrics(m: &mut Metrics, u: &Usage) {
 }
 
 pub fn verify_metrics(m: &mut Metrics, r: &Report) {
+    m.set_store(r.store);
     let mut by: BTreeMap<(String, &'static str), u64> = BTreeMap::new();
     for f in &r.findings {
         let sev = match f.severity {

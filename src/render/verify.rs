@@ -49,16 +49,23 @@ pub fn verify_table(r: &Report) -> String {
         }
     }
     let s = &r.summary;
-    let _ = write!(
-        out,
-        "{}{} error(s), {} warning(s); {} image(s) and {} layer(s) checked",
-        if r.findings.is_empty() { "" } else { "\n" },
-        s.errors,
-        s.warnings,
-        s.images_checked,
-        s.layers_checked
-    );
-    if r.deep {
+    let sep = if r.findings.is_empty() { "" } else { "\n" };
+    if r.store == "containerd" {
+        let _ = write!(
+            out,
+            "{sep}{} error(s), {} warning(s); {} image(s), {} blob(s) and {} snapshot(s) checked",
+            s.errors, s.warnings, s.images_checked, s.blobs_checked, s.snapshots_checked
+        );
+    } else {
+        let _ = write!(
+            out,
+            "{sep}{} error(s), {} warning(s); {} image(s) and {} layer(s) checked",
+            s.errors, s.warnings, s.images_checked, s.layers_checked
+        );
+    }
+    if r.deep && r.store == "containerd" {
+        let _ = write!(out, "; {} hashed", human_size(s.bytes_hashed));
+    } else if r.deep {
         let _ = write!(
             out,
             "; {} hashed in {} files; {} layer(s) unverifiable",

@@ -13,10 +13,13 @@ pub enum StoreError {
     #[error("{path}: not a Docker data root (no image/<driver>/ directory)")]
     NotDockerRoot { path: PathBuf },
     #[error(
-        "{path}: this root uses the containerd image store, which dockgc does not handle; \
-         use `docker image prune` or `ctr -n moby` instead"
+        "{path}: this root uses the containerd image store; `df`, `verify` and `prune \
+         --dry-run` read it (with --containerd-root DIR if containerd's root is not \
+         /var/lib/containerd or <root>/containerd/daemon), other commands do not"
     )]
     ContainerdStore { path: PathBuf },
+    #[error(transparent)]
+    Containerd(#[from] super::containerd::OpenError),
     /// `why`: how the driver was chosen (configured where, or found how).
     #[error("{path}: graph driver {driver:?} ({why}) is not supported (dockgc handles overlay2)")]
     UnsupportedDriver {

@@ -199,6 +199,28 @@ pub fn detect(root: &Path, configured: Option<&Configured>) -> Result<Layout, St
     }
 }
 
+/// Which store a root is.
+pub enum Store {
+    /// A graphdriver root ([`detect`] says which driver).
+    Graphdriver,
+    /// A containerd store: a Docker root in containerd mode (`docker_root`),
+    /// or a containerd root itself (`None`).
+    Containerd { docker_root: Option<PathBuf> },
+}
+
+/// [`detect`], with a containerd store returned instead of refused.
+pub fn detect_store(root: &Path, configured: Option<&Configured>) -> Result<Store, StoreError> {
+    if super::containerd::paths::is_containerd_root(root) {
+        return Ok(Store::Containerd { docker_root: None });
+    }
+    match detect(root, configured) {
+        Err(StoreError::ContainerdStore { path }) => Ok(Store::Containerd {
+            docker_root: Some(path),
+        }),
+        other => other.map(|_| Store::Graphdriver),
+    }
+}
+
 /// Prior state as the daemon sees it (`driver.go` `scanPriorDrivers` and
 /// `isEmptyDir`): the entry exists and is not a readable empty directory.
 fn has_state(p: &Path) -> bool {

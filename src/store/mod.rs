@@ -3,6 +3,7 @@
 //! every malformed item becomes an [`Anomaly`], and only a root that is not
 //! a readable root of a store dockgc handles is an error.
 
+pub mod containerd;
 mod containers;
 pub mod daemon;
 mod error;
@@ -17,7 +18,7 @@ pub use error::StoreError;
 pub use graphdriver::{parse_size, parse_time};
 pub use snapshot::*;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// What to read beyond what every command needs, and how.
 #[derive(Debug, Clone, Default)]
@@ -43,14 +44,10 @@ pub fn load(root: &Path) -> Result<Snapshot, StoreError> {
 /// Reads the root with the source its layout calls for: the driver given,
 /// else the daemon's configured one ([`daemon::configured_driver`]), else
 /// the one the daemon's prior-driver scan picks.
+/// A containerd store is refused here (`StoreError::ContainerdStore`):
+/// commands that handle one call [`open`].
 pub fn load_with(root: &Path, opts: LoadOptions) -> Result<Snapshot, StoreError> {
-    let configured = match &opts.driver {
-        Some(d) => Some(daemon::ConfiguredDriver {
-            name: d.clone(),
-            source: "--driver".into(),
-        }),
-        None => daemon::configured_driver(root),
-    };
+    let configured = configured(root, &opts);
     let layout = layout::detect(root, configured.as_ref())?;
     let docker = paths::DockerRoot::new(root);
     let (mut snap, (volumes, anomalies)) = rayon::join(
@@ -64,4 +61,72 @@ pub fn load_with(root: &Path, opts: LoadOptions) -> Result<Snapshot, StoreError>
             .sort_by(|a, b| (&a.path, a.kind).cmp(&(&b.path, b.kind)));
     }
     Ok(snap)
+}
+
+/// The driver given with `--driver`, else the daemon's configured one.
+fn configured(root: &Path, opts: &LoadOptions) -> Option<daemon::ConfiguredDriver> {
+    match &opts.driver {
+        Some(d) => Some(daemon::ConfiguredDriver {
+            name: d.clone(),
+            source: "--driver".into(),
+        }),
+        None => daemon::configured_driver(root),
+    }
+}
+
+/// Where a containerd store is and what of it to report.
+#[derive(Debug, Clone, Default)]
+pub struct ContainerdOptions {
+    /// `--containerd-root`: read this containerd root, whatever `root` is.
+    pub root: Option<PathBuf>,
+    /// `--namespace`: a namespace, or `all`; default `moby`.
+    pub namespace: Option<String>,
+}
+
+/// Whether `root` is a containerd store (a containerd root, or a Docker
+/// root in containerd mode), without reading it.
+pub fn is_containerd(root: &Path) -> bool {
+    matches!(
+        layout::detect_store(root, configured(root, &LoadOptions::default()).as_ref()),
+        Ok(layout::Store::Containerd { .. })
+    )
+}
+
+/// Reads whatever store `root` is: a graphdriver root, a Docker root in
+/// containerd mode (then the containerd root serving it), or a containerd
+/// root itself; `--containerd-root` overrides the search.
+pub fn open(
+    root: &Path,
+    ctrd: &ContainerdOptions,
+    opts: LoadOptions,
+) -> Result<Snapshot, StoreError> {
+    let scope = match ctrd.namespace.as_deref() {
+        None => containerd::Scope::One(containerd::MOBY.into()),
+        Some("all") => containerd::Scope::All,
+        Some(ns) => containerd::Scope::One(ns.into()),
+    };
+    let read = |croot: PathBuf, docker_root: Option<PathBuf>| {
+        containerd::read(&containerd::Options {
+            root: croot,
+            docker_root,
+            scope: scope.clone(),
+            walk_active: true,
+            check_dirs: opts.lower,
+        })
+        .map_err(StoreError::from)
+    };
+    let store = layout::detect_store(root, configured(root, &opts).as_ref());
+    if let Some(croot) = &ctrd.root {
+        // The Docker root counts only if it is one in containerd mode.
+        let docker =
+            matches!(store, Ok(layout::Store::Containerd { .. })).then(|| root.to_path_buf());
+        return read(croot.clone(), docker);
+    }
+    match store? {
+        layout::Store::Graphdriver => load_with(root, opts),
+        layout::Store::Containerd { docker_root: None } => read(root.to_path_buf(), None),
+        layout::Store::Containerd {
+            docker_root: Some(d),
+        } => read(containerd::root_for_docker(&d), Some(d)),
+    }
 }

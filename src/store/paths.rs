@@ -35,6 +35,12 @@ impl DockerRoot {
         self.root.join("rootfs").join("overlayfs")
     }
 
+    /// `containerd/daemon`: the root of a containerd that dockerd runs itself
+    /// (containerd image store without a system containerd).
+    pub fn managed_containerd_root(&self) -> PathBuf {
+        self.root.join("containerd").join("daemon")
+    }
+
     /// `engine-id`, written by Engine 23 and later.
     pub fn engine_id(&self) -> PathBuf {
         self.root.join("engine-id")

@@ -9,7 +9,7 @@
 //! ([`super::graphdriver::State`]). A new source adds a variant and a module,
 //! not fields here.
 
-use super::graphdriver;
+use super::{containerd, graphdriver};
 use crate::ids::{ChainId, ContainerId, DiffId, ImageId};
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -57,6 +57,9 @@ pub enum Source {
 pub enum Store {
     /// A graphdriver root (`image/<driver>/` and `<root>/<driver>/`).
     Graphdriver(graphdriver::State),
+    /// A containerd root (meta.db, snapshotters, content store): Docker 29's
+    /// containerd image store, Kubernetes nodes, nerdctl.
+    Containerd(containerd::State),
 }
 
 impl Snapshot {
@@ -64,6 +67,15 @@ impl Snapshot {
     pub fn graphdriver(&self) -> Option<&graphdriver::State> {
         match &self.store {
             Store::Graphdriver(g) => Some(g),
+            Store::Containerd(_) => None,
+        }
+    }
+
+    /// The containerd state, for a containerd root.
+    pub fn containerd(&self) -> Option<&containerd::State> {
+        match &self.store {
+            Store::Containerd(c) => Some(c),
+            Store::Graphdriver(_) => None,
         }
     }
 
@@ -71,13 +83,16 @@ impl Snapshot {
     pub fn graphdriver_mut(&mut self) -> Option<&mut graphdriver::State> {
         match &mut self.store {
             Store::Graphdriver(g) => Some(g),
+            Store::Containerd(_) => None,
         }
     }
 
-    /// The storage driver's name (`overlay2`), as reports and plans show it.
+    /// The storage driver's name (`overlay2`), or the containerd snapshotter
+    /// images are unpacked into, as reports and plans show it.
     pub fn driver(&self) -> &str {
         match &self.store {
             Store::Graphdriver(g) => g.paths.driver(),
+            Store::Containerd(c) => c.default_snapshotter(),
         }
     }
 
@@ -290,4 +305,7 @@ pub enum AnomalyKind {
     /// `volumes/metadata.db` unreadable or damaged, or one of its records
     /// malformed: the volumes are listed from their directories alone.
     Volumes,
+    /// A containerd record, file or directory that could not be read, or a
+    /// part of a containerd root dockgc does not read (another snapshotter).
+    Containerd,
 }

@@ -72,9 +72,10 @@ fn from_anomaly(a: &Anomaly) -> Finding {
         ),
         AnomalyKind::DriverDir => (Check::DriverDir, None),
         AnomalyKind::Link => (Check::DanglingLink, None),
-        AnomalyKind::Unreadable | AnomalyKind::Buildkit | AnomalyKind::Volumes => {
-            (Check::Unreadable, None)
-        }
+        AnomalyKind::Unreadable
+        | AnomalyKind::Buildkit
+        | AnomalyKind::Volumes
+        | AnomalyKind::Containerd => (Check::Unreadable, None),
     };
     let (kind, id) = subject.unwrap_or_else(path_subject);
     finding(check, kind, id, a.path.clone(), a.message.clone())

@@ -70,7 +70,11 @@ pub fn fill(g: &Graph, findings: &mut [Finding]) {
                     .into_iter()
                     .collect(),
             ),
-            SubjectKind::Reference | SubjectKind::Path => continue,
+            SubjectKind::Reference
+            | SubjectKind::Path
+            | SubjectKind::Blob
+            | SubjectKind::Snapshot
+            | SubjectKind::Ingest => continue,
         };
         f.impact = Impact {
             images: images.into_iter().collect(),

@@ -3,6 +3,7 @@
 //! stream from tar-split and `diff/` and compare it with the diff ID.
 
 mod checks;
+pub mod containerd;
 pub mod deep;
 mod impact;
 pub mod select;
@@ -34,6 +35,20 @@ pub enum Check {
     Unreadable,
     LayerContent,
     TarSplit,
+    // containerd stores (errors)
+    /// meta.db cannot be read: nothing of the store is known.
+    MetaDb,
+    /// A snapshotter's metadata.db cannot be read.
+    Metastore,
+    BlobDigestMismatch,
+    BlobSizeMismatch,
+    BlobMissing,
+    ImageClosure,
+    ImageChain,
+    UncompressedLabel,
+    SnapshotBackend,
+    SnapshotDirMissing,
+    SnapshotParent,
     // warnings
     ImageRemoved,
     BuildkitRecord,
@@ -47,15 +62,37 @@ pub enum Check {
     DanglingLink,
     SizeMismatch,
     Unverifiable,
+    // containerd stores (warnings)
+    BlobFileUnrecorded,
+    SnapshotDirUnrecorded,
+    BackendUnreferenced,
+    IngestDirWithoutRef,
+    IngestRefMismatch,
+    IngestDirUnrecorded,
 }
 
 impl Check {
     pub fn severity(self) -> Severity {
         use Check::*;
         match self {
-            ImageRemoved | BuildkitRecord | BuildkitSnapshot | OrphanDir | OrphanMount
-            | UnknownDir | UnreferencedLayer | Removing | WriteSet | DanglingLink
-            | SizeMismatch | Unverifiable => Severity::Warning,
+            ImageRemoved
+            | BuildkitRecord
+            | BuildkitSnapshot
+            | OrphanDir
+            | OrphanMount
+            | UnknownDir
+            | UnreferencedLayer
+            | Removing
+            | WriteSet
+            | DanglingLink
+            | SizeMismatch
+            | Unverifiable
+            | BlobFileUnrecorded
+            | SnapshotDirUnrecorded
+            | BackendUnreferenced
+            | IngestDirWithoutRef
+            | IngestRefMismatch
+            | IngestDirUnrecorded => Severity::Warning,
             _ => Severity::Error,
         }
     }
@@ -84,6 +121,11 @@ pub enum SubjectKind {
     Mount,
     Reference,
     Path,
+    /// containerd: a blob digest, a snapshot (`ns/snapshotter/key` or a
+    /// backend name), an ingest directory.
+    Blob,
+    Snapshot,
+    Ingest,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
@@ -123,10 +165,18 @@ pub struct Summary {
     pub files_checked: u64,
     /// Deep only: layers that cannot be checked offline; not counted as passed.
     pub unverifiable: u64,
+    /// containerd stores: blob files and snapshots covered.
+    pub blobs_checked: u64,
+    pub snapshots_checked: u64,
 }
 
 #[derive(Debug, Serialize)]
 pub struct Report {
+    /// `graphdriver` or `containerd`.
+    pub store: &'static str,
+    /// containerd stores: the namespace reported, or `all`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
     pub root: PathBuf,
     pub deep: bool,
     pub findings: Vec<Finding>,
@@ -240,6 +290,8 @@ pub fn run(g: &Graph, opts: &Options, hashed: &AtomicU64) -> Result<Report, sele
         *summary.by_check.entry(f.check.id()).or_default() += 1;
     }
     Ok(Report {
+        store: "graphdriver",
+        namespace: None,
         root: snap.root.clone(),
         deep: opts.deep,
         findings,

@@ -26,9 +26,12 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 use tempfile::TempDir;
 
+mod containerd;
 pub mod drivers;
 mod modern;
 mod volumes;
+#[allow(unused_imports)]
+pub use containerd::*;
 #[allow(unused_imports)]
 pub use modern::*;
 

@@ -28,6 +28,7 @@ fn confirm(yes: bool, what: &str) -> anyhow::Result<bool> {
     Ok(matches!(line.trim(), "y" | "Y" | "yes" | "Yes"))
 }
 
+mod containerd;
 mod source;
 
 #[derive(serde::Serialize)]
@@ -76,9 +77,29 @@ pub fn run(ctx: &Ctx, args: &PruneArgs) -> anyhow::Result<u8> {
         ctx.config_path.as_deref(),
         super::now(),
     )?;
-    // A real run holds the root (offline) or its dockgc lock (live) from
-    // planning to the last removal.
-    let mode = source::pick(ctx, &o.run.mode, o.dry_run, "prune")?;
+    let docker_in_containerd_mode = store::is_containerd(&ctx.root);
+    let mode = if ctx.containerd.root.is_some() || docker_in_containerd_mode {
+        let snap = store::open(&ctx.root, &ctx.containerd, ctx.load_options(false))?;
+        let Some(s) = snap.containerd() else {
+            anyhow::bail!("{}: not a containerd store", ctx.root.display());
+        };
+        if o.dry_run {
+            return containerd::dry_run(&snap, args, started);
+        }
+        // Never offline; a live Docker 29 daemon prunes through its API.
+        apply::mode::choose_containerd(
+            s.paths.root(),
+            docker_in_containerd_mode.then_some(ctx.root.as_path()),
+            s.scope.name(),
+            o.run.mode.want,
+            o.run.mode.host.as_ref(),
+        )
+        .map_err(|r| Refused(r.to_string()))?
+    } else {
+        // A real run holds the root (offline) or its dockgc lock (live) from
+        // planning to the last removal.
+        source::pick(ctx, &o.run.mode, o.dry_run, "prune")?
+    };
     let facts = source::read(ctx, &mode)?;
     let graph = Graph::build(&facts.snap);
     let p = source::plan(&o, &mode, &facts, &graph)?;
