@@ -5,6 +5,7 @@
 mod checks;
 pub mod deep;
 mod impact;
+mod layerfiles;
 pub mod select;
 pub mod tarsplit;
 
