@@ -445,10 +445,19 @@ fn systemd_service_commands_run_with_the_shipped_and_example_flags() {
             "{name}: {exec}"
         );
         let example = &env.iter().find(|(k, _, _)| *k == key).unwrap().2[0];
+        // The unit's own Environment= (DOCKGC_PRUNE_MODE, empty) and the drop-in's.
+        let unit_env: Vec<(String, String)> = values(&unit, "Service", "Environment")
+            .iter()
+            .map(|kv| {
+                let (k, v) = kv.split_once('=').expect("Environment=KEY=value");
+                (k.to_string(), v.to_string())
+            })
+            .collect();
         for extra in ["", example.as_str()] {
             // A fresh root each time: prune changes it.
             let scratch = Scratch::new();
-            let vars = BTreeMap::from([(key.clone(), extra.to_string())]);
+            let mut vars = BTreeMap::from([(key.clone(), extra.to_string())]);
+            vars.extend(unit_env.iter().cloned());
             let words = exec_words(exec, &vars);
             let out = scratch.run_shipped(&words);
             assert!(
@@ -841,7 +850,19 @@ fn config_example_is_valid_and_covers_every_prune_flag() {
     let full = dir.path().join("config.toml");
     std::fs::write(&full, &uncommented).unwrap();
     let effective = check(&full);
-    let prune_keys: Vec<&String> = keys.iter().filter(|k| *k != "root").collect();
+    for top in ["root", "host"] {
+        assert!(keys.iter().any(|k| k == top), "{top} is documented");
+        assert!(
+            effective
+                .lines()
+                .any(|l| l.starts_with(&format!("{top} = "))),
+            "{top} does not show in the effective settings:\n{effective}"
+        );
+    }
+    let prune_keys: Vec<&String> = keys
+        .iter()
+        .filter(|k| *k != "root" && *k != "host")
+        .collect();
     for k in &prune_keys {
         assert!(
             effective.lines().any(|l| l.starts_with(&format!("{k} = "))),
@@ -872,6 +893,12 @@ fn config_example_is_valid_and_covers_every_prune_flag() {
         "orphans",
         "grace",
         "trash",
+        "containers",
+        "container-age",
+        "keep-container",
+        "build-cache",
+        "build-cache-until",
+        "build-cache-keep",
     ]
     .iter()
     .map(|s| s.to_string())
@@ -880,9 +907,15 @@ fn config_example_is_valid_and_covers_every_prune_flag() {
         documented, expected,
         "the example documents every policy key"
     );
-    for k in &expected {
+    for k in expected.iter().map(String::as_str).chain(["host"]) {
         assert!(help.contains(&format!("--{k}")), "prune has no --{k}");
     }
+    assert!(
+        !body
+            .lines()
+            .any(|l| l.trim_start_matches('#').starts_with("volumes =")),
+        "volumes is never a config key"
+    );
 }
 
 // ---------------------------------------------------------------------------

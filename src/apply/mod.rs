@@ -27,7 +27,7 @@ mod validate;
 
 pub use live::{Live, LiveLeftovers};
 pub use offline::{Fault, Offline, Options};
-pub use validate::validate;
+pub use validate::{validate, validate_live};
 
 use crate::graph::Graph;
 use crate::ids::{ChainId, ImageId};
@@ -561,5 +561,178 @@ pub fn apply(g: &Graph, plan: &Plan, o: &Options) -> Outcome {
     match Offline::new(&g.gd.paths, plan, o) {
         Ok(x) => run(g, plan, x),
         Err(e) => Outcome::failed("offline", "trash", e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::graph::tests::*;
+    use std::sync::Mutex;
+
+    /// A daemon-style executor that records its calls and skips what it is told.
+    struct Fake {
+        calls: Mutex<Vec<String>>,
+        skip: HashSet<ImageId>,
+        waves: Mutex<Vec<usize>>,
+    }
+
+    // By reference, so a test can look at the calls after `run` consumed it.
+    impl Executor for &Fake {
+        fn style(&self) -> Style {
+            Style::Daemon
+        }
+        fn mode(&self) -> &'static str {
+            "live"
+        }
+        fn remove_container(&self, c: &PlanContainer) -> Result<Done, StepError> {
+            self.calls
+                .lock()
+                .unwrap()
+                .push(format!("container {}", c.name));
+            Ok(Done::Removed)
+        }
+        fn untag(&self, refs: &[PlanRef]) -> Result<Vec<Done>, StepError> {
+            let mut calls = self.calls.lock().unwrap();
+            calls.extend(refs.iter().map(|r| format!("untag {}", r.reference)));
+            Ok(vec![Done::Removed; refs.len()])
+        }
+        fn remove_images(&self, batch: &[ImageStep]) -> Vec<Result<Done, StepError>> {
+            self.waves.lock().unwrap().push(batch.len());
+            batch
+                .iter()
+                .map(|s| {
+                    self.calls
+                        .lock()
+                        .unwrap()
+                        .push(format!("image {}", s.image.id.short()));
+                    if self.skip.contains(&s.image.id) {
+                        Ok(Done::Skipped("in use now".into()))
+                    } else {
+                        Ok(Done::Removed)
+                    }
+                })
+                .collect()
+        }
+        fn remove_mount(&self, _: &PlanMount) -> Result<(), StepError> {
+            unreachable!("a daemon removes no mount")
+        }
+        fn detach_layer(&self, _: &PlanLayer) -> Result<Detached, StepError> {
+            unreachable!("a daemon releases layers itself")
+        }
+        fn detached_all(&self) -> Result<(), StepError> {
+            Ok(())
+        }
+        fn purge_layer(&self, _: &PlanLayer, _: &Detached) -> Result<(), StepError> {
+            unreachable!()
+        }
+        fn layers_released(&self, plan: &Plan) -> HashSet<ChainId> {
+            plan.layers.iter().map(|l| l.chain_id).collect()
+        }
+        fn prune_build_cache(&self, _: &PlanBuildCache) -> Result<(u64, u64), StepError> {
+            Ok((0, 0))
+        }
+        fn remove_volume(&self, _: &PlanVolume) -> Result<Done, StepError> {
+            Ok(Done::Removed)
+        }
+        fn remove_leftover(&self, _: &PlanOrphan) -> Result<Done, StepError> {
+            Ok(Done::Removed)
+        }
+        fn steps(&self) -> u64 {
+            0
+        }
+        fn close(self) -> Result<Option<String>, StepError> {
+            Ok(None)
+        }
+    }
+
+    fn fake(skip: &[ImageId]) -> Fake {
+        Fake {
+            calls: Mutex::new(Vec::new()),
+            skip: skip.iter().copied().collect(),
+            waves: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// base ← mid ← {a, b}, and an unrelated c: with -a every one goes.
+    fn tree() -> (crate::store::Snapshot, [ImageId; 5]) {
+        let mut s = empty_snapshot();
+        let base = add_image(&mut s, &[1], 10, None);
+        let mid = add_image(&mut s, &[1, 2], 10, Some(base));
+        let a = add_image(&mut s, &[1, 2, 3], 10, Some(mid));
+        let b = add_image(&mut s, &[1, 2, 4], 10, Some(mid));
+        let c = add_image(&mut s, &[9], 10, None);
+        tag(&mut s, "a:1", a);
+        tag(&mut s, "b:1", b);
+        tag(&mut s, "c:1", c);
+        (s, [base, mid, a, b, c])
+    }
+
+    fn plan_all(g: &Graph) -> Plan {
+        let sel = crate::policy::select(g, &crate::policy::Options::all(0));
+        crate::plan::build(
+            g,
+            &sel,
+            &crate::plan::OrphanOptions {
+                enabled: false,
+                grace: 0,
+                now: 0,
+                live: true,
+            },
+            String::new(),
+        )
+    }
+
+    #[test]
+    fn a_daemon_gets_independent_images_together_children_first() {
+        let (s, [base, mid, a, b, c]) = tree();
+        let g = Graph::build(&s);
+        let plan = plan_all(&g);
+        let x = fake(&[]);
+        let out = run(&g, &plan, &x);
+        assert!(out.complete() && out.skipped.is_empty(), "{out:?}");
+        assert_eq!(out.removed.images, 5);
+        assert_eq!(out.removed.references, 3, "references go with their images");
+        assert_eq!(out.mode, "live");
+        let calls = x.calls.lock().unwrap();
+        let pos = |id: &ImageId| {
+            calls
+                .iter()
+                .position(|c| *c == format!("image {}", id.short()))
+                .unwrap()
+        };
+        assert!(pos(&a) < pos(&mid) && pos(&b) < pos(&mid) && pos(&mid) < pos(&base));
+        assert!(pos(&c) < pos(&mid), "independent of the tree: first wave");
+    }
+
+    #[test]
+    fn a_skipped_child_keeps_its_parents_and_nothing_fails() {
+        let (s, [base, mid, a, _b, c]) = tree();
+        let g = Graph::build(&s);
+        let plan = plan_all(&g);
+        let x = fake(&[a]);
+        let out = run(&g, &plan, &x);
+        assert!(out.complete(), "a skip is not a failure: {out:?}");
+        let skipped: Vec<&str> = out.skipped.iter().map(|s| s.item.as_str()).collect();
+        for id in [a, mid, base] {
+            assert!(
+                skipped.contains(&format!("image {id}").as_str()),
+                "{id} stays: {skipped:?}"
+            );
+        }
+        assert!(!skipped.contains(&format!("image {c}").as_str()));
+        assert_eq!(out.removed.images, 2, "b and c");
+    }
+
+    #[test]
+    fn waves_follow_the_tree() {
+        let (s, _) = tree();
+        let g = Graph::build(&s);
+        let plan = plan_all(&g);
+        let x = fake(&[]);
+        // Wave 1: a, b, c (leaves); wave 2: mid; wave 3: base.
+        run(&g, &plan, &x);
+        let waves = x.waves.lock().unwrap().clone();
+        assert_eq!(waves, [3, 1, 1]);
     }
 }

@@ -12,10 +12,11 @@ pub fn run(ctx: &Ctx, action: &ConfigAction) -> anyhow::Result<u8> {
                     crate::config::DEFAULT_PATH
                 )),
             }
-            out.push_str(&format!(
-                "root = {:?}\n\n[prune]\n",
-                ctx.root.display().to_string()
-            ));
+            out.push_str(&format!("root = {:?}\n", ctx.root.display().to_string()));
+            if let Some(h) = &ctx.config.host {
+                out.push_str(&format!("host = {:?}\n", h.get_ref()));
+            }
+            out.push_str("\n[prune]\n");
             let text = toml::to_string(&ctx.config.prune).map_err(anyhow::Error::from)?;
             out.push_str(&text);
             output::stdout(&out)?;

@@ -182,6 +182,88 @@ mod tests {
         }
     }
 
+    fn rec(
+        id: &str,
+        parent: Option<&str>,
+        kind: &str,
+        shared: bool,
+        size: u64,
+        used: i64,
+    ) -> BuildRecord {
+        let t = jiff::Timestamp::from_second(NOW - used)
+            .unwrap()
+            .to_string();
+        BuildRecord {
+            id: id.into(),
+            parents: parent.into_iter().map(str::to_string).collect(),
+            kind: kind.into(),
+            description: String::new(),
+            in_use: Some(false),
+            shared,
+            size,
+            created: t.clone(),
+            last_used: Some(t),
+            usage_count: 1,
+        }
+    }
+
+    const NOW: i64 = 2_000_000_000;
+
+    fn opts(all: bool, until: Option<i64>, keep: Option<u64>) -> BuildCacheOptions {
+        BuildCacheOptions {
+            all,
+            until,
+            keep_bytes: keep,
+            now: NOW,
+        }
+    }
+
+    fn ids(p: &PlanBuildCache) -> Vec<&str> {
+        let mut v: Vec<&str> = p.records.iter().map(|r| r.id.as_str()).collect();
+        v.sort();
+        v
+    }
+
+    #[test]
+    fn build_cache_estimate_follows_buildkit_prune() {
+        let bc = buildcache::BuildCache {
+            known: true,
+            records: vec![
+                rec("base", None, "regular", false, 100, 7200),
+                rec("child", Some("base"), "regular", false, 10, 60),
+                rec("front", None, "frontend", false, 5, 7200),
+                rec("img", None, "regular", true, 50, 7200),
+                rec("mount", None, "exec.cachemount", false, 20, 7200),
+            ],
+        };
+        // Without -a: regular and cache mounts no image shares; a parent
+        // goes once its child does.
+        assert_eq!(
+            ids(&build_cache_of(&bc, &opts(false, None, None))),
+            ["base", "child", "mount"]
+        );
+        // -a: every unused record.
+        assert_eq!(
+            ids(&build_cache_of(&bc, &opts(true, None, None))),
+            ["base", "child", "front", "img", "mount"]
+        );
+        // until=1h: child was used a minute ago, so it and its parent stay.
+        assert_eq!(
+            ids(&build_cache_of(&bc, &opts(false, Some(3600), None))),
+            ["mount"]
+        );
+        // keep-storage: least recently used first, until what is left fits.
+        let p = build_cache_of(&bc, &opts(true, None, Some(150)));
+        let left: u64 = 185 - p.bytes;
+        assert!(
+            left < 150 && left + p.records.last().unwrap().bytes >= 150,
+            "{p:?}"
+        );
+        // Unknown records: nothing estimated, the daemon decides.
+        let p = build_cache_of(&buildcache::BuildCache::default(), &opts(true, None, None));
+        assert!(!p.known && p.records.is_empty());
+    }
+
     #[test]
     fn volume_choice_follows_docker_volume_prune() {
         let anon = "a".repeat(64);

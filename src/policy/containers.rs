@@ -125,21 +125,143 @@ pub fn select(
                 sel.kept.insert(c.id.clone(), why);
             }
             None => {
-                let word = st.word();
-                let why = if st.has_started {
-                    format!(
-                        "{word} for at least {}",
-                        crate::units::human_duration(o.age)
-                    )
+                let ago = stopped_since(c).map_or(0, |t| o.now - t);
+                let since = if st.has_started {
+                    "stopped"
                 } else {
-                    format!(
-                        "{word}, never started, for at least {}",
-                        crate::units::human_duration(o.age)
-                    )
+                    "created, never started,"
                 };
+                let why = format!(
+                    "{}: {since} {} ago (--container-age {})",
+                    st.word(),
+                    crate::units::human_duration(ago).to_lowercase(),
+                    crate::units::human_duration(o.age).to_lowercase()
+                );
                 sel.remove.insert(c.id.clone(), why);
             }
         }
     }
     sel
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::graph::Graph;
+    use crate::graph::tests::*;
+
+    const NOW: i64 = 2_000_000_000;
+
+    fn at(secs_ago: i64) -> Option<String> {
+        Some(
+            jiff::Timestamp::from_second(NOW - secs_ago)
+                .unwrap()
+                .to_string(),
+        )
+    }
+
+    /// A stopped container that finished `ago` seconds before NOW.
+    fn stopped(s: &mut Snapshot, n: u8, img: crate::ids::ImageId, ago: i64) -> ContainerId {
+        let id = add_container(s, n, img, false);
+        let c = s.containers.get_mut(&id).unwrap();
+        c.state.has_started = true;
+        c.created = at(ago + 100);
+        c.started_at = at(ago + 50);
+        c.finished_at = at(ago);
+        id
+    }
+
+    fn opts(keep: &[&str]) -> ContainerOptions {
+        ContainerOptions {
+            enabled: true,
+            age: 3600,
+            keep: keep
+                .iter()
+                .map(|k| ContainerKeep::parse(k).unwrap())
+                .collect(),
+            now: NOW,
+        }
+    }
+
+    #[test]
+    fn stopped_long_enough_goes_running_never_does() {
+        let mut s = empty_snapshot();
+        let img = add_image(&mut s, &[1], 10, None);
+        let old = stopped(&mut s, 1, img, 7200);
+        let young = stopped(&mut s, 2, img, 60);
+        let running = add_container(&mut s, 3, img, true);
+        let never = add_container(&mut s, 4, img, false);
+        s.containers.get_mut(&never).unwrap().created = at(9000);
+        let sel = select(&s, &opts(&[]), &BTreeMap::new());
+        assert_eq!(
+            sel.remove.keys().collect::<Vec<_>>(),
+            [&old, &never],
+            "{sel:?}"
+        );
+        assert!(sel.remove[&never].contains("never started"));
+        assert!(sel.kept[&young].contains("--container-age"));
+        assert!(!sel.kept.contains_key(&running) && !sel.remove.contains_key(&running));
+        // A live-restore process still alive offline is never a candidate.
+        s.containers.get_mut(&old).unwrap().state.pid_alive = true;
+        let sel = select(&s, &opts(&[]), &BTreeMap::new());
+        assert!(!sel.remove.contains_key(&old) && !sel.kept.contains_key(&old));
+    }
+
+    #[test]
+    fn keep_patterns_and_pins_win() {
+        let mut s = empty_snapshot();
+        let img = add_image(&mut s, &[1], 10, None);
+        let a = stopped(&mut s, 1, img, 7200); // named c1
+        let b = stopped(&mut s, 2, img, 7200);
+        let c = stopped(&mut s, 3, img, 7200);
+        s.containers
+            .get_mut(&b)
+            .unwrap()
+            .labels
+            .insert("keep".into(), "yes".into());
+        let pinned = BTreeMap::from([(c.clone(), "the daemon says it is running".to_string())]);
+        let sel = select(&s, &opts(&["c1", "label=keep=yes"]), &pinned);
+        assert!(sel.remove.is_empty(), "{sel:?}");
+        assert_eq!(sel.kept[&a], "--keep-container c1");
+        assert_eq!(sel.kept[&b], "--keep-container label=keep=yes");
+        assert_eq!(sel.kept[&c], "the daemon says it is running");
+        assert!(
+            select(&s, &ContainerOptions::off(NOW), &pinned)
+                .remove
+                .is_empty()
+        );
+    }
+
+    #[test]
+    fn an_image_only_a_removed_container_used_goes_in_the_same_run() {
+        let mut s = empty_snapshot();
+        let img = add_image(&mut s, &[1, 2], 10, None);
+        tag(&mut s, "app:1", img);
+        stopped(&mut s, 1, img, 7200);
+        let g = Graph::build(&s);
+        let mut o = crate::policy::Options {
+            all: true,
+            ..crate::policy::Options::all(NOW)
+        };
+        let sel = crate::policy::select(&g, &o);
+        assert!(sel.remove.is_empty() && sel.kept.contains_key(&img));
+        o.containers = opts(&[]);
+        let sel = crate::policy::select(&g, &o);
+        assert!(sel.remove.contains_key(&img), "{sel:?}");
+        // And the plan frees its layers: the container's RW layer goes too.
+        let p = crate::plan::build(
+            &g,
+            &sel,
+            &crate::plan::OrphanOptions {
+                enabled: false,
+                grace: 0,
+                now: NOW,
+                live: false,
+            },
+            String::new(),
+        );
+        assert_eq!(p.containers.len(), 1);
+        assert_eq!(p.containers[0].mounts.len(), 1);
+        assert_eq!(p.layers.len(), 2, "{:?}", p.layers);
+    }
 }
