@@ -15,6 +15,7 @@ mod volumes;
 
 pub use error::StoreError;
 pub use graphdriver::{parse_size, parse_time};
+pub use layout::Layout;
 pub use snapshot::*;
 
 use std::path::Path;
@@ -44,6 +45,12 @@ pub fn load(root: &Path) -> Result<Snapshot, StoreError> {
 /// else the daemon's configured one ([`daemon::configured_driver`]), else
 /// the one the daemon's prior-driver scan picks.
 pub fn load_with(root: &Path, opts: LoadOptions) -> Result<Snapshot, StoreError> {
+    let layout = detect(root, &opts)?;
+    Ok(load_layout(root, layout, &opts))
+}
+
+/// Which store `root` is and its driver, as [`load_with`] decides it.
+pub fn detect(root: &Path, opts: &LoadOptions) -> Result<Layout, StoreError> {
     let configured = match &opts.driver {
         Some(d) => Some(daemon::ConfiguredDriver {
             name: d.clone(),
@@ -51,10 +58,14 @@ pub fn load_with(root: &Path, opts: LoadOptions) -> Result<Snapshot, StoreError>
         }),
         None => daemon::configured_driver(root),
     };
-    let layout = layout::detect(root, configured.as_ref())?;
+    layout::detect(root, configured.as_ref())
+}
+
+/// Reads the root as the store `layout` detected.
+pub fn load_layout(root: &Path, layout: Layout, opts: &LoadOptions) -> Snapshot {
     let docker = paths::DockerRoot::new(root);
     let (mut snap, (volumes, anomalies)) = rayon::join(
-        || graphdriver::read(root, layout, &opts),
+        || graphdriver::read(root, layout, opts),
         || volumes::read(&docker),
     );
     snap.volumes = volumes;
@@ -63,5 +74,5 @@ pub fn load_with(root: &Path, opts: LoadOptions) -> Result<Snapshot, StoreError>
         snap.anomalies
             .sort_by(|a, b| (&a.path, a.kind).cmp(&(&b.path, b.kind)));
     }
-    Ok(snap)
+    snap
 }
