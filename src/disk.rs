@@ -163,9 +163,17 @@ impl<C: Classifier> Walk<'_, C> {
     /// Lists `dir` (getdents into a reused buffer) and stats each entry
     /// relative to it: one path lookup per directory, not one per entry.
     fn visit<'s>(&'s self, s: &rayon::Scope<'s>, dir: PathBuf, cat: usize, depth: usize) {
+        // Below the root an entry is walked only if lstat said directory;
+        // NOFOLLOW keeps a swap for a symlink from leading elsewhere. The
+        // root itself is opened as given, as before (a symlinked data root).
+        let nofollow = if depth == 0 {
+            OFlags::empty()
+        } else {
+            OFlags::NOFOLLOW
+        };
         let fd = match rustix::fs::open(
             &dir,
-            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            OFlags::RDONLY | OFlags::DIRECTORY | nofollow | OFlags::CLOEXEC,
             Mode::empty(),
         ) {
             Ok(fd) => fd,
@@ -394,6 +402,13 @@ mod tests {
         assert!(tot.by_category[1] < f_blocks);
         assert_eq!(tot.entries, 7);
         assert!(tot.errors.is_empty());
+        // A root given as a symlink to the tree is walked through it.
+        let link = t.path().with_extension("link");
+        std::os::unix::fs::symlink(d, &link).unwrap();
+        let via = walk_allocated(&link, &ByTopName, &p).unwrap();
+        fs::remove_file(&link).unwrap();
+        assert_eq!(via.entries, tot.entries);
+        assert!(via.errors.is_empty(), "{:?}", via.errors);
     }
 
     /// `d/<name>` is deferred; its bucket is charged to 1 for "held", else 2.
