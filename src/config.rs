@@ -12,10 +12,10 @@ pub const DEFAULT_PATH: &str = "/etc/dockgc/config.toml";
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("{path}: {source}")]
+    #[error("{path}: {cause}")]
     Read {
         path: PathBuf,
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     #[error("{path}: line {line}: {message}")]
     Invalid {
@@ -83,7 +83,7 @@ pub fn load(path: Option<&Path>) -> Result<(Option<PathBuf>, Config), ConfigErro
         Err(e) if !required && e.kind() == std::io::ErrorKind::NotFound => {
             return Ok((None, Config::default()));
         }
-        Err(source) => return Err(ConfigError::Read { path, source }),
+        Err(cause) => return Err(ConfigError::Read { path, cause }),
     };
     let cfg = parse(&text, &path)?;
     Ok((Some(path), cfg))

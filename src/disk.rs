@@ -1,13 +1,17 @@
 //! Walking real bytes on disk: Docker's own `directory.Size` (apparent bytes),
 //! and the parallel allocated-bytes walk behind `df --disk`.
 
+use rustix::fs::{AtFlags, FileType, Mode, OFlags, RawDir, Stat};
 use std::collections::HashSet;
-use std::ffi::OsStr;
-use std::fs::{self, Metadata};
+use std::ffi::{OsStr, OsString};
+use std::fs;
+use std::io;
+use std::mem::MaybeUninit;
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 /// `directory.Size` (daemon/internal/directory): the sum of `st_size` of every
 /// non-directory entry with size > 0, each inode once, symlinks not followed.
@@ -92,9 +96,19 @@ pub struct Progress {
 /// categories are small integers indexing `Totals::by_category`.
 pub trait Classifier: Sync {
     fn root_category(&self) -> usize;
+    /// The entry's category, or [`DEFERRED`]: the entry and everything
+    /// below it are charged to a bucket of the entry's own, which
+    /// [`RawTotals::resolve`] turns into a category once the walk is done
+    /// (so the walk need not wait for what decides it).
     fn child_category(&self, parent: usize, depth: usize, name: &OsStr, is_dir: bool) -> usize;
     fn categories(&self) -> usize;
 }
+
+/// See [`Classifier::child_category`].
+pub const DEFERRED: usize = usize::MAX;
+
+/// Categories from here on are buckets: `BUCKETS + i` is bucket `i`.
+const BUCKETS: usize = MAX_CATEGORIES;
 
 #[derive(Debug, Clone, Default)]
 pub struct Totals {
@@ -110,8 +124,13 @@ pub struct Totals {
 /// Most categories a classifier may use.
 pub const MAX_CATEGORIES: usize = 24;
 
+#[derive(Default)]
 struct Acc {
     alloc: [u64; MAX_CATEGORIES],
+    /// Allocated bytes per bucket.
+    buckets: Vec<u64>,
+    /// Each bucket this thread opened and the name of its entry.
+    bucket_names: Vec<(usize, OsString)>,
     entries: u64,
     /// Files with several links: resolved once all threads are merged, since a
     /// per-thread set would count an inode once per thread.
@@ -121,20 +140,17 @@ struct Acc {
 }
 
 impl Acc {
-    fn new() -> Self {
-        Acc {
-            alloc: [0; MAX_CATEGORIES],
-            entries: 0,
-            multi: Vec::new(),
-            errors: Vec::new(),
-            other_fs: Vec::new(),
-        }
-    }
-    fn add(&mut self, m: &Metadata, cat: usize) {
+    fn add(&mut self, st: &Stat, cat: usize) {
         self.entries += 1;
-        let bytes = m.blocks() * 512;
-        if !m.is_dir() && m.nlink() > 1 {
-            self.multi.push((m.dev(), m.ino(), bytes, cat));
+        let bytes = st.st_blocks as u64 * 512;
+        let is_dir = FileType::from_raw_mode(st.st_mode) == FileType::Directory;
+        if !is_dir && st.st_nlink > 1 {
+            self.multi.push((st.st_dev, st.st_ino, bytes, cat));
+        } else if let Some(b) = cat.checked_sub(BUCKETS) {
+            if self.buckets.len() <= b {
+                self.buckets.resize(b + 1, 0);
+            }
+            self.buckets[b] += bytes;
         } else {
             self.alloc[cat] += bytes;
         }
@@ -143,6 +159,13 @@ impl Acc {
         for (a, b) in self.alloc.iter_mut().zip(o.alloc) {
             *a += b;
         }
+        if self.buckets.len() < o.buckets.len() {
+            self.buckets.resize(o.buckets.len(), 0);
+        }
+        for (a, b) in self.buckets.iter_mut().zip(o.buckets) {
+            *a += b;
+        }
+        self.bucket_names.extend(o.bucket_names);
         self.entries += o.entries;
         self.multi.extend(o.multi);
         self.errors.extend(o.errors);
@@ -156,6 +179,7 @@ struct Walk<'a, C> {
     slots: Vec<Mutex<Acc>>,
     progress: &'a Progress,
     dev: u64,
+    next_bucket: AtomicUsize,
 }
 
 impl<C: Classifier> Walk<'_, C> {
@@ -164,59 +188,147 @@ impl<C: Classifier> Walk<'_, C> {
         self.slots[i].lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// Lists `dir` (getdents into a reused buffer) and stats each entry
+    /// relative to it: one path lookup per directory, not one per entry.
     fn visit<'s>(&'s self, s: &rayon::Scope<'s>, dir: PathBuf, cat: usize, depth: usize) {
-        let rd = match fs::read_dir(&dir) {
-            Ok(rd) => rd,
+        // Below the root an entry is walked only if lstat said directory;
+        // NOFOLLOW keeps a swap for a symlink from leading elsewhere. The
+        // root itself is opened as given, as before (a symlinked data root).
+        let nofollow = if depth == 0 {
+            OFlags::empty()
+        } else {
+            OFlags::NOFOLLOW
+        };
+        let fd = match rustix::fs::open(
+            &dir,
+            OFlags::RDONLY | OFlags::DIRECTORY | nofollow | OFlags::CLOEXEC,
+            Mode::empty(),
+        ) {
+            Ok(fd) => fd,
             Err(e) => {
-                self.slot().errors.push((dir, e.to_string()));
+                self.slot()
+                    .errors
+                    .push((dir, io::Error::from(e).to_string()));
                 return;
             }
         };
+        // The slot is this thread's: held for the whole listing, it is one
+        // lock per directory instead of one per entry.
+        let mut acc = self.slot();
         let (mut entries, mut bytes) = (0u64, 0u64);
-        for e in rd {
+        let mut buf = DENTS.with(|b| b.take());
+        buf.resize(32 << 10, MaybeUninit::uninit());
+        let mut rd = RawDir::new(&fd, &mut buf);
+        while let Some(e) = rd.next() {
             let e = match e {
                 Ok(e) => e,
                 Err(err) => {
-                    self.slot().errors.push((dir.clone(), err.to_string()));
+                    acc.errors
+                        .push((dir.clone(), io::Error::from(err).to_string()));
                     break;
                 }
             };
-            let m = match e.metadata() {
-                Ok(m) => m,
+            let name = e.file_name();
+            if name == c"." || name == c".." {
+                continue;
+            }
+            let name = OsStr::from_bytes(name.to_bytes());
+            let st = match rustix::fs::statat(&fd, name, AtFlags::SYMLINK_NOFOLLOW) {
+                Ok(st) => st,
                 Err(err) => {
-                    self.slot().errors.push((e.path(), err.to_string()));
+                    acc.errors
+                        .push((dir.join(name), io::Error::from(err).to_string()));
                     continue;
                 }
             };
-            if m.dev() != self.dev {
-                self.slot().other_fs.push(e.path());
+            if st.st_dev != self.dev {
+                acc.other_fs.push(dir.join(name));
                 continue;
             }
-            let child = self
-                .classifier
-                .child_category(cat, depth + 1, &e.file_name(), m.is_dir());
-            self.slot().add(&m, child);
+            let is_dir = FileType::from_raw_mode(st.st_mode) == FileType::Directory;
+            let child = match cat {
+                c if c >= BUCKETS => c,
+                c => match self.classifier.child_category(c, depth + 1, name, is_dir) {
+                    DEFERRED => {
+                        let b = self.next_bucket.fetch_add(1, Ordering::Relaxed);
+                        acc.bucket_names.push((b, name.to_os_string()));
+                        BUCKETS + b
+                    }
+                    c => c,
+                },
+            };
+            acc.add(&st, child);
             entries += 1;
-            bytes += m.blocks() * 512;
-            if m.is_dir() {
-                let p = e.path();
+            bytes += st.st_blocks as u64 * 512;
+            if is_dir {
+                let p = dir.join(name);
                 s.spawn(move |s| self.visit(s, p, child, depth + 1));
             }
         }
+        drop(acc);
+        DENTS.with(|b| b.replace(buf));
         self.progress.entries.fetch_add(entries, Ordering::Relaxed);
         self.progress.bytes.fetch_add(bytes, Ordering::Relaxed);
     }
 }
 
+thread_local! {
+    /// The getdents buffer, reused by every directory a thread lists.
+    static DENTS: std::cell::Cell<Vec<MaybeUninit<u8>>> = const { std::cell::Cell::new(Vec::new()) };
+}
+
+/// What a walk counted, with its deferred buckets not yet charged.
+pub struct RawTotals {
+    acc: Acc,
+    categories: usize,
+}
+
+impl RawTotals {
+    /// Charges each bucket to `category(name of its entry)`, then each
+    /// hard-linked inode once, to the lowest category holding a link to it.
+    pub fn resolve(self, category: impl Fn(&OsStr) -> usize) -> Totals {
+        let mut acc = self.acc;
+        let mut of_bucket = vec![0usize; acc.buckets.len().max(acc.bucket_names.len())];
+        for (b, name) in &acc.bucket_names {
+            of_bucket[*b] = category(name);
+        }
+        for (b, bytes) in acc.buckets.iter().enumerate() {
+            acc.alloc[of_bucket[b]] += bytes;
+        }
+        for m in &mut acc.multi {
+            if let Some(b) = m.3.checked_sub(BUCKETS) {
+                m.3 = of_bucket[b];
+            }
+        }
+        acc.multi.sort_unstable();
+        let mut last: Option<(u64, u64)> = None;
+        for (d, ino, bytes, cat) in std::mem::take(&mut acc.multi) {
+            if last != Some((d, ino)) {
+                acc.alloc[cat] += bytes;
+                last = Some((d, ino));
+            }
+        }
+        acc.errors.sort();
+        acc.other_fs.sort();
+        Totals {
+            total_bytes: acc.alloc.iter().sum(),
+            by_category: acc.alloc[..self.categories].to_vec(),
+            entries: acc.entries,
+            errors: acc.errors,
+            other_fs: acc.other_fs,
+        }
+    }
+}
+
 /// Walks `root` in parallel on one filesystem, like `du -x -s -B1`: every
-/// entry's allocated blocks, each hard-linked inode once (charged to the
-/// lowest category that holds a link to it), the root itself included.
-pub fn walk_allocated<C: Classifier>(
+/// entry's allocated blocks, each hard-linked inode once, the root itself
+/// included. Deferred entries are charged by [`RawTotals::resolve`].
+pub fn walk_raw<C: Classifier>(
     root: &Path,
     classifier: &C,
     progress: &Progress,
-) -> std::io::Result<Totals> {
-    let root_meta = fs::symlink_metadata(root)?;
+) -> io::Result<RawTotals> {
+    let root_st = rustix::fs::lstat(root).map_err(io::Error::from)?;
     let n = classifier.categories();
     assert!(n <= MAX_CATEGORIES, "at most {MAX_CATEGORIES} categories");
     // Warm caches gain nothing past the core count; cold ones want requests in
@@ -225,41 +337,36 @@ pub fn walk_allocated<C: Classifier>(
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(threads)
         .build()
-        .map_err(std::io::Error::other)?;
+        .map_err(io::Error::other)?;
     let walk = Walk {
         classifier,
-        slots: (0..threads).map(|_| Mutex::new(Acc::new())).collect(),
+        slots: (0..threads).map(|_| Mutex::new(Acc::default())).collect(),
         progress,
-        dev: root_meta.dev(),
+        dev: root_st.st_dev,
+        next_bucket: AtomicUsize::new(0),
     };
     let root_cat = classifier.root_category();
     walk.slots[0]
         .lock()
         .unwrap_or_else(|p| p.into_inner())
-        .add(&root_meta, root_cat);
+        .add(&root_st, root_cat);
     pool.scope(|s| walk.visit(s, root.to_path_buf(), root_cat, 0));
 
-    let mut acc = Acc::new();
+    let mut acc = Acc::default();
     for slot in walk.slots {
         acc.merge(slot.into_inner().unwrap_or_else(|p| p.into_inner()));
     }
-    acc.multi.sort_unstable();
-    let mut last: Option<(u64, u64)> = None;
-    for (d, ino, bytes, cat) in std::mem::take(&mut acc.multi) {
-        if last != Some((d, ino)) {
-            acc.alloc[cat] += bytes;
-            last = Some((d, ino));
-        }
-    }
-    acc.errors.sort();
-    acc.other_fs.sort();
-    Ok(Totals {
-        total_bytes: acc.alloc.iter().sum(),
-        by_category: acc.alloc[..n].to_vec(),
-        entries: acc.entries,
-        errors: acc.errors,
-        other_fs: acc.other_fs,
-    })
+    Ok(RawTotals { acc, categories: n })
+}
+
+/// [`walk_raw`] with every entry classified as it is met (the classifier
+/// defers nothing).
+pub fn walk_allocated<C: Classifier>(
+    root: &Path,
+    classifier: &C,
+    progress: &Progress,
+) -> io::Result<Totals> {
+    Ok(walk_raw(root, classifier, progress)?.resolve(|_| classifier.root_category()))
 }
 
 #[cfg(test)]
@@ -323,5 +430,104 @@ mod tests {
         assert!(tot.by_category[1] < f_blocks);
         assert_eq!(tot.entries, 7);
         assert!(tot.errors.is_empty());
+        // A root given as a symlink to the tree is walked through it.
+        let link = t.path().with_extension("link");
+        std::os::unix::fs::symlink(d, &link).unwrap();
+        let via = walk_allocated(&link, &ByTopName, &p).unwrap();
+        fs::remove_file(&link).unwrap();
+        assert_eq!(via.entries, tot.entries);
+        assert!(via.errors.is_empty(), "{:?}", via.errors);
+    }
+
+    /// `d/<name>` is deferred; its bucket is charged to 1 for "held", else 2.
+    struct Deferring;
+    impl Classifier for Deferring {
+        fn root_category(&self) -> usize {
+            0
+        }
+        fn child_category(&self, parent: usize, depth: usize, name: &OsStr, _: bool) -> usize {
+            match depth {
+                1 if name == "d" => 3,
+                2 if parent == 3 => DEFERRED,
+                _ => parent,
+            }
+        }
+        fn categories(&self) -> usize {
+            4
+        }
+    }
+
+    fn du(args: &[&str], d: &Path) -> u64 {
+        let out = std::process::Command::new("du")
+            .args(args)
+            .arg(d)
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        text.split_whitespace().next().unwrap().parse().unwrap()
+    }
+
+    #[test]
+    fn one_pass_walk_charges_deferred_buckets_links_once_and_stays_on_one_fs() {
+        let t = tempfile::tempdir().unwrap();
+        let d = t.path();
+        fs::create_dir_all(d.join("d/held/sub")).unwrap();
+        fs::create_dir_all(d.join("d/loose")).unwrap();
+        fs::create_dir_all(d.join("top")).unwrap();
+        fs::write(d.join("d/held/sub/f"), vec![1u8; 64_000]).unwrap();
+        fs::write(d.join("d/loose/g"), vec![1u8; 32_000]).unwrap();
+        // One inode in three categories: charged once, to the lowest (0).
+        fs::hard_link(d.join("d/held/sub/f"), d.join("top/f")).unwrap();
+        fs::hard_link(d.join("d/held/sub/f"), d.join("d/loose/f")).unwrap();
+        // One in two buckets: charged to the lower of their categories (1).
+        fs::write(d.join("d/loose/h"), vec![1u8; 16_000]).unwrap();
+        fs::hard_link(d.join("d/loose/h"), d.join("d/held/h")).unwrap();
+        // A mount point below the root: counted, its contents not.
+        let mnt = d.join("d/held/mnt");
+        fs::create_dir(&mnt).unwrap();
+        let mounted = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "tmpfs"])
+            .arg(&mnt)
+            .status()
+            .is_ok_and(|s| s.success());
+        if mounted {
+            fs::write(mnt.join("big"), vec![1u8; 200_000]).unwrap();
+        } else if std::env::var_os("CI").is_some() {
+            panic!("cannot mount a tmpfs (root needed)");
+        } else {
+            eprintln!("SKIPPED the mount point part: cannot mount a tmpfs (not root?)");
+        }
+        let p = Progress::default();
+        let raw = walk_raw(d, &Deferring, &p);
+        let x = du(&["-s", "-x", "-B1"], d);
+        let all = du(&["-s", "-B1"], d);
+        if mounted {
+            std::process::Command::new("umount")
+                .arg(&mnt)
+                .status()
+                .unwrap();
+        }
+        let tot = raw.unwrap().resolve(|n| if n == "held" { 1 } else { 2 });
+        assert_eq!(tot.total_bytes, x);
+        assert_eq!(tot.by_category.iter().sum::<u64>(), x);
+        if mounted {
+            assert!(all > x, "du without -x counts the tmpfs");
+            assert_eq!(tot.other_fs, std::slice::from_ref(&mnt));
+        }
+        let blocks = |p: &str| fs::symlink_metadata(d.join(p)).unwrap().blocks() * 512;
+        let dirs = |ps: &[&str]| ps.iter().map(|p| blocks(p)).sum::<u64>();
+        assert_eq!(
+            tot.by_category[0],
+            dirs(&["", "top"]) + blocks("d/held/sub/f")
+        );
+        // The mount point is the mounted filesystem's root: not charged.
+        let mnt_dir = if mounted { 0 } else { blocks("d/held/mnt") };
+        assert_eq!(
+            tot.by_category[1],
+            dirs(&["d/held", "d/held/sub"]) + mnt_dir + blocks("d/held/h")
+        );
+        assert_eq!(tot.by_category[2], dirs(&["d/loose"]) + blocks("d/loose/g"));
+        assert_eq!(tot.by_category[3], dirs(&["d"]));
+        assert!(tot.errors.is_empty(), "{:?}", tot.errors);
     }
 }

@@ -9,6 +9,7 @@ pub mod archive;
 pub mod buildcache;
 pub mod disk;
 pub mod engine;
+pub mod errtext;
 pub mod graph;
 pub mod holds;
 pub mod ids;

@@ -3,14 +3,14 @@
 
 pub mod containerd;
 
-use crate::disk::{Classifier, Progress, walk_allocated};
+use crate::disk::{Classifier, DEFERRED, Progress, RawTotals, walk_raw};
 use crate::graph::{DirRole, Graph};
 use crate::holds::Holder;
 use crate::store::paths::is_container_log;
 use serde::Serialize;
 use std::collections::HashMap;
 use std::ffi::{OsStr, OsString};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// Report categories, in charging priority order (a hard-linked inode is
 /// charged to the first that holds a name for it).
@@ -62,9 +62,12 @@ pub struct WalkError {
     pub message: String,
 }
 
+/// Classifies while walking: everything but the driver dirs is known from
+/// names alone; each driver dir is deferred to its own bucket and charged
+/// from the graph once both are done, so the walk runs while the metadata
+/// loads.
 struct RootClassifier {
     top: HashMap<OsString, usize>,
-    driver_dirs: HashMap<OsString, usize>,
     driver: OsString,
 }
 
@@ -80,7 +83,7 @@ impl Classifier for RootClassifier {
             (1, _) if name == self.driver.as_os_str() => DRIVER_HOME,
             (1, _) => self.top.get(name).copied().unwrap_or(OTHER),
             (2, DRIVER_HOME) if name == "l" => IMAGE_LAYERS,
-            (2, DRIVER_HOME) => self.driver_dirs.get(name).copied().unwrap_or(OTHER),
+            (2, DRIVER_HOME) => DEFERRED,
             (2, CONTAINERS_HOME) if is_dir => CONTAINER_DIR,
             (2, CONTAINERS_HOME) => OTHER,
             (3, CONTAINER_DIR) if is_container_log(name) => LOGS,
@@ -112,12 +115,13 @@ fn dir_category(g: &Graph, name: &str, role: &DirRole) -> usize {
 
 /// Walks the snapshot's root and charges every byte to one category.
 pub fn disk_usage(g: &Graph, progress: &Progress) -> std::io::Result<DiskUsage> {
-    let snap = g.snap;
-    let driver_dirs = g
-        .dir_roles
-        .iter()
-        .map(|(name, role)| (OsString::from(name), dir_category(g, name, role)))
-        .collect();
+    let raw = walk(&g.snap.root, g.snap.driver(), progress)?;
+    Ok(charge(g, raw))
+}
+
+/// The walk of `df --disk` over `root`, whose storage driver is `driver`:
+/// it needs nothing of the metadata, so it may run while that loads.
+pub fn walk(root: &Path, driver: &str, progress: &Progress) -> std::io::Result<RawTotals> {
     let top = [
         ("image", IMAGE_METADATA),
         ("containers", CONTAINERS_HOME),
@@ -129,14 +133,22 @@ pub fn disk_usage(g: &Graph, progress: &Progress) -> std::io::Result<DiskUsage> 
     .collect();
     let classifier = RootClassifier {
         top,
-        driver_dirs,
-        driver: OsString::from(snap.driver()),
+        driver: OsString::from(driver),
     };
-    let t = walk_allocated(&snap.root, &classifier, progress)?;
+    walk_raw(root, &classifier, progress)
+}
+
+/// The report of a walk of `g`'s root: each driver dir charged to its
+/// category from who holds it.
+pub fn charge(g: &Graph, raw: RawTotals) -> DiskUsage {
+    let t = raw.resolve(|name| {
+        let role = name.to_str().and_then(|n| Some((n, g.dir_roles.get(n)?)));
+        role.map_or(OTHER, |(n, role)| dir_category(g, n, role))
+    });
     let mut bytes = t.by_category.clone();
     let folded: u64 = bytes.drain(CATEGORIES.len()..).sum();
     bytes[OTHER] += folded;
-    Ok(DiskUsage {
+    DiskUsage {
         total_bytes: t.total_bytes,
         entries: t.entries,
         categories: CATEGORIES
@@ -150,5 +162,5 @@ pub fn disk_usage(g: &Graph, progress: &Progress) -> std::io::Result<DiskUsage> 
             .map(|(path, message)| WalkError { path, message })
             .collect(),
         other_filesystems: t.other_fs,
-    })
+    }
 }

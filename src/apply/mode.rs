@@ -70,6 +70,20 @@ pub enum Refusal {
     NoSocket(String),
 }
 
+impl Refusal {
+    /// The message after "refusing to <what> <root>: ", not naming the root
+    /// again.
+    pub fn after_root(&self, root: &Path) -> String {
+        match self {
+            Refusal::Busy(b) => b.after_root(root),
+            Refusal::NoDaemon(_) => {
+                "--live: no dockerd is alive on it; start it, or name one with --host".into()
+            }
+            other => other.to_string(),
+        }
+    }
+}
+
 /// The mode for a real run on `root`, its locks taken.
 pub fn choose(root: &Path, want: Want, host: Option<&Host>) -> Result<Mode, Refusal> {
     decide(root, want, host, true)

@@ -27,33 +27,15 @@ impl Times {
         }
     }
 
+    /// Gives `p` (not following a symlink) these times back.
     fn set(&self, p: &Path) -> io::Result<()> {
-        use std::os::unix::ffi::OsStrExt;
-        let c = std::ffi::CString::new(p.as_os_str().as_bytes()).map_err(io::Error::other)?;
-        let ts = [
-            libc::timespec {
-                tv_sec: self.atime.0,
-                tv_nsec: self.atime.1,
-            },
-            libc::timespec {
-                tv_sec: self.mtime.0,
-                tv_nsec: self.mtime.1,
-            },
-        ];
-        // SAFETY: `c` is a valid NUL-terminated path and `ts` two timespecs.
-        let r = unsafe {
-            libc::utimensat(
-                libc::AT_FDCWD,
-                c.as_ptr(),
-                ts.as_ptr(),
-                libc::AT_SYMLINK_NOFOLLOW,
-            )
+        use rustix::fs::{AtFlags, CWD, Timespec, Timestamps, utimensat};
+        let ts = |(tv_sec, tv_nsec): (i64, i64)| Timespec { tv_sec, tv_nsec };
+        let times = Timestamps {
+            last_access: ts(self.atime),
+            last_modification: ts(self.mtime),
         };
-        if r == 0 {
-            Ok(())
-        } else {
-            Err(io::Error::last_os_error())
-        }
+        Ok(utimensat(CWD, p, &times, AtFlags::SYMLINK_NOFOLLOW)?)
     }
 }
 

@@ -50,8 +50,8 @@ pub enum ArchiveError {
     #[error("{0}")]
     Damaged(String),
     /// Reading or writing failed.
-    #[error("{}: {source}", path.display())]
-    Io { path: PathBuf, source: io::Error },
+    #[error("{}: {cause}", path.display())]
+    Io { path: PathBuf, cause: io::Error },
 }
 
 impl ArchiveError {
@@ -60,10 +60,10 @@ impl ArchiveError {
         matches!(self, ArchiveError::Damaged(_))
     }
 
-    pub(crate) fn io(path: &Path, source: io::Error) -> Self {
+    pub(crate) fn io(path: &Path, cause: io::Error) -> Self {
         ArchiveError::Io {
             path: path.to_path_buf(),
-            source,
+            cause,
         }
     }
 }

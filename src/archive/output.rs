@@ -44,7 +44,13 @@ impl AtomicFile {
             .prefix(&format!(".{}.", name.to_string_lossy()))
             .suffix(".dockgc-tmp")
             .tempfile_in(dir)
-            .map_err(|e| out(format!("cannot create a file in {}: {e}", dir.display())))?;
+            .map_err(|e| {
+                out(format!(
+                    "cannot create a file in {}: {}",
+                    dir.display(),
+                    crate::errtext::io_cause(&e)
+                ))
+            })?;
         Ok(AtomicFile {
             tmp,
             dest: dest.to_path_buf(),

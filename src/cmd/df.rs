@@ -20,20 +20,30 @@ pub fn df(
 ) -> anyhow::Result<u8> {
     let started = std::time::Instant::now();
     let _lock = super::read_lock(root);
-    let snap = store::open(root, ctrd, load)?;
-    if snap.containerd().is_some() {
-        return df_containerd(&snap, args, started);
+    if ctrd.root.is_some() || store::is_containerd(root) {
+        return df_containerd(&store::open(root, ctrd, load)?, args, started);
     }
-    let graph = Graph::build(&snap);
-    let mut u = usage::compute(
-        &graph,
-        &usage::Options {
-            shared_size: args.shared_size.map(Into::into),
-        },
-    );
-    if args.disk {
-        u.disk = Some(output::with_progress(|p| reconcile::disk_usage(&graph, p))?);
-    }
+    let layout = store::detect(root, &load)?;
+    let opts = usage::Options {
+        shared_size: args.shared_size.map(Into::into),
+    };
+    let u = if args.disk {
+        // One walk, run while the metadata loads: it charges the driver
+        // dirs to buckets that the graph sorts into categories after.
+        let driver = layout.driver.clone();
+        let (snap, walked) = rayon::join(
+            || store::load_layout(root, layout, &load),
+            || output::with_progress(|p| reconcile::walk(root, &driver, p)),
+        );
+        let walked = walked?;
+        let graph = Graph::build(&snap);
+        let mut u = usage::compute(&graph, &opts);
+        u.disk = Some(reconcile::charge(&graph, walked));
+        u
+    } else {
+        let snap = store::load_layout(root, layout, &load);
+        usage::compute(&Graph::build(&snap), &opts)
+    };
     let prom = args.format == Format::Prometheus;
     if prom || args.textfile.is_some() {
         let mut m = Metrics::default();

@@ -37,29 +37,30 @@ pub fn stdout_file() -> Result<std::fs::File, dockgc::archive::ArchiveError> {
         .map(std::fs::File::from)
         .map_err(|e| dockgc::archive::ArchiveError::Io {
             path: "-".into(),
-            source: e,
+            cause: e,
         })
 }
 
 /// Writes a file atomically: temp file in the same directory, fsync, rename,
 /// so node-exporter never reads half a file.
 pub fn atomic_write(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
     let dir = path
         .parent()
         .filter(|d| !d.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
+    let at_path = |e: std::io::Error| {
+        anyhow::anyhow!("{}: {}", path.display(), dockgc::errtext::io_cause(&e))
+    };
     let mut tmp = tempfile::Builder::new()
         .prefix(".dockgc-")
         .tempfile_in(dir)
-        .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
-    tmp.write_all(bytes)?;
-    tmp.as_file().sync_all()?;
-    {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o644))?;
-    }
-    tmp.persist(path)
-        .map_err(|e| anyhow::anyhow!("{}: {}", path.display(), e.error))?;
+        .map_err(at_path)?;
+    tmp.write_all(bytes).map_err(at_path)?;
+    tmp.as_file().sync_all().map_err(at_path)?;
+    std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o644))
+        .map_err(at_path)?;
+    tmp.persist(path).map_err(|e| at_path(e.error))?;
     Ok(())
 }
 

@@ -6,8 +6,13 @@ use serde_json::json;
 
 pub fn run(ctx: &Ctx, action: &TrashAction) -> anyhow::Result<u8> {
     let root = &ctx.root;
-    let busy =
-        |b: apply::mode::Refusal| Refused(format!("refusing to change {}: {b}", root.display()));
+    let busy = |b: apply::mode::Refusal| {
+        Refused(format!(
+            "refusing to change {}: {}",
+            root.display(),
+            b.after_root(root)
+        ))
+    };
     match action {
         TrashAction::List { format } => {
             let entries =

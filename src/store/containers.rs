@@ -1,7 +1,7 @@
 //! `containers/<id>/config.v2.json` and the files its log driver wrote
 //! (moby `daemon/container/container.go`, `daemon/logger`).
 
-use super::fsread::{list_dir_opt, read_opt};
+use super::fsread::{Dir, EntryFiles};
 use super::paths::{DockerRoot, is_container_log, is_log_dir};
 use super::{Anomaly, AnomalyKind, Container, ContainerState};
 use crate::ids::{ContainerId, ImageId};
@@ -71,28 +71,52 @@ struct RawSpec {
     source: Option<String>,
 }
 
+/// The container's config, in its directory (moby `container.go` `ConfigPath`).
+const CONFIG_FILE: &str = "config.v2.json";
+
 /// Go's zero `time.Time`, which the daemon writes for "never".
 const ZERO_TIME: &str = "0001-01-01T00:00:00Z";
 
 /// Containers, the anomalies met, and the container dirs that did not load.
 pub fn read(root: &DockerRoot) -> (BTreeMap<ContainerId, Container>, Vec<Anomaly>, Vec<PathBuf>) {
-    let containers_dir = &root.containers();
+    let containers_dir = root.containers();
+    let results = match Dir::open(&containers_dir).and_then(|d| Ok((d.list()?, d))) {
+        Ok((listing, dir)) => Ok(listing
+            .names
+            .into_par_iter()
+            .map(|n| {
+                let files = dir.entry(&n);
+                let c = read_one(&files, &n, || log_bytes(&files.path()));
+                (n, c)
+            })
+            .collect()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
+        Err(e) => Err(e.to_string()),
+    };
+    assemble(root, results)
+}
+
+/// What was read of `containers/`: each entry's container (by name, in
+/// order), or why it could not be listed.
+pub type Read = Result<Vec<(String, Result<Option<Container>, Anomaly>)>, String>;
+
+/// The containers, anomalies and unresolved dirs of what was read.
+pub fn assemble(
+    root: &DockerRoot,
+    results: Read,
+) -> (BTreeMap<ContainerId, Container>, Vec<Anomaly>, Vec<PathBuf>) {
+    let containers_dir = root.containers();
     let mut anomalies = Vec::new();
     let mut unresolved = Vec::new();
-    let names = match list_dir_opt(containers_dir) {
-        Ok(l) => l.names,
-        Err(e) => {
-            anomalies.push(Anomaly {
-                kind: AnomalyKind::Unreadable,
-                path: containers_dir.to_path_buf(),
-                message: format!("cannot list containers: {e}"),
-            });
-            unresolved.push(containers_dir.to_path_buf());
-            Vec::new()
-        }
-    };
-    let results: Vec<(&String, Result<Option<Container>, Anomaly>)> =
-        names.par_iter().map(|n| (n, read_one(root, n))).collect();
+    let results = results.unwrap_or_else(|e| {
+        anomalies.push(Anomaly {
+            kind: AnomalyKind::Unreadable,
+            path: containers_dir.clone(),
+            message: format!("cannot list containers: {e}"),
+        });
+        unresolved.push(containers_dir.clone());
+        Vec::new()
+    });
     let mut out = BTreeMap::new();
     for (name, r) in results {
         match r {
@@ -109,24 +133,46 @@ pub fn read(root: &DockerRoot) -> (BTreeMap<ContainerId, Container>, Vec<Anomaly
     (out, anomalies, unresolved)
 }
 
-fn read_one(root: &DockerRoot, name: &str) -> Result<Option<Container>, Anomaly> {
-    let dir = &root.container(name);
+thread_local! {
+    /// `config.v2.json` is read into this buffer and parsed from it.
+    static CONFIG: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// The container of entry `name` of `containers/` (`files` reads inside
+/// it), `None` for a name that is no container ID; `log_bytes` measures
+/// its logs once it loads.
+pub fn read_one(
+    files: &EntryFiles<'_>,
+    name: &str,
+    log_bytes: impl FnOnce() -> u64,
+) -> Result<Option<Container>, Anomaly> {
+    CONFIG.with(|b| match b.try_borrow_mut() {
+        Ok(mut buf) => parse_one(files, name, log_bytes, &mut buf),
+        Err(_) => parse_one(files, name, log_bytes, &mut Vec::new()),
+    })
+}
+
+fn parse_one(
+    files: &EntryFiles<'_>,
+    name: &str,
+    log_bytes: impl FnOnce() -> u64,
+    bytes: &mut Vec<u8>,
+) -> Result<Option<Container>, Anomaly> {
     let Some(id) = ContainerId::parse(name) else {
         return Ok(None); // not a container directory; the daemon skips it too
     };
-    let cfg = root.container_config(&id);
     let bad = |message: String| Anomaly {
         kind: AnomalyKind::Container,
-        path: cfg.clone(),
+        path: files.file(CONFIG_FILE),
         message,
     };
-    let bytes = match read_opt(&cfg) {
-        Ok(Some(b)) => b,
-        Ok(None) => return Err(bad("missing; the daemon cannot load this container".into())),
+    match files.read(CONFIG_FILE, bytes) {
+        Ok(true) => {}
+        Ok(false) => return Err(bad("missing; the daemon cannot load this container".into())),
         Err(e) => return Err(bad(format!("cannot read: {e}"))),
-    };
+    }
     let mut raw: RawContainer =
-        serde_json::from_slice(&bytes).map_err(|e| bad(format!("invalid JSON: {e}")))?;
+        serde_json::from_slice(bytes).map_err(|e| bad(format!("invalid JSON: {e}")))?;
     if raw.id.as_deref() != Some(name) {
         return Err(bad(format!(
             "ID {:?} does not match the directory name; the daemon cannot load this container",
@@ -172,7 +218,7 @@ fn read_one(root: &DockerRoot, name: &str) -> Result<Option<Container>, Anomaly>
         .collect();
     image_mounts.sort();
     Ok(Some(Container {
-        log_bytes: log_bytes(dir),
+        log_bytes: log_bytes(),
         volumes,
         id,
         name: raw

@@ -47,11 +47,30 @@ pub enum Busy {
     LockHeld { path: PathBuf },
     /// The check itself failed.
     #[error(
-        "cannot tell whether dockerd is running on this data root: {path}: {source}; \
+        "cannot tell whether dockerd is running on this data root: {path}: {cause}; \
          make sure it is stopped: {stop}",
         stop = STOP_HINT
     )]
-    Io { path: PathBuf, source: io::Error },
+    Io { path: PathBuf, cause: io::Error },
+}
+
+impl Busy {
+    /// The message for a sentence that has named `root` already
+    /// ("refusing to prune <root>: ..."): where the lock or the failed check
+    /// is the root itself, it is not named a second time.
+    pub fn after_root(&self, root: &Path) -> String {
+        match self {
+            Busy::LockHeld { path } if path == root => format!(
+                "another dockgc run holds its lock; wait for it to finish. \
+                 dockerd must stay stopped as well: {STOP_HINT}"
+            ),
+            Busy::Io { path, cause } if path == root => format!(
+                "cannot tell whether dockerd is running on it: {cause}; \
+                 make sure it is stopped: {STOP_HINT}"
+            ),
+            other => other.to_string(),
+        }
+    }
 }
 
 fn daemon_name(pid: u32) -> String {
@@ -63,9 +82,9 @@ fn daemon_name(pid: u32) -> String {
 }
 
 fn io_err(path: &Path) -> impl FnOnce(io::Error) -> Busy + '_ {
-    move |source| Busy::Io {
+    move |cause| Busy::Io {
         path: path.to_path_buf(),
-        source,
+        cause,
     }
 }
 
@@ -1364,7 +1383,7 @@ mod tests {
             Busy::LockHeld { path: "/r".into() },
             Busy::Io {
                 path: "/proc".into(),
-                source: io::Error::from(io::ErrorKind::PermissionDenied),
+                cause: io::Error::from(io::ErrorKind::PermissionDenied),
             },
         ];
         for b in &all {

@@ -5,10 +5,11 @@ use std::path::PathBuf;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    #[error("{path}: cannot read the data root: {source}")]
+    #[error("{path}: cannot read the data root: {cause}")]
     Unreadable {
         path: PathBuf,
-        source: std::io::Error,
+        /// Said in the message, so not a `source()` too (it would print twice).
+        cause: std::io::Error,
     },
     #[error("{path}: not a Docker data root (no image/<driver>/ directory)")]
     NotDockerRoot { path: PathBuf },

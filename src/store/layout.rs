@@ -99,19 +99,19 @@ fn decide(configured: Option<&Configured>, ev: &Evidence) -> Choice {
 /// Which store and driver `root` has. `configured` is the driver the user
 /// or the daemon's configuration names (see [`super::daemon::configured_driver`]).
 pub fn detect(root: &Path, configured: Option<&Configured>) -> Result<Layout, StoreError> {
-    let meta = fs::metadata(root).map_err(|source| StoreError::Unreadable {
+    let meta = fs::metadata(root).map_err(|cause| StoreError::Unreadable {
         path: root.to_path_buf(),
-        source,
+        cause,
     })?;
     if !meta.is_dir() {
         return Err(StoreError::Unreadable {
             path: root.to_path_buf(),
-            source: std::io::Error::other("not a directory"),
+            cause: std::io::Error::other("not a directory"),
         });
     }
-    fs::read_dir(root).map_err(|source| StoreError::Unreadable {
+    fs::read_dir(root).map_err(|cause| StoreError::Unreadable {
         path: root.to_path_buf(),
-        source,
+        cause,
     })?;
     if is_rootless_default(root) {
         return Err(StoreError::Rootless {

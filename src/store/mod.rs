@@ -16,6 +16,7 @@ mod volumes;
 
 pub use error::StoreError;
 pub use graphdriver::{parse_size, parse_time};
+pub use layout::Layout;
 pub use snapshot::*;
 
 use std::path::{Path, PathBuf};
@@ -47,11 +48,20 @@ pub fn load(root: &Path) -> Result<Snapshot, StoreError> {
 /// A containerd store is refused here (`StoreError::ContainerdStore`):
 /// commands that handle one call [`open`].
 pub fn load_with(root: &Path, opts: LoadOptions) -> Result<Snapshot, StoreError> {
-    let configured = configured(root, &opts);
-    let layout = layout::detect(root, configured.as_ref())?;
+    let layout = detect(root, &opts)?;
+    Ok(load_layout(root, layout, &opts))
+}
+
+/// Which store `root` is and its driver, as [`load_with`] decides it.
+pub fn detect(root: &Path, opts: &LoadOptions) -> Result<Layout, StoreError> {
+    layout::detect(root, configured(root, opts).as_ref())
+}
+
+/// Reads the root as the store `layout` detected.
+pub fn load_layout(root: &Path, layout: Layout, opts: &LoadOptions) -> Snapshot {
     let docker = paths::DockerRoot::new(root);
     let (mut snap, (volumes, anomalies)) = rayon::join(
-        || graphdriver::read(root, layout, &opts),
+        || graphdriver::read(root, layout, opts),
         || volumes::read(&docker),
     );
     snap.volumes = volumes;
@@ -60,7 +70,7 @@ pub fn load_with(root: &Path, opts: LoadOptions) -> Result<Snapshot, StoreError>
         snap.anomalies
             .sort_by(|a, b| (&a.path, a.kind).cmp(&(&b.path, b.kind)));
     }
-    Ok(snap)
+    snap
 }
 
 /// The driver given with `--driver`, else the daemon's configured one.

@@ -27,14 +27,14 @@
 //!   at the first such entry; later bodies are still CRC-checked so real
 //!   damage is found. See [`verify_layer`] for the cases.
 use crate::ids::{ChainId, DiffId, hex};
+use crate::verify::layerfiles::metacopy;
+pub(crate) use crate::verify::layerfiles::{LayerFiles, Problem, clean_beneath};
 use crate::verify::tarsplit::{self, Entry, FileEntry, display_name};
 use sha2::{Digest as _, Sha256};
 use std::cell::RefCell;
-use std::ffi::CStr;
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::{self, ErrorKind, Read, Write};
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::fd::AsFd;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -205,12 +205,6 @@ pub fn stream_len(layer_dir: &Path) -> Result<u64, Outcome> {
     Ok(len)
 }
 
-/// What is wrong with one file entry.
-pub(crate) enum Problem {
-    Damaged(String),
-    Unverifiable(String),
-}
-
 /// How much work a file entry still gets.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Mode {
@@ -244,22 +238,6 @@ struct Verifier<'a, W: Write> {
     more_damaged: u64,
     unverifiable: Option<String>,
     more_unverifiable: u64,
-}
-
-/// Opens the files of one layer's `diff/` by tar name, the way deep
-/// verification does (§9.6): resolved below the root one component at a
-/// time with `openat(O_NOFOLLOW)`, the last one `fstatat`-ed first and only
-/// opened when it is a regular file; what is wrong is classified as damage
-/// or as unverifiable. Also used by `dockgc export` to read file bodies.
-pub(crate) struct LayerFiles<'a> {
-    layer_dir: &'a Path,
-    diff_dir: &'a Path,
-    /// `diff/`, opened at the first file with a body.
-    root: Option<Result<OwnedFd, io::Error>>,
-    /// Open directories below the root: (component, fd), outermost first.
-    dirs: Vec<(Vec<u8>, OwnedFd)>,
-    buildkit: Option<bool>,
-    cname: Vec<u8>,
 }
 
 impl<'a, W: Write> Verifier<'a, W> {
@@ -504,10 +482,8 @@ impl<'a, W: Write> Verifier<'a, W> {
         let want = f.crc.unwrap_or(0);
         let mut file = File::from(fd);
         if f.size >= 8 << 20 {
-            // SAFETY: plain advisory syscall on a file descriptor we own.
-            unsafe {
-                libc::posix_fadvise(file.as_raw_fd(), 0, 0, libc::POSIX_FADV_SEQUENTIAL);
-            }
+            // Only a hint for read-ahead: the read is right without it.
+            let _ = rustix::fs::fadvise(&file, 0, None, rustix::fs::Advice::Sequential);
         }
         self.crc.reset();
         let hash = self.mode == Mode::Full;
@@ -556,301 +532,6 @@ impl<'a, W: Write> Verifier<'a, W> {
     }
 }
 
-impl<'a> LayerFiles<'a> {
-    /// `layer_dir` is `layerdb/sha256/<chain hex>` (its `cache-id` tells a
-    /// BuildKit layer), `diff_dir` the layer's `<home>/<cache-id>/diff`.
-    pub(crate) fn new(layer_dir: &'a Path, diff_dir: &'a Path) -> Self {
-        LayerFiles {
-            layer_dir,
-            diff_dir,
-            root: None,
-            dirs: Vec::new(),
-            buildkit: None,
-            cname: Vec::with_capacity(256),
-        }
-    }
-
-    /// Opens the body of the tar entry `name` recorded with `size` bytes:
-    /// a regular file of exactly that length below `diff/`.
-    pub(crate) fn open_body(&mut self, name: &[u8], size: u64) -> Result<OwnedFd, Problem> {
-        let Some(comps) = clean_beneath(name) else {
-            return Err(Problem::Unverifiable(
-                "name leaves the layer root through `..`".into(),
-            ));
-        };
-        let (fd, disk_size) = self.open_file(&comps)?;
-        if disk_size != size {
-            if let Some(p) = metacopy(fd.as_fd()) {
-                return Err(p);
-            }
-            return Err(Problem::Damaged(if disk_size < size {
-                format!("truncated: {disk_size} bytes on disk, {size} recorded")
-            } else {
-                format!("longer than recorded: {disk_size} bytes on disk, {size} recorded")
-            }));
-        }
-        Ok(fd)
-    }
-
-    fn is_buildkit(&mut self) -> bool {
-        *self.buildkit.get_or_insert_with(|| {
-            let id = std::fs::read_to_string(self.layer_dir.join("cache-id"))
-                .ok()
-                .map(|s| s.trim().to_string())
-                .or_else(|| {
-                    self.diff_dir
-                        .parent()
-                        .and_then(Path::file_name)
-                        .map(|n| n.to_string_lossy().into_owned())
-                })
-                .unwrap_or_default();
-            !(id.len() == 64 && id.bytes().all(|c| matches!(c, b'0'..=b'9' | b'a'..=b'f')))
-        })
-    }
-
-    fn root_fd(&mut self) -> Result<(), Problem> {
-        let dir = self.diff_dir;
-        let root = self.root.get_or_insert_with(|| {
-            OpenOptions::new()
-                .read(true)
-                .custom_flags(libc::O_DIRECTORY | libc::O_CLOEXEC)
-                .open(dir)
-                .map(OwnedFd::from)
-        });
-        match root {
-            Ok(_) => Ok(()),
-            Err(e) if e.kind() == ErrorKind::PermissionDenied => Err(Problem::Unverifiable(
-                format!("cannot read {}: {e}", dir.display()),
-            )),
-            Err(e) => Err(Problem::Damaged(format!(
-                "missing: cannot open the layer's {}: {e}",
-                dir.display()
-            ))),
-        }
-    }
-
-    /// Opens `comps` (cleaned, relative) below the root without following
-    /// symlinks; returns the open file and its size.
-    fn open_file(&mut self, comps: &[&[u8]]) -> Result<(OwnedFd, u64), Problem> {
-        let Some((last, parents)) = comps.split_last() else {
-            return Err(Problem::Damaged(
-                "names the layer root, a directory, not a regular file".into(),
-            ));
-        };
-        self.root_fd()?;
-        // Reuse the open directories this path shares with the previous one.
-        let keep = self
-            .dirs
-            .iter()
-            .zip(parents.iter())
-            .take_while(|((have, _), want)| have.as_slice() == **want)
-            .count();
-        self.dirs.truncate(keep);
-        for (i, comp) in parents.iter().enumerate().skip(keep) {
-            let at = self.top_fd();
-            match self.open_at(
-                at,
-                comp,
-                libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW,
-            ) {
-                Ok(fd) => self.dirs.push((comp.to_vec(), fd)),
-                Err(e) => return Err(self.diagnose(comps, i, e)),
-            }
-        }
-        let at = self.top_fd();
-        let st = match self.stat_at(at, last) {
-            Ok(st) => st,
-            Err(e) => return Err(self.diagnose(comps, parents.len(), e)),
-        };
-        if st.st_mode & libc::S_IFMT != libc::S_IFREG {
-            return Err(Problem::Damaged(format!(
-                "is a {}, not a regular file",
-                kind_name(st.st_mode)
-            )));
-        }
-        let flags = libc::O_RDONLY | libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_NOCTTY;
-        match self.open_at(at, last, flags) {
-            Ok(fd) => Ok((fd, st.st_size as u64)),
-            Err(e) => Err(self.diagnose(comps, parents.len(), e)),
-        }
-    }
-
-    fn top_fd(&self) -> libc::c_int {
-        match self.dirs.last() {
-            Some((_, fd)) => fd.as_raw_fd(),
-            None => match &self.root {
-                Some(Ok(fd)) => fd.as_raw_fd(),
-                _ => -1,
-            },
-        }
-    }
-
-    fn c_name(&mut self, comp: &[u8]) -> io::Result<&CStr> {
-        self.cname.clear();
-        self.cname.extend_from_slice(comp);
-        self.cname.push(0);
-        CStr::from_bytes_with_nul(&self.cname)
-            .map_err(|_| io::Error::new(ErrorKind::InvalidInput, "name contains a NUL byte"))
-    }
-
-    fn open_at(&mut self, at: libc::c_int, comp: &[u8], flags: libc::c_int) -> io::Result<OwnedFd> {
-        let name = self.c_name(comp)?;
-        // SAFETY: `name` is NUL-terminated; `at` is a directory fd we own.
-        let fd = unsafe { libc::openat(at, name.as_ptr(), flags | libc::O_CLOEXEC) };
-        if fd < 0 {
-            Err(io::Error::last_os_error())
-        } else {
-            // SAFETY: a fresh descriptor returned by openat.
-            Ok(unsafe { OwnedFd::from_raw_fd(fd) })
-        }
-    }
-
-    fn stat_at(&mut self, at: libc::c_int, comp: &[u8]) -> io::Result<libc::stat> {
-        let name = self.c_name(comp)?;
-        let mut st = std::mem::MaybeUninit::<libc::stat>::uninit();
-        // SAFETY: valid NUL-terminated name and a stat buffer of the right size.
-        let rc = unsafe {
-            libc::fstatat(
-                at,
-                name.as_ptr(),
-                st.as_mut_ptr(),
-                libc::AT_SYMLINK_NOFOLLOW,
-            )
-        };
-        if rc < 0 {
-            Err(io::Error::last_os_error())
-        } else {
-            // SAFETY: fstatat succeeded and filled the buffer.
-            Ok(unsafe { st.assume_init() })
-        }
-    }
-
-    /// Why component `i` of `comps` could not be opened (the directories
-    /// before it are open on `self.dirs`).
-    fn diagnose(&mut self, comps: &[&[u8]], i: usize, e: io::Error) -> Problem {
-        let at = self.top_fd();
-        let here = display_name(&comps[..=i].join(&b'/'));
-        let is_last = i + 1 == comps.len();
-        let code = e.raw_os_error();
-        if code == Some(libc::EACCES) || code == Some(libc::EPERM) {
-            return Problem::Unverifiable(format!("cannot read {here}: {e}"));
-        }
-        if code == Some(libc::ENOENT) {
-            return self.missing(comps, if is_last { None } else { Some(here) });
-        }
-        // Not a directory, a symlink (ELOOP), or something odd: look at it.
-        match self.stat_at(at, comps[i]) {
-            Ok(st) if st.st_mode & libc::S_IFMT == libc::S_IFLNK => {
-                if is_last {
-                    Problem::Damaged("is a symlink, not a regular file".into())
-                } else {
-                    Problem::Unverifiable(format!(
-                        "path component {here} is a symlink; Docker would follow \
-                         it (possibly out of the layer), it is not followed offline"
-                    ))
-                }
-            }
-            Ok(st) if !is_last && st.st_mode & libc::S_IFMT != libc::S_IFDIR => {
-                Problem::Damaged(format!(
-                    "missing: {here} is a {}, not a directory",
-                    kind_name(st.st_mode)
-                ))
-            }
-            Ok(st) if is_last && st.st_mode & libc::S_IFMT != libc::S_IFREG => Problem::Damaged(
-                format!("is a {}, not a regular file", kind_name(st.st_mode)),
-            ),
-            Err(e2) if e2.raw_os_error() == Some(libc::ENOENT) => {
-                self.missing(comps, (!is_last).then_some(here))
-            }
-            _ => Problem::Damaged(format!("cannot open {here}: {e}")),
-        }
-    }
-
-    /// A missing file: damage, unless the layer's `diff/` is not expected to
-    /// hold it.
-    fn missing(&mut self, comps: &[&[u8]], missing_dir: Option<String>) -> Problem {
-        if comps.iter().any(|c| c.starts_with(b".wh..wh.plnk")) {
-            return Problem::Unverifiable(
-                "missing; entries under .wh..wh.plnk/ are not extracted on naive-diff hosts".into(),
-            );
-        }
-        if self.is_buildkit() {
-            return Problem::Unverifiable(
-                "missing from a BuildKit layer: its diff/ is the build's upper \
-                 directory, where the file may live only in a lower layer \
-                 (overlay redirect_dir)"
-                    .into(),
-            );
-        }
-        let mut path = Vec::new();
-        for (i, (name, fd)) in self.dirs.iter().enumerate() {
-            if i > 0 {
-                path.push(b'/');
-            }
-            path.extend_from_slice(name);
-            if has_xattr(
-                fd.as_fd(),
-                &[c"trusted.overlay.redirect", c"user.overlay.redirect"],
-            ) {
-                return Problem::Unverifiable(format!(
-                    "missing; directory {} has an overlay redirect xattr, the \
-                     file lives in a lower layer",
-                    display_name(&path)
-                ));
-            }
-        }
-        Problem::Damaged(match missing_dir {
-            Some(d) => format!("missing (no directory {d})"),
-            None => "missing".into(),
-        })
-    }
-}
-
-/// A length or CRC mismatch explained by a metadata-only copy-up.
-fn metacopy(fd: BorrowedFd<'_>) -> Option<Problem> {
-    has_xattr(fd, &[c"trusted.overlay.metacopy", c"user.overlay.metacopy"]).then(|| {
-        Problem::Unverifiable(
-            "overlay metacopy file (metadata-only copy-up): its data is in a lower layer".into(),
-        )
-    })
-}
-
-fn has_xattr(fd: BorrowedFd<'_>, names: &[&CStr]) -> bool {
-    names.iter().any(|n| {
-        // SAFETY: size 0 asks for the value's length only; no buffer is written.
-        unsafe { libc::fgetxattr(fd.as_raw_fd(), n.as_ptr(), std::ptr::null_mut(), 0) >= 0 }
-    })
-}
-
-fn kind_name(mode: libc::mode_t) -> &'static str {
-    match mode & libc::S_IFMT {
-        libc::S_IFDIR => "directory",
-        libc::S_IFLNK => "symlink",
-        libc::S_IFCHR => "character device (an overlay whiteout if 0:0)",
-        libc::S_IFBLK => "block device",
-        libc::S_IFIFO => "FIFO",
-        libc::S_IFSOCK => "socket",
-        libc::S_IFREG => "regular file",
-        _ => "file of unknown type",
-    }
-}
-
-/// The components of `name` below the root (`filepath.Join(root, name)`
-/// lexically), or `None` when `..` climbs above it.
-pub(crate) fn clean_beneath(name: &[u8]) -> Option<Vec<&[u8]>> {
-    let mut out: Vec<&[u8]> = Vec::with_capacity(8);
-    for comp in name.split(|&c| c == b'/') {
-        match comp {
-            b"" | b"." => {}
-            b".." => {
-                out.pop()?;
-            }
-            _ => out.push(comp),
-        }
-    }
-    Some(out)
-}
-
 /// The header checksum (octal at 148..156, computed with that field as
 /// spaces) matches, unsigned or signed as Go accepts.
 fn header_checksum_ok(h: &[u8; 512]) -> bool {
@@ -895,22 +576,9 @@ fn has_sparse_record(b: &[u8]) -> bool {
     false
 }
 
-/// First position of `needle` in `hay` (glibc's vectorized `memmem`).
+/// First position of `needle` in `hay` (memchr's vectorized `memmem`).
 fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
-    if hay.len() < needle.len() {
-        return None;
-    }
-    // SAFETY: both pointers and lengths describe live slices; the result is
-    // null or points into `hay`.
-    let p = unsafe {
-        libc::memmem(
-            hay.as_ptr().cast(),
-            hay.len(),
-            needle.as_ptr().cast(),
-            needle.len(),
-        )
-    };
-    (!p.is_null()).then(|| p as usize - hay.as_ptr() as usize)
+    memchr::memmem::find(hay, needle)
 }
 
 #[cfg(test)]
@@ -921,6 +589,7 @@ mod tests {
     use base64::Engine as _;
     use flate2::Compression;
     use flate2::write::GzEncoder;
+    use std::ffi::CStr;
     use std::fs;
     use std::io::Write;
     use std::os::unix::ffi::OsStrExt;
@@ -1451,18 +1120,7 @@ mod tests {
     }
 
     fn set_xattr(p: &Path, name: &CStr, value: &[u8]) -> bool {
-        let c = std::ffi::CString::new(p.as_os_str().as_bytes()).unwrap();
-        // SAFETY: valid C strings and a value buffer of the given length.
-        let rc = unsafe {
-            libc::setxattr(
-                c.as_ptr(),
-                name.as_ptr(),
-                value.as_ptr().cast(),
-                value.len(),
-                0,
-            )
-        };
-        rc == 0
+        rustix::fs::setxattr(p, name, value, rustix::fs::XattrFlags::empty()).is_ok()
     }
 
     #[test]
@@ -1582,9 +1240,14 @@ mod tests {
         let m = make(&[E::File(b"f", b"data")], PULLED);
         fs::remove_file(m.data.join("f")).unwrap();
         // A FIFO stands in for any non-regular node (mknod of a device needs root).
-        let c = std::ffi::CString::new(m.data.join("f").as_os_str().as_bytes()).unwrap();
-        // SAFETY: valid path.
-        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o644) }, 0);
+        rustix::fs::mknodat(
+            rustix::fs::CWD,
+            m.data.join("f"),
+            rustix::fs::FileType::Fifo,
+            rustix::fs::Mode::from_raw_mode(0o644),
+            0,
+        )
+        .unwrap();
         match run(&m) {
             Outcome::Damaged { file, message } => {
                 assert_eq!(file.as_deref(), Some("f"));

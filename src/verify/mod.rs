@@ -6,6 +6,7 @@ mod checks;
 pub mod containerd;
 pub mod deep;
 mod impact;
+mod layerfiles;
 pub mod select;
 pub mod tarsplit;
 

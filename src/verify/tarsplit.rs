@@ -43,27 +43,25 @@ const GO_STD: GeneralPurpose = GeneralPurpose::new(
     GeneralPurposeConfig::new().with_decode_allow_trailing_bits(true),
 );
 
-/// What is wrong with a tar-split stream, and on which (1-based) line.
+/// What is wrong with a tar-split stream, and on which (1-based) line. The
+/// causes are said in the messages, so they are not `source()`s as well.
 #[derive(Debug, thiserror::Error)]
 pub enum TarSplitError {
-    #[error("line {line}: not valid gzip data: {source}")]
-    Gzip { line: u64, source: io::Error },
-    #[error("line {line}: read error: {source}")]
-    Io { line: u64, source: io::Error },
+    #[error("line {line}: not valid gzip data: {cause}")]
+    Gzip { line: u64, cause: io::Error },
+    #[error("line {line}: read error: {cause}")]
+    Io { line: u64, cause: io::Error },
     #[error("line {line}: longer than {max} bytes (no newline found)")]
     LineTooLong { line: u64, max: usize },
-    #[error("line {line}: bad JSON: {source}")]
-    Json {
-        line: u64,
-        source: serde_json::Error,
-    },
+    #[error("line {line}: bad JSON: {cause}")]
+    Json { line: u64, cause: serde_json::Error },
     #[error("line {line}: unknown entry type {kind} (1 = file, 2 = segment)")]
     UnknownType { line: u64, kind: i64 },
-    #[error("line {line}: bad base64 in `{field}`: {source}")]
+    #[error("line {line}: bad base64 in `{field}`: {cause}")]
     Base64 {
         line: u64,
         field: &'static str,
-        source: base64::DecodeError,
+        cause: base64::DecodeError,
     },
     #[error("line {line}: CRC payload of {name} is {len} bytes, not 8")]
     CrcLength { line: u64, name: String, len: usize },
@@ -234,7 +232,7 @@ impl<R: Read> Reader<R> {
     fn decode_line(&mut self, text: &[u8]) -> Result<Kind, TarSplitError> {
         let line = self.line_no;
         let raw: Raw<'_> =
-            serde_json::from_slice(text).map_err(|source| TarSplitError::Json { line, source })?;
+            serde_json::from_slice(text).map_err(|cause| TarSplitError::Json { line, cause })?;
         match raw.kind {
             SEGMENT_TYPE => {
                 self.payload.clear();
@@ -261,7 +259,7 @@ impl<R: Read> Reader<R> {
         if empty {
             return Err(TarSplitError::Gzip {
                 line: 1,
-                source: io::Error::new(ErrorKind::UnexpectedEof, "empty file"),
+                cause: io::Error::new(ErrorKind::UnexpectedEof, "empty file"),
             });
         }
         Ok(())
@@ -409,12 +407,9 @@ enum Kind {
     File { size: u64, crc: Option<u64> },
 }
 
-/// First position of `c` in `buf` (glibc's vectorized `memchr`).
+/// First position of `c` in `buf` (the memchr crate's vectorized search).
 fn memchr(c: u8, buf: &[u8]) -> Option<usize> {
-    // SAFETY: pointer and length describe a live slice; the result is null
-    // or points into it.
-    let p = unsafe { libc::memchr(buf.as_ptr().cast(), i32::from(c), buf.len()) };
-    (!p.is_null()).then(|| p as usize - buf.as_ptr() as usize)
+    memchr::memchr(c, buf)
 }
 
 /// Corrupt or truncated compressed data is a gzip error; anything else (EIO
@@ -428,19 +423,15 @@ fn decode(
 ) -> Result<(), TarSplitError> {
     GO_STD
         .decode_vec(b, out)
-        .map_err(|source| TarSplitError::Base64 {
-            line,
-            field,
-            source,
-        })
+        .map_err(|cause| TarSplitError::Base64 { line, field, cause })
 }
 
 fn io_error(line: u64, e: io::Error) -> TarSplitError {
     match e.kind() {
         ErrorKind::InvalidData | ErrorKind::InvalidInput | ErrorKind::UnexpectedEof => {
-            TarSplitError::Gzip { line, source: e }
+            TarSplitError::Gzip { line, cause: e }
         }
-        _ => TarSplitError::Io { line, source: e },
+        _ => TarSplitError::Io { line, cause: e },
     }
 }
 

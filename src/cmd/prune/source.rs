@@ -18,7 +18,12 @@ use std::collections::HashSet;
 fn refused(what: &str, root: &std::path::Path, r: Refusal) -> anyhow::Error {
     match r {
         Refusal::Unreachable(e) => Refused(format!("cannot reach the daemon: {e}")).into(),
-        other => Refused(format!("refusing to {what} {}: {other}", root.display())).into(),
+        other => Refused(format!(
+            "refusing to {what} {}: {}",
+            root.display(),
+            other.after_root(root)
+        ))
+        .into(),
     }
 }
 

@@ -138,9 +138,10 @@ impl Buildkit {
     }
 }
 
-/// Reads `buildkit/` of a root. `candidates` are driver dir names and chain
-/// IDs the substring rule asks about if a database cannot be parsed.
-pub fn read<'a>(paths: &Paths, candidates: impl Iterator<Item = &'a str>) -> Buildkit {
+/// Reads `buildkit/` of a root. `candidates` gives the driver dir names and
+/// chain IDs the substring rule asks about if a database cannot be parsed
+/// (only then: they are tens of thousands of strings).
+pub fn read(paths: &Paths, candidates: impl FnOnce() -> Vec<String>) -> Buildkit {
     let dir = paths.docker().buildkit();
     let mut bk = Buildkit {
         present: dir.is_dir(),
@@ -303,14 +304,14 @@ fn read_blob_sizes(db: &bbolt::Db) -> HashMap<String, i64> {
 }
 
 /// The substring rule, for a `snapshots.db` that cannot be parsed.
-fn substring_names<'a>(db: &Path, candidates: impl Iterator<Item = &'a str>) -> Vec<String> {
+fn substring_names(db: &Path, candidates: impl FnOnce() -> Vec<String>) -> Vec<String> {
     let Ok(bytes) = std::fs::read(db) else {
         return Vec::new();
     };
     let idx = SubstringIndex::new(&bytes);
-    let mut names: Vec<String> = candidates
+    let mut names: Vec<String> = candidates()
+        .into_iter()
         .filter(|c| idx.contains(c))
-        .map(str::to_string)
         .collect();
     names.sort();
     names.dedup();
@@ -424,7 +425,7 @@ mod tests {
             ("snapshots.db", image(&snaps, &o).unwrap()),
             ("metadata_v2.db", image(&meta, &o).unwrap()),
         ]);
-        let bk = read(&paths, std::iter::empty());
+        let bk = read(&paths, Vec::new);
         assert_eq!(bk.status, BuildkitStatus::Read);
         assert_eq!(bk.snapshots.len(), 2);
         let s = &bk.snapshots["jlp5zud55vwwigvf9t9ye2qnt"];
@@ -444,7 +445,9 @@ mod tests {
         let mut db = b"\x00\x01not bbolt at all ".to_vec();
         db.extend_from_slice(key.as_bytes());
         let (_t, paths) = root_with(&[("snapshots.db", db)]);
-        let bk = read(&paths, [key, "zzzzzzzzzzzzzzzzzzzzzzzzz"].into_iter());
+        let bk = read(&paths, || {
+            vec![key.to_string(), "zzzzzzzzzzzzzzzzzzzzzzzzz".to_string()]
+        });
         match &bk.status {
             BuildkitStatus::Unreadable { why } => assert!(why.contains("snapshots.db"), "{why}"),
             s => panic!("{s:?}"),
@@ -463,7 +466,7 @@ mod tests {
     #[test]
     fn absent_buildkit() {
         let t = tempfile::tempdir().unwrap();
-        let bk = read(&Paths::new(t.path(), "overlay2"), std::iter::empty());
+        let bk = read(&Paths::new(t.path(), "overlay2"), Vec::new);
         assert!(!bk.present);
         assert_eq!(bk.status, BuildkitStatus::Absent);
     }

@@ -2,13 +2,16 @@
 //! (moby `daemon/internal/image/fs.go`, `store.go`).
 
 use super::Paths;
-use crate::ids::{DiffId, Digest, ImageId};
-use crate::store::fsread::{list_dir_opt, read_opt, read_text_opt};
+use crate::ids::{BadDigest, DiffId, Digest, ImageId};
+use crate::store::fsread::{Dir, EntryFiles};
 use crate::store::{Anomaly, AnomalyKind, Image};
 use rayon::prelude::*;
 use serde::Deserialize;
+use std::cell::RefCell;
 use std::collections::BTreeMap;
 
+/// The fields of an image config the daemon's restore and `df` use; the
+/// rest (history, env, ...) is skipped unparsed.
 #[derive(Deserialize)]
 struct RawConfig {
     created: Option<String>,
@@ -25,31 +28,78 @@ struct RawRunConfig {
 
 #[derive(Deserialize)]
 struct RawRootFs {
-    diff_ids: Option<Vec<String>>,
+    diff_ids: Option<Vec<RawDiffId>>,
+}
+
+/// A `diff_ids` entry, parsed as it is read (no string kept): a digest, or
+/// the text that is not one.
+struct RawDiffId(Result<DiffId, BadDigest>);
+
+impl<'de> Deserialize<'de> for RawDiffId {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl serde::de::Visitor<'_> for V {
+            type Value = RawDiffId;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<RawDiffId, E> {
+                Ok(RawDiffId(DiffId::parse(s)))
+            }
+        }
+        d.deserialize_str(V)
+    }
 }
 
 /// Reads every config in `imagedb/content/sha256` and its metadata, in parallel.
 pub fn read(paths: &Paths) -> (BTreeMap<ImageId, Image>, Vec<Anomaly>) {
     let content = paths.image_configs();
-    let mut anomalies = Vec::new();
-    let listing = match list_dir_opt(&content) {
-        Ok(l) => l,
-        Err(e) => {
-            anomalies.push(Anomaly {
-                kind: AnomalyKind::Unreadable,
-                path: content,
-                message: format!("cannot list image configs: {e}; the daemon will not start"),
-            });
-            return (BTreeMap::new(), anomalies);
+    let (listing, dir) = match Dir::open(&content).and_then(|d| Ok((d.list()?, d))) {
+        Ok(x) => x,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return (BTreeMap::new(), Vec::new());
         }
+        Err(e) => return (BTreeMap::new(), vec![unlisted(content, &e.to_string())]),
     };
+    let meta_path = paths.image_metadata_dir();
+    let meta = Dir::open(&meta_path).ok();
     // Like the daemon's Walk: names that are not 64-hex (temp files) are skipped.
     let results: Vec<(Option<Image>, Vec<Anomaly>)> = listing
         .names
         .par_iter()
-        .filter_map(|n| ImageId::from_hex(n))
-        .map(|id| read_one(paths, id))
+        .filter_map(|n| Some((n, ImageId::from_hex(n)?)))
+        .map(|(name, id)| {
+            let (img, mut anomalies) = read_config(&dir.entry(""), name, id);
+            let img = img.map(|mut img| {
+                let hex = id.hex();
+                let by_path = meta_path.join(&hex);
+                let files = match &meta {
+                    Some(m) => m.entry(&hex),
+                    None => EntryFiles::by_path(&by_path),
+                };
+                read_metadata(&files, &mut img, &mut anomalies);
+                img
+            });
+            (img, anomalies)
+        })
         .collect();
+    assemble(results)
+}
+
+/// `imagedb/content/sha256` could not be listed.
+pub fn unlisted(content: std::path::PathBuf, e: &str) -> Anomaly {
+    Anomaly {
+        kind: AnomalyKind::Unreadable,
+        path: content,
+        message: format!("cannot list image configs: {e}; the daemon will not start"),
+    }
+}
+
+/// The images and anomalies of each config read, in name order.
+pub fn assemble(
+    results: Vec<(Option<Image>, Vec<Anomaly>)>,
+) -> (BTreeMap<ImageId, Image>, Vec<Anomaly>) {
+    let mut anomalies = Vec::new();
     let mut images = BTreeMap::new();
     for (img, mut a) in results {
         anomalies.append(&mut a);
@@ -60,60 +110,67 @@ pub fn read(paths: &Paths) -> (BTreeMap<ImageId, Image>, Vec<Anomaly>) {
     (images, anomalies)
 }
 
-fn read_one(paths: &Paths, id: ImageId) -> (Option<Image>, Vec<Anomaly>) {
-    let mut anomalies = Vec::new();
-    let path = paths.image_config(&id);
-    let bad = |kind, message: String| Anomaly {
-        kind,
-        path: path.clone(),
-        message,
+thread_local! {
+    /// Configs are read into this buffer and parsed from it: one
+    /// allocation per thread, not one per image.
+    static CONFIG: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Reads config `name` (file `name` of `dir`) and checks it the way the
+/// daemon's restore does: the image without its metadata, or the anomaly
+/// that makes it no image.
+pub fn read_config(dir: &EntryFiles<'_>, name: &str, id: ImageId) -> (Option<Image>, Vec<Anomaly>) {
+    CONFIG.with(|b| match b.try_borrow_mut() {
+        Ok(mut buf) => parse_config(dir, name, id, &mut buf),
+        Err(_) => parse_config(dir, name, id, &mut Vec::new()),
+    })
+}
+
+fn parse_config(
+    dir: &EntryFiles<'_>,
+    name: &str,
+    id: ImageId,
+    bytes: &mut Vec<u8>,
+) -> (Option<Image>, Vec<Anomaly>) {
+    let bad = |kind, message: String| {
+        let a = Anomaly {
+            kind,
+            path: dir.file(name),
+            message,
+        };
+        (None, vec![a])
     };
-    let bytes = match read_opt(&path) {
-        Ok(Some(b)) => b,
-        Ok(None) => return (None, anomalies), // raced with a delete
-        Err(e) => {
-            anomalies.push(bad(AnomalyKind::Unreadable, format!("cannot read: {e}")));
-            return (None, anomalies);
-        }
-    };
-    let actual = Digest::of_bytes(&bytes);
+    match dir.read(name, bytes) {
+        Ok(true) => {}
+        Ok(false) => return (None, Vec::new()), // raced with a delete
+        Err(e) => return bad(AnomalyKind::Unreadable, format!("cannot read: {e}")),
+    }
+    let actual = Digest::of_bytes(bytes);
     if actual != id.0 {
-        anomalies.push(bad(
+        return bad(
             AnomalyKind::ConfigDigest,
             format!("content hashes to {actual}, not its name; the daemon skips this image"),
-        ));
-        return (None, anomalies);
+        );
     }
-    let raw: RawConfig = match serde_json::from_slice(&bytes) {
+    let raw: RawConfig = match serde_json::from_slice(bytes) {
         Ok(r) => r,
-        Err(e) => {
-            anomalies.push(bad(AnomalyKind::ConfigParse, format!("invalid JSON: {e}")));
-            return (None, anomalies);
-        }
+        Err(e) => return bad(AnomalyKind::ConfigParse, format!("invalid JSON: {e}")),
     };
     let Some(rootfs) = raw.rootfs else {
-        anomalies.push(bad(
+        return bad(
             AnomalyKind::ConfigParse,
             "no \"rootfs\" key; the daemon rejects this image".into(),
-        ));
-        return (None, anomalies);
+        );
     };
-    let mut diff_ids = Vec::new();
-    for d in rootfs.diff_ids.unwrap_or_default() {
-        match DiffId::parse(&d) {
+    let raw_ids = rootfs.diff_ids.unwrap_or_default();
+    let mut diff_ids = Vec::with_capacity(raw_ids.len());
+    for d in raw_ids {
+        match d.0 {
             Ok(d) => diff_ids.push(d),
-            Err(e) => {
-                anomalies.push(bad(
-                    AnomalyKind::ConfigParse,
-                    format!("rootfs.diff_ids: {e}"),
-                ));
-                return (None, anomalies);
-            }
+            Err(e) => return bad(AnomalyKind::ConfigParse, format!("rootfs.diff_ids: {e}")),
         }
     }
     let created_unix = raw.created.as_deref().and_then(parse_time);
-
-    let meta = read_metadata(paths, &id, &mut anomalies);
     let img = Image {
         id,
         created: raw.created,
@@ -121,63 +178,47 @@ fn read_one(paths: &Paths, id: ImageId) -> (Option<Image>, Vec<Anomaly>) {
         labels: raw.config.and_then(|c| c.labels).unwrap_or_default(),
         diff_ids,
         os: raw.os,
-        parent: meta.parent,
-        last_updated: meta.last_updated,
-        built_locally: meta.built_locally,
+        parent: None,
+        last_updated: None,
+        built_locally: false,
         config_bytes: bytes.len() as u64,
     };
-    (Some(img), anomalies)
+    (Some(img), Vec::new())
 }
 
-/// `imagedb/metadata/sha256/<id>/`: `parent`, `lastUpdated`, `builtLocally`.
-struct Metadata {
-    parent: Option<ImageId>,
-    last_updated: Option<String>,
-    built_locally: bool,
-}
-
-fn read_metadata(paths: &Paths, id: &ImageId, anomalies: &mut Vec<Anomaly>) -> Metadata {
-    let meta = paths.image_metadata(id);
-    let parent = match read_text_opt(&meta.join("parent")) {
+/// `imagedb/metadata/sha256/<id>/`: `parent`, `lastUpdated`, `builtLocally`,
+/// into `img`.
+pub fn read_metadata(files: &EntryFiles<'_>, img: &mut Image, anomalies: &mut Vec<Anomaly>) {
+    let mut bad = |file: &str, message: String| {
+        anomalies.push(Anomaly {
+            kind: AnomalyKind::ImageMetadata,
+            path: files.file(file),
+            message,
+        })
+    };
+    img.parent = match files.read_text("parent") {
         Ok(None) => None,
         Ok(Some(s)) if s.is_empty() => None,
         Ok(Some(s)) => match ImageId::parse(s.trim()) {
             Ok(p) => Some(p),
             Err(e) => {
-                anomalies.push(Anomaly {
-                    kind: AnomalyKind::ImageMetadata,
-                    path: meta.join("parent"),
-                    message: e.to_string(),
-                });
+                bad("parent", e.to_string());
                 None
             }
         },
         Err(e) => {
-            anomalies.push(Anomaly {
-                kind: AnomalyKind::ImageMetadata,
-                path: meta.join("parent"),
-                message: e,
-            });
+            bad("parent", e);
             None
         }
     };
-    let last_updated = match read_text_opt(&meta.join("lastUpdated")) {
+    img.last_updated = match files.read_text("lastUpdated") {
         Ok(s) => s.filter(|s| !s.is_empty()),
         Err(e) => {
-            anomalies.push(Anomaly {
-                kind: AnomalyKind::ImageMetadata,
-                path: meta.join("lastUpdated"),
-                message: e,
-            });
+            bad("lastUpdated", e);
             None
         }
     };
-    let built_locally = matches!(read_opt(&meta.join("builtLocally")), Ok(Some(_)));
-    Metadata {
-        parent,
-        last_updated,
-        built_locally,
-    }
+    img.built_locally = matches!(files.read_opt("builtLocally"), Ok(Some(_)));
 }
 
 /// RFC3339 (with any fraction) to Unix seconds. Go's zero time parses too.

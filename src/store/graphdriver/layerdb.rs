@@ -4,7 +4,7 @@
 
 use super::{BrokenLayer, Mount, Paths, RemovingLayer};
 use crate::ids::{CacheId, ChainId, DiffId, MountId, is_hex64};
-use crate::store::fsread::{list_dir_opt, read_text_opt};
+use crate::store::fsread::{Dir, EntryFiles, NOT_UTF8, list_dir_opt};
 use crate::store::{Anomaly, AnomalyKind, Layer};
 use rayon::prelude::*;
 use std::collections::BTreeMap;
@@ -23,35 +23,64 @@ pub struct LayerDb {
 }
 
 pub fn read(paths: &Paths) -> LayerDb {
+    let sha = paths.layers_dir();
+    let entries = match Dir::open(&sha).and_then(|d| Ok((d.list()?, d))) {
+        Ok((listing, dir)) => Ok(listing
+            .names
+            .par_iter()
+            .zip(listing.is_dir.par_iter())
+            .map(|(n, is_dir)| read_entry(&dir.entry(n), n, *is_dir))
+            .collect()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
+        Err(e) => Err(e.to_string()),
+    };
+    let tmp = paths.layerdb_tmp();
+    let write_sets = list_dir_opt(&tmp)
+        .map(|l| l.names)
+        .map_err(|e| e.to_string());
+    let mounts_dir = paths.mounts_dir();
+    let mounts = match Dir::open(&mounts_dir).and_then(|d| Ok((d.list()?, d))) {
+        Ok((listing, dir)) => Ok(listing
+            .names
+            .into_par_iter()
+            .map(|n| {
+                let m = read_mount(&dir.entry(&n), &n);
+                (n, m)
+            })
+            .collect()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
+        Err(e) => Err(e.to_string()),
+    };
+    assemble(paths, entries, write_sets, mounts)
+}
+
+/// Each entry of `layerdb/mounts` (by name, in order), or why it could not
+/// be listed.
+pub type MountsRead = Result<Vec<(String, Result<Mount, Anomaly>)>, String>;
+
+/// What was read of `layerdb`, however it was read: the entries of
+/// `sha256/` in name order, the names in `tmp/`, each mount (by name, in
+/// order) or why a listing failed.
+pub fn assemble(
+    paths: &Paths,
+    entries: Result<Vec<Entry>, String>,
+    tmp_names: Result<Vec<String>, String>,
+    mounts_read: MountsRead,
+) -> LayerDb {
     let mut anomalies = Vec::new();
     let mut unresolved = Vec::new();
-    let sha = paths.layers_dir();
-    let listing = match list_dir_opt(&sha) {
-        Ok(l) => l,
-        Err(e) => {
-            anomalies.push(unreadable(
-                &sha,
-                format!("cannot list layers: {e}; the daemon will not start"),
-            ));
-            crate::store::fsread::Listing {
-                names: Vec::new(),
-                is_dir: Vec::new(),
-                odd_names: Vec::new(),
-            }
-        }
-    };
-
-    let results: Vec<Entry> = listing
-        .names
-        .par_iter()
-        .zip(listing.is_dir.par_iter())
-        .map(|(n, is_dir)| read_entry(&sha, n, *is_dir))
-        .collect();
+    let entries = entries.unwrap_or_else(|e| {
+        anomalies.push(unreadable(
+            &paths.layers_dir(),
+            format!("cannot list layers: {e}; the daemon will not start"),
+        ));
+        Vec::new()
+    });
     let mut layers = BTreeMap::new();
     let mut cache_ids = BTreeMap::new();
     let mut removing = Vec::new();
     let mut broken = Vec::new();
-    for r in results {
+    for r in entries {
         match r {
             Entry::Layer(l, cache_id) => {
                 cache_ids.insert(l.chain_id, cache_id);
@@ -68,25 +97,24 @@ pub fn read(paths: &Paths) -> LayerDb {
     }
 
     let tmp = paths.layerdb_tmp();
-    let write_sets = match list_dir_opt(&tmp) {
-        Ok(l) => l
-            .names
+    let write_sets = match tmp_names {
+        Ok(names) => names
             .into_iter()
             .filter(|n| n.starts_with("write-set-"))
             .map(|n| tmp.join(n))
             .collect(),
         Err(e) => {
-            anomalies.push(unreadable(&tmp, e.to_string()));
+            anomalies.push(unreadable(&tmp, e));
             Vec::new()
         }
     };
 
     let mounts_dir = paths.mounts_dir();
     let mut mounts = BTreeMap::new();
-    match list_dir_opt(&mounts_dir) {
-        Ok(l) => {
-            for name in l.names {
-                match read_mount(&mounts_dir.join(&name), &name) {
+    match mounts_read {
+        Ok(read) => {
+            for (name, m) in read {
+                match m {
                     Ok(m) => {
                         mounts.insert(name, m);
                     }
@@ -123,7 +151,7 @@ pub fn read(paths: &Paths) -> LayerDb {
     }
 }
 
-enum Entry {
+pub enum Entry {
     Layer(Layer, CacheId),
     Removing(RemovingLayer),
     Bad(Anomaly),
@@ -131,33 +159,30 @@ enum Entry {
     Ignored,
 }
 
-fn read_entry(sha: &Path, name: &str, is_dir: bool) -> Entry {
-    let dir = sha.join(name);
+/// One entry of `layerdb/sha256`, from its name and whether it is a real
+/// directory; `files` reads the files inside it, each at most once.
+pub fn read_entry(files: &EntryFiles<'_>, name: &str, is_dir: bool) -> Entry {
     if let Some(chain_id) = ChainId::from_hex(name) {
         // The daemon lists only real directories (a symlink is skipped).
         if !is_dir {
             return Entry::Bad(Anomaly {
                 kind: AnomalyKind::Loop,
-                path: dir,
+                path: files.path(),
                 message:
                     "layer entry is not a directory (a symlink or file); the daemon ignores it"
                         .into(),
             });
         }
-        return match read_layer(&dir, chain_id) {
+        let mut cache = None;
+        return match read_layer_with(files, chain_id, &mut cache) {
             Ok((l, cache_id)) => Entry::Layer(l, cache_id),
             Err(a) => {
-                let cache_id = read_text_opt(&dir.join("cache-id"))
-                    .ok()
-                    .flatten()
-                    .map(|s| s.trim().to_string())
-                    .filter(|s| !s.is_empty())
-                    .map(CacheId);
+                let cache = cache.unwrap_or_else(|| files.read_text("cache-id"));
                 Entry::Broken(
                     BrokenLayer {
-                        path: dir,
+                        path: files.path(),
                         chain_id,
-                        cache_id,
+                        cache_id: cache_id_of(cache),
                     },
                     a,
                 )
@@ -165,59 +190,75 @@ fn read_entry(sha: &Path, name: &str, is_dir: bool) -> Entry {
         };
     }
     if let Some(rest) = name.strip_suffix("-removing") {
-        let chain_hex = rest.split('-').next().unwrap_or("").to_string();
-        if is_hex64(&chain_hex) {
-            let cache_id = read_text_opt(&dir.join("cache-id"))
-                .ok()
-                .flatten()
-                .map(|s| s.trim().to_string())
-                .filter(|s| !s.is_empty())
-                .map(CacheId);
+        let chain_hex = rest.split('-').next().unwrap_or("");
+        if is_hex64(chain_hex) {
             return Entry::Removing(RemovingLayer {
-                path: dir,
-                chain_hex,
-                cache_id,
+                path: files.path(),
+                chain_hex: chain_hex.to_string(),
+                cache_id: cache_id_of(files.read_text("cache-id")),
             });
         }
     }
     Entry::Ignored
 }
 
+/// A `cache-id` that names a dir, however damaged the rest of its entry is.
+fn cache_id_of(read: Result<Option<String>, String>) -> Option<CacheId> {
+    read.ok()
+        .flatten()
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+        .map(CacheId)
+}
+
 /// Reads one layer with the daemon's own tolerance (`filestore.go`): `diff`,
 /// `cache-id` and `parent` are trimmed; `size` is not, so a trailing newline
-/// makes the layer (and every layer above it) unloadable.
-pub fn read_layer(dir: &Path, chain_id: ChainId) -> Result<(Layer, CacheId), Anomaly> {
+/// makes the layer (and every layer above it) unloadable. What `cache-id`
+/// held is left in `cache` once it was read (a broken layer still claims its dir).
+fn read_layer_with(
+    files: &EntryFiles<'_>,
+    chain_id: ChainId,
+    cache: &mut Option<Result<Option<String>, String>>,
+) -> Result<(Layer, CacheId), Anomaly> {
     let bad = |file: &str, message: String| Anomaly {
         kind: AnomalyKind::LayerFiles,
-        path: dir.join(file),
+        path: files.file(file),
         message,
     };
-    let required = |file: &str| -> Result<String, Anomaly> {
-        match read_text_opt(&dir.join(file)) {
-            Ok(Some(s)) => Ok(s),
-            Ok(None) => Err(bad(
-                file,
-                "missing; the daemon cannot load this layer".into(),
-            )),
+    let missing = |file: &str| bad(file, "missing; the daemon cannot load this layer".into());
+    let mut buf = Vec::new();
+    // Each file as text in `buf`, or the anomaly of a missing or unreadable one.
+    let text = |file: &str, buf: &mut Vec<u8>| -> Result<Option<()>, Anomaly> {
+        match files.read(file, buf) {
+            Ok(false) => Ok(None),
+            Ok(true) if std::str::from_utf8(buf).is_err() => Err(bad(file, NOT_UTF8.into())),
+            Ok(true) => Ok(Some(())),
             Err(e) => Err(bad(file, e)),
         }
     };
-    let diff_id =
-        DiffId::parse(required("diff")?.trim()).map_err(|e| bad("diff", e.to_string()))?;
-    let size_text = required("size")?;
-    let size = parse_size(&size_text).map_err(|m| bad("size", m))?;
-    let cache = required("cache-id")?;
-    let cache = cache.trim();
+    text("diff", &mut buf)?.ok_or_else(|| missing("diff"))?;
+    let diff_id = DiffId::parse(utf8(&buf).trim()).map_err(|e| bad("diff", e.to_string()))?;
+    text("size", &mut buf)?.ok_or_else(|| missing("size"))?;
+    let size = parse_size(utf8(&buf)).map_err(|m| bad("size", m))?;
+    let cache_read = files.read_text("cache-id");
+    let cache_text = match &cache_read {
+        Ok(Some(s)) => Ok(s.trim().to_string()),
+        Ok(None) => Err(missing("cache-id")),
+        Err(e) => Err(bad("cache-id", e.clone())),
+    };
+    *cache = Some(cache_read);
+    let cache = cache_text?;
     if cache.is_empty() {
         return Err(bad(
             "cache-id",
             "empty; the daemon cannot load this layer".into(),
         ));
     }
-    let parent = match read_text_opt(&dir.join("parent")) {
-        Ok(None) => None,
-        Ok(Some(s)) => Some(ChainId::parse(s.trim()).map_err(|e| bad("parent", e.to_string()))?),
-        Err(e) => return Err(bad("parent", e)),
+    let parent = match text("parent", &mut buf)? {
+        None => None,
+        Some(()) => {
+            Some(ChainId::parse(utf8(&buf).trim()).map_err(|e| bad("parent", e.to_string()))?)
+        }
     };
     Ok((
         Layer {
@@ -226,8 +267,13 @@ pub fn read_layer(dir: &Path, chain_id: ChainId) -> Result<(Layer, CacheId), Ano
             size,
             parent,
         },
-        CacheId(cache.to_string()),
+        CacheId(cache),
     ))
+}
+
+/// `buf` as text: checked by the reader already.
+fn utf8(buf: &[u8]) -> &str {
+    std::str::from_utf8(buf).unwrap_or_default()
 }
 
 /// Go's `strconv.ParseInt(s, 10, 64)` with no trimming, negative sizes rejected.
@@ -248,13 +294,14 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
         .ok_or_else(|| format!("{s:?} does not fit in int64"))
 }
 
-fn read_mount(dir: &Path, name: &str) -> Result<Mount, Anomaly> {
+/// One `layerdb/mounts/<name>` entry; `files` reads the files inside it.
+pub fn read_mount(files: &EntryFiles<'_>, name: &str) -> Result<Mount, Anomaly> {
     let bad = |file: &str, message: String| Anomaly {
         kind: AnomalyKind::Mount,
-        path: dir.join(file),
+        path: files.file(file),
         message,
     };
-    let mount_id = match read_text_opt(&dir.join("mount-id")) {
+    let mount_id = match files.read_text("mount-id") {
         Ok(Some(s)) => MountId::parse(s.trim()).ok_or_else(|| {
             bad(
                 "mount-id",
@@ -269,7 +316,7 @@ fn read_mount(dir: &Path, name: &str) -> Result<Mount, Anomaly> {
         }
         Err(e) => return Err(bad("mount-id", e)),
     };
-    let init_id = match read_text_opt(&dir.join("init-id")) {
+    let init_id = match files.read_text("init-id") {
         Ok(None) => None,
         Ok(Some(s)) if s.trim().is_empty() => None,
         Ok(Some(s)) => Some(
@@ -278,7 +325,7 @@ fn read_mount(dir: &Path, name: &str) -> Result<Mount, Anomaly> {
         ),
         Err(e) => return Err(bad("init-id", e)),
     };
-    let parent = match read_text_opt(&dir.join("parent")) {
+    let parent = match files.read_text("parent") {
         Ok(None) => None,
         Ok(Some(s)) if s.trim().is_empty() => None,
         Ok(Some(s)) => Some(ChainId::parse(s.trim()).map_err(|e| bad("parent", e.to_string()))?),

@@ -43,16 +43,12 @@ pub fn read(root: &Path, layout: Layout, opts: &LoadOptions) -> Snapshot {
         },
     );
 
-    let candidates = home
-        .dirs
-        .keys()
-        .map(String::as_str)
-        .chain(ldb.cache_ids.values().map(|c| c.0.as_str()));
-    let chain_hex: Vec<String> = ldb.layers.keys().map(|c| c.hex()).collect();
-    let buildkit = buildkit::read(
-        &paths,
-        candidates.chain(chain_hex.iter().map(String::as_str)),
-    );
+    let buildkit = buildkit::read(&paths, || {
+        (home.dirs.keys().cloned())
+            .chain(ldb.cache_ids.values().map(|c| c.0.clone()))
+            .chain(ldb.layers.keys().map(|c| c.hex()))
+            .collect()
+    });
 
     // The daemon restores only the containers created with its driver
     // (moby `daemon/daemon.go` `restore`); another driver's containers (of a

@@ -2,13 +2,13 @@
 //! (moby `daemon/graphdriver/overlay2/overlay.go`).
 
 use super::{DriverDir, Link, LinkTarget, Lower, Paths};
-use crate::store::fsread::{list_dir, read_text_opt};
+use crate::store::fsread::{Dir, EntryFiles};
 use crate::store::{Anomaly, AnomalyKind};
 use rayon::prelude::*;
 use std::collections::BTreeMap;
-use std::fs;
 use std::path::Path;
 
+#[derive(Default)]
 pub struct Home {
     pub dirs: BTreeMap<String, DriverDir>,
     pub links: BTreeMap<String, Link>,
@@ -16,50 +16,85 @@ pub struct Home {
 }
 
 pub fn read(paths: &Paths, with_lower: bool) -> Home {
-    let home = &paths.home();
-    let mut anomalies = Vec::new();
-    let listing = match list_dir(home) {
-        Ok(l) => l,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            return Home {
-                dirs: BTreeMap::new(),
-                links: BTreeMap::new(),
-                anomalies,
-            };
-        }
-        Err(e) => {
-            anomalies.push(Anomaly {
+    let home = paths.home();
+    let (listing, dir) = match Dir::open(&home).and_then(|d| Ok((d.list()?, d))) {
+        Ok(x) => x,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Home::default(),
+        Err(e) => return Home::unlisted(&home, &e.to_string()),
+    };
+    let entries: Vec<(String, DriverDir, Option<Anomaly>)> = listing
+        .names
+        .par_iter()
+        .zip(listing.is_dir.par_iter())
+        .filter(|(n, _)| n.as_str() != "l")
+        .map(|(n, is_dir)| {
+            let (d, a) = read_dir_entry(&dir.entry(n), n, *is_dir, with_lower);
+            (n.clone(), d, a)
+        })
+        .collect();
+    let links = match Dir::open(&paths.links_dir()).and_then(|d| Ok((d.list()?, d))) {
+        Ok((l, d)) => Ok(l
+            .names
+            .into_par_iter()
+            .map(|name| {
+                let link = read_link(&d, &name);
+                (name, link)
+            })
+            .collect()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
+        Err(e) => Err(e.to_string()),
+    };
+    assemble(paths, &listing.odd_names, entries, links)
+}
+
+impl Home {
+    /// The driver home could not be listed.
+    pub fn unlisted(home: &Path, e: &str) -> Home {
+        Home {
+            anomalies: vec![Anomaly {
                 kind: AnomalyKind::Unreadable,
                 path: home.to_path_buf(),
                 message: format!("cannot list the driver home: {e}"),
-            });
-            return Home {
-                dirs: BTreeMap::new(),
-                links: BTreeMap::new(),
-                anomalies,
-            };
+            }],
+            ..Home::default()
         }
-    };
-    for odd in &listing.odd_names {
+    }
+}
+
+/// The home from what was read of it: its non-UTF-8 names, its entries
+/// (but `l`) in name order, and the links of `l/` (or why `l/` could not be
+/// listed).
+pub fn assemble(
+    paths: &Paths,
+    odd_names: &[std::ffi::OsString],
+    entries: Vec<(String, DriverDir, Option<Anomaly>)>,
+    links: Result<Vec<(String, Link)>, String>,
+) -> Home {
+    let home = paths.home();
+    let mut anomalies = Vec::new();
+    for odd in odd_names {
         anomalies.push(Anomaly {
             kind: AnomalyKind::DriverDir,
             path: home.join(odd),
             message: "entry name is not UTF-8".into(),
         });
     }
-    let results: Vec<(String, DriverDir, Option<Anomaly>)> = listing
-        .names
-        .par_iter()
-        .zip(listing.is_dir.par_iter())
-        .filter(|(n, _)| n.as_str() != "l")
-        .map(|(n, is_dir)| read_dir_entry(paths, n, *is_dir, with_lower))
-        .collect();
     let mut dirs = BTreeMap::new();
-    for (name, d, a) in results {
+    for (name, d, a) in entries {
         anomalies.extend(a);
         dirs.insert(name, d);
     }
-    let mut links = read_links(&paths.links_dir(), &mut anomalies);
+    let mut links: BTreeMap<String, Link> = match links {
+        Ok(l) => l.into_iter().collect(),
+        Err(e) => {
+            anomalies.push(Anomaly {
+                kind: AnomalyKind::Unreadable,
+                path: paths.links_dir(),
+                message: e,
+            });
+            BTreeMap::new()
+        }
+    };
     // A canonical link resolves iff its target dir has diff/: known already,
     // which saves a stat per link (tens of thousands on big hosts).
     for l in links.values_mut() {
@@ -74,13 +109,13 @@ pub fn read(paths: &Paths, with_lower: bool) -> Home {
     }
 }
 
-fn read_dir_entry(
-    paths: &Paths,
+/// One entry of the driver home; `files` reads inside it.
+pub fn read_dir_entry(
+    files: &EntryFiles<'_>,
     name: &str,
     is_dir: bool,
     with_lower: bool,
-) -> (String, DriverDir, Option<Anomaly>) {
-    let path = paths.dir(name);
+) -> (DriverDir, Option<Anomaly>) {
     let mut d = DriverDir {
         is_dir,
         has_diff: false,
@@ -88,18 +123,16 @@ fn read_dir_entry(
         lower: None,
     };
     if !is_dir {
-        return (name.to_string(), d, None);
+        return (d, None);
     }
     let mut anomaly = None;
-    d.has_diff = fs::symlink_metadata(paths.diff(name))
-        .map(|m| m.is_dir())
-        .unwrap_or(false);
-    match read_text_opt(&paths.link_file(name)) {
+    d.has_diff = files.is_dir("diff");
+    match files.read_text("link") {
         Ok(l) => d.link = l.map(|s| s.trim().to_string()),
         Err(e) => {
             anomaly = Some(Anomaly {
                 kind: AnomalyKind::DriverDir,
-                path: paths.link_file(name),
+                path: files.file("link"),
                 message: e,
             })
         }
@@ -108,56 +141,39 @@ fn read_dir_entry(
     // `lower` reveals; its dirs are few, so their `lower` is always read.
     let buildkit_dir = crate::ids::is_buildkit_key(name);
     if (with_lower || buildkit_dir)
-        && let Ok(Some(lower)) = read_text_opt(&path.join("lower"))
+        && let Ok(Some(lower)) = files.read_text("lower")
     {
         d.lower = Some(Lower::parse(lower.trim()));
     }
-    (name.to_string(), d, anomaly)
+    (d, anomaly)
 }
 
-fn read_links(l_dir: &Path, anomalies: &mut Vec<Anomaly>) -> BTreeMap<String, Link> {
-    let names = match list_dir(l_dir) {
-        Ok(l) => l.names,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return BTreeMap::new(),
-        Err(e) => {
-            anomalies.push(Anomaly {
-                kind: AnomalyKind::Unreadable,
-                path: l_dir.to_path_buf(),
-                message: e.to_string(),
-            });
-            return BTreeMap::new();
+/// `l/<name>`, read relative to the open `l/`.
+pub fn read_link(l: &Dir, name: &str) -> Link {
+    let target = match rustix::fs::readlinkat(l.fd(), name, Vec::new()) {
+        Err(_) => LinkTarget::NotSymlink,
+        Ok(t) => {
+            let t = String::from_utf8_lossy(t.as_bytes());
+            match t
+                .strip_prefix("../")
+                .and_then(|x| x.strip_suffix("/diff"))
+                .filter(|d| !d.is_empty() && !d.contains('/'))
+            {
+                Some(dir) => LinkTarget::DriverDir(dir.to_string()),
+                None => LinkTarget::Other(t.into_owned()),
+            }
         }
     };
-    names
-        .par_iter()
-        .map(|name| {
-            let p = l_dir.join(name);
-            let target = match fs::read_link(&p) {
-                Err(_) => LinkTarget::NotSymlink,
-                Ok(t) => {
-                    let t = t.to_string_lossy();
-                    match t
-                        .strip_prefix("../")
-                        .and_then(|x| x.strip_suffix("/diff"))
-                        .filter(|d| !d.is_empty() && !d.contains('/'))
-                    {
-                        Some(dir) => LinkTarget::DriverDir(dir.to_string()),
-                        None => LinkTarget::Other(t.into_owned()),
-                    }
-                }
-            };
-            // Canonical targets are resolved by the caller from the dir listing.
-            let resolves = matches!(target, LinkTarget::Other(_)) && fs::metadata(&p).is_ok();
-            (name.clone(), Link { target, resolves })
-        })
-        .collect::<Vec<_>>()
-        .into_iter()
-        .collect()
+    // Canonical targets are resolved by the caller from the dir listing.
+    let resolves = matches!(target, LinkTarget::Other(_))
+        && rustix::fs::statat(l.fd(), name, rustix::fs::AtFlags::empty()).is_ok();
+    Link { target, resolves }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::fs;
     use std::os::unix::fs::symlink;
 
     #[test]
