@@ -30,11 +30,11 @@ for i in $(seq "$RUNS"); do
     sync
     start_daemon "$WORK/a$i"
     secs "$BIN" --root "$WORK/a$i" prune -a --yes >>"$WORK/l"
-    left_l=$(dk images -aq | wc -l)
+    left_l=$(dk images -aq --no-trunc | sort -u | wc -l)
     stop_daemon
     start_daemon "$WORK/b$i"
     secs dk image prune -a -f >>"$WORK/d"
-    left_d=$(dk images -aq | wc -l)
+    left_d=$(dk images -aq --no-trunc | sort -u | wc -l)
     stop_daemon
     if [ "$left_l" != "$left_d" ]; then
         echo "bench: live prune left $left_l images, docker image prune $left_d" >&2

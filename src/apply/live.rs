@@ -19,7 +19,7 @@ use super::offline::Offline;
 use super::{Detached, Done, Executor, ImageStep, StepError, Style};
 use crate::engine::view::View;
 use crate::engine::{Engine, EngineError};
-use crate::ids::{ChainId, ContainerId};
+use crate::ids::{ChainId, ContainerId, ImageId};
 use crate::plan::{
     Plan, PlanBuildCache, PlanContainer, PlanLayer, PlanMount, PlanOrphan, PlanRef, PlanVolume,
 };
@@ -52,6 +52,8 @@ pub struct Live<'a> {
     view: View,
     /// Containers this run removes: they no longer hold their images.
     going: HashSet<ContainerId>,
+    /// Images this run removes.
+    planned: HashSet<ImageId>,
     /// The root, when readable: a planned layer whose layerdb entry is gone
     /// afterwards was deleted, even when no answer named it.
     paths: Option<&'a Paths>,
@@ -75,6 +77,7 @@ impl<'a> Live<'a> {
             engine,
             view,
             going: plan.containers.iter().map(|c| c.id.clone()).collect(),
+            planned: plan.images.iter().map(|i| i.id).collect(),
             paths,
             container_volumes,
             deleted: Mutex::new(BTreeSet::new()),
@@ -113,16 +116,45 @@ impl<'a> Live<'a> {
         user.map(|(_, c)| Done::Skipped(format!("container {} uses it now", c.name)))
     }
 
+    /// Whether the daemon's own `PruneChildren` may follow this image's
+    /// removal: every untagged ancestor it could take (up to the first one
+    /// with a reference) is planned too. It then removes them in the same
+    /// call, checking at that moment that each has no reference, child or
+    /// container, as `docker image prune` does, which saves a lookup and a
+    /// call per parent.
+    fn daemon_may_prune_parents(&self, id: &ImageId) -> bool {
+        let mut cur = self.view.images.get(id).and_then(|i| i.parent);
+        let mut hops = 0;
+        while let Some(p) = cur {
+            let Some(parent) = self.view.images.get(&p) else {
+                return true;
+            };
+            if !parent.refs.is_empty() {
+                return true;
+            }
+            hops += 1;
+            if !self.planned.contains(&p) || hops > self.view.images.len() {
+                return false;
+            }
+            cur = parent.parent;
+        }
+        true
+    }
+
     /// One image: its references by name, then (if the daemon still has
     /// it, untagged) by ID.
     async fn remove_one(&self, s: &ImageStep<'_>) -> Result<Done, StepError> {
+        let id = s.image.id.to_string();
+        if self.was_deleted(&id) {
+            return Ok(Done::Removed); // with a child, by the daemon's PruneChildren
+        }
         if let Some(d) = self.image_in_use(s) {
             return Ok(d);
         }
-        let id = s.image.id.to_string();
+        let noprune = !self.daemon_may_prune_parents(&s.image.id);
         for r in &s.refs {
             self.step();
-            match self.engine.delete_image(&r.reference).await {
+            match self.engine.delete_image(&r.reference, noprune).await {
                 Ok(d) => {
                     self.record(&d);
                     if d.deleted.contains(&id) {
@@ -164,13 +196,18 @@ impl<'a> Live<'a> {
             Err(e) => return Err(api_err(self.engine, e)),
         }
         self.step();
-        match self.engine.delete_image(&id).await {
+        match self.engine.delete_image(&id, noprune).await {
             Ok(d) => {
                 self.record(&d);
                 Ok(Done::Removed)
             }
             Err(e) => conflict_or_gone(&e).ok_or_else(|| api_err(self.engine, e)),
         }
+    }
+
+    fn was_deleted(&self, id: &str) -> bool {
+        let set = self.deleted.lock().unwrap_or_else(|p| p.into_inner());
+        set.contains(id)
     }
 }
 
@@ -229,7 +266,7 @@ impl Executor for Live<'_> {
             .iter()
             .map(|r| async move {
                 self.step();
-                match self.engine.delete_image(&r.reference).await {
+                match self.engine.delete_image(&r.reference, true).await {
                     Ok(d) => {
                         self.record(&d);
                         Ok(Done::Removed)

@@ -27,7 +27,7 @@ mod validate;
 
 pub use live::{Live, LiveLeftovers};
 pub use offline::{Fault, Offline, Options};
-pub use validate::validate;
+pub use validate::{validate, validate_live};
 
 use crate::graph::Graph;
 use crate::ids::{ChainId, ImageId};

@@ -8,6 +8,19 @@ use crate::plan::Plan;
 use std::collections::HashSet;
 use std::fs;
 
+/// Why a saved plan cannot be applied through a live daemon: only a plan
+/// for another store. Item by item the daemon decides (a conflict is a
+/// skip, a 404 is done), so what changed since the plan is skipped there,
+/// not refused here.
+pub fn validate_live(g: &Graph, plan: &Plan) -> Result<(), Vec<String>> {
+    let mut errs = Vec::new();
+    if same_store(g, plan, &mut errs) {
+        Ok(())
+    } else {
+        Err(errs)
+    }
+}
+
 /// Why a saved plan cannot be applied to the store as it is now.
 pub fn validate(g: &Graph, plan: &Plan) -> Result<(), Vec<String>> {
     let mut errs = Vec::new();

@@ -353,61 +353,10 @@ impl Tree {
         let name: Box<[u8]> = (*last).into();
         let leaf = match p.flag {
             b'5' => {
-                let parent = self.parent_dir(layer, parents, diff);
-                match parent.children.get_mut(&name) {
-                    Some(Node::Dir(d)) => {
-                        d.meta = p.meta;
-                        d.layer = layer;
-                    }
-                    _ => {
-                        parent.children.insert(
-                            name,
-                            Node::Dir(Box::new(Dir {
-                                meta: p.meta,
-                                layer,
-                                children: BTreeMap::new(),
-                            })),
-                        );
-                    }
-                }
+                self.merge_dir(layer, parents, diff, name, p.meta);
                 return Ok(());
             }
-            b'1' => {
-                let target = deep::clean_beneath(&p.link).ok_or_else(|| {
-                    format!(
-                        "{}: hard link target leaves the root",
-                        display_name(&p.name)
-                    )
-                })?;
-                let ino = match self.lookup(&target) {
-                    Some(Node::Leaf { ino, .. }) => *ino,
-                    _ => {
-                        return Err(format!(
-                            "{}: hard link to {}, which is missing or a directory",
-                            display_name(&p.name),
-                            display_name(&p.link)
-                        ));
-                    }
-                };
-                // The daemon's extraction links, then chowns, chmods and
-                // dates the new name (`createTarFile`): the link's header
-                // sets the shared inode's metadata (but a symlink's mode).
-                let inode = &mut self.inodes[ino];
-                inode.meta.uid = p.meta.uid;
-                inode.meta.gid = p.meta.gid;
-                if !matches!(inode.leaf, Leaf::Symlink(_)) {
-                    inode.meta.mode = p.meta.mode;
-                    inode.meta.mtime = p.meta.mtime;
-                }
-                for (k, v) in p.meta.xattrs {
-                    inode.meta.xattrs.retain(|(x, _)| *x != k);
-                    inode.meta.xattrs.push((k, v));
-                }
-                inode.meta.xattrs.sort();
-                let parent = self.parent_dir(layer, parents, diff);
-                parent.children.insert(name, Node::Leaf { ino, layer });
-                return Ok(());
-            }
+            b'1' => return self.put_hard_link(layer, parents, diff, name, &p),
             // A 0:0 character device is an overlay whiteout once extracted.
             b'3' if p.dev == (0, 0) => {
                 self.parent_dir(layer, parents, diff).children.remove(&name);
@@ -431,6 +380,80 @@ impl Tree {
         };
         let ino = self.inodes.len();
         self.inodes.push(Inode { meta: p.meta, leaf });
+        let parent = self.parent_dir(layer, parents, diff);
+        parent.children.insert(name, Node::Leaf { ino, layer });
+        Ok(())
+    }
+
+    /// A directory over a directory only takes the new metadata; over
+    /// anything else it replaces it.
+    fn merge_dir(
+        &mut self,
+        layer: usize,
+        parents: &[&[u8]],
+        diff: &Path,
+        name: Box<[u8]>,
+        meta: Meta,
+    ) {
+        let parent = self.parent_dir(layer, parents, diff);
+        match parent.children.get_mut(&name) {
+            Some(Node::Dir(d)) => {
+                d.meta = meta;
+                d.layer = layer;
+            }
+            _ => {
+                parent.children.insert(
+                    name,
+                    Node::Dir(Box::new(Dir {
+                        meta,
+                        layer,
+                        children: BTreeMap::new(),
+                    })),
+                );
+            }
+        }
+    }
+
+    /// A hard link: a second name for the target's inode. The daemon's
+    /// extraction links, then chowns, chmods and dates the new name
+    /// (`createTarFile`): the link's header sets the shared inode's
+    /// metadata (but a symlink's mode).
+    fn put_hard_link(
+        &mut self,
+        layer: usize,
+        parents: &[&[u8]],
+        diff: &Path,
+        name: Box<[u8]>,
+        p: &Parsed,
+    ) -> Result<(), String> {
+        let target = deep::clean_beneath(&p.link).ok_or_else(|| {
+            format!(
+                "{}: hard link target leaves the root",
+                display_name(&p.name)
+            )
+        })?;
+        let ino = match self.lookup(&target) {
+            Some(Node::Leaf { ino, .. }) => *ino,
+            _ => {
+                return Err(format!(
+                    "{}: hard link to {}, which is missing or a directory",
+                    display_name(&p.name),
+                    display_name(&p.link)
+                ));
+            }
+        };
+        let inode = &mut self.inodes[ino];
+        inode.meta.uid = p.meta.uid;
+        inode.meta.gid = p.meta.gid;
+        if !matches!(inode.leaf, Leaf::Symlink(_)) {
+            inode.meta.mode = p.meta.mode;
+            inode.meta.mtime = p.meta.mtime;
+        }
+        for (k, v) in &p.meta.xattrs {
+            inode.meta.xattrs.retain(|(x, _)| x != k);
+            inode.meta.xattrs.push((k.clone(), v.clone()));
+        }
+        inode.meta.xattrs.sort();
         let parent = self.parent_dir(layer, parents, diff);
         parent.children.insert(name, Node::Leaf { ino, layer });
         Ok(())

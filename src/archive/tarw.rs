@@ -8,16 +8,12 @@
 //! `SCHILY.xattr.*` records. Go's `archive/tar` (so `docker load` and
 //! `docker import`), GNU tar, bsdtar and the `tar` crate read all of these.
 
-/// Tar block size.
-pub const BLOCK: u64 = 512;
+//!
+//! The header blocks themselves are [`crate::tarfmt`]'s, the one encoder of
+//! the crate; this module only decides which blocks a member needs.
 
-/// Two zero blocks: the end of an archive.
-pub const END: [u8; 1024] = [0; 1024];
-
-/// Zero bytes that pad a body of `size` bytes to a whole block.
-pub fn padding(size: u64) -> usize {
-    ((BLOCK - size % BLOCK) % BLOCK) as usize
-}
+use crate::tarfmt::{self, Format};
+pub use crate::tarfmt::{BLOCK, END, padding};
 
 /// Bytes a member with a body of `size` takes in an archive whose header
 /// is one block (names of at most 100 bytes, no extended attributes).
@@ -171,20 +167,11 @@ fn body(out: &mut Vec<u8>, data: &[u8]) {
 
 /// `"<len> <key>=<value>\n"`, where `<len>` counts the whole record.
 fn pax_record(out: &mut Vec<u8>, key: &[u8], value: &[u8]) {
-    let rest = key.len() + value.len() + 3; // space, '=', newline
-    let mut len = rest + 1;
-    while len.to_string().len() + rest != len {
-        len += 1;
-    }
-    out.extend_from_slice(len.to_string().as_bytes());
-    out.push(b' ');
-    out.extend_from_slice(key);
-    out.push(b'=');
-    out.extend_from_slice(value);
-    out.push(b'\n');
+    out.extend_from_slice(&tarfmt::pax_record(key, value));
 }
 
-/// One header block; true when a number needed base-256 (GNU only).
+/// One header block; GNU when asked (a long-name entry precedes it) or when
+/// a number needs base-256, else ustar; device numbers only for devices.
 #[allow(clippy::too_many_arguments)]
 fn block(
     name: &[u8],
@@ -198,49 +185,20 @@ fn block(
     dev: (u64, u64),
     gnu: bool,
 ) -> ([u8; 512], bool) {
-    let mut h = [0u8; 512];
-    h[..name.len()].copy_from_slice(name);
-    let mut big = false;
-    big |= number(&mut h[100..108], i128::from(mode));
-    big |= number(&mut h[108..116], i128::from(uid));
-    big |= number(&mut h[116..124], i128::from(gid));
-    big |= number(&mut h[124..136], i128::from(size));
-    big |= number(&mut h[136..148], i128::from(mtime));
-    h[156] = flag;
-    h[157..157 + link.len()].copy_from_slice(link);
-    if matches!(flag, b'3' | b'4') {
-        big |= number(&mut h[329..337], i128::from(dev.0));
-        big |= number(&mut h[337..345], i128::from(dev.1));
-    }
-    // Base-256 numbers are a GNU extension: say so in the magic.
-    if gnu || big {
-        h[257..265].copy_from_slice(b"ustar  \0");
+    let h = tarfmt::Header::new(name, flag)
+        .size(size)
+        .mode(mode)
+        .ids(uid, gid)
+        .mtime(mtime)
+        .link(link)
+        .devices(matches!(flag, b'3' | b'4').then_some(dev));
+    let big = h.fits().is_err();
+    let format = if gnu || big {
+        Format::Gnu
     } else {
-        h[257..263].copy_from_slice(b"ustar\0");
-        h[263..265].copy_from_slice(b"00");
-    }
-    h[148..156].copy_from_slice(b"        ");
-    let sum: u32 = h.iter().map(|&b| u32::from(b)).sum();
-    let c = format!("{sum:06o}\0 ");
-    h[148..156].copy_from_slice(c.as_bytes());
-    (h, big)
-}
-
-/// Octal with a trailing NUL when it fits, else base-256 (two's complement
-/// for negative values, as GNU tar and Go write it). True when base-256.
-fn number(field: &mut [u8], v: i128) -> bool {
-    let digits = field.len() - 1;
-    if v >= 0 && v < 1i128 << (3 * digits) {
-        let s = format!("{v:0digits$o}");
-        field[..digits].copy_from_slice(s.as_bytes());
-        field[digits] = 0;
-        return false;
-    }
-    let bytes = v.to_be_bytes();
-    let n = field.len();
-    field.copy_from_slice(&bytes[bytes.len() - n..]);
-    field[0] = if v < 0 { 0xff } else { 0x80 };
-    true
+        Format::Ustar
+    };
+    (h.format(format).encode(), big)
 }
 
 #[cfg(test)]

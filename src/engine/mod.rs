@@ -257,13 +257,14 @@ impl Engine {
         )
     }
 
-    /// `DELETE /images/{name}?noprune=1`, never forced. `noprune`: untagged
-    /// parents go only when the plan names them, never by the daemon's own
-    /// recursion.
-    pub async fn delete_image(&self, name: &str) -> Result<Deleted, EngineError> {
+    /// `DELETE /images/{name}`, never forced. `noprune`: keep untagged
+    /// parents; without it the daemon removes each untagged parent left
+    /// without children, reference or container (`PruneChildren`), as
+    /// `docker image prune` has it do.
+    pub async fn delete_image(&self, name: &str, noprune: bool) -> Result<Deleted, EngineError> {
         let o = q::RemoveImageOptions {
             force: false,
-            noprune: true,
+            noprune,
         };
         let items = self
             .docker

@@ -120,6 +120,28 @@ pub fn df_metrics(m: &mut Metrics, u: &Usage) {
         u.layers_size as f64,
     );
     build_cache_metrics(m, u);
+    volume_metrics(m, u);
+    problem_metrics(m, u);
+    if let Some(d) = &u.disk {
+        for c in &d.categories {
+            m.gauge(
+                "dockgc_disk_allocated_bytes",
+                "Allocated bytes under the root per category (df --disk).",
+                &[("category", c.name)],
+                c.bytes as f64,
+            );
+        }
+        m.gauge(
+            "dockgc_disk_total_bytes",
+            "Allocated bytes under the root (du -s -B1).",
+            &[],
+            d.total_bytes as f64,
+        );
+    }
+}
+
+/// Local volumes per kind: anonymous or named.
+fn volume_metrics(m: &mut Metrics, u: &Usage) {
     for anonymous in [false, true] {
         let kind = if anonymous { "anonymous" } else { "named" };
         let v: Vec<_> = u
@@ -149,6 +171,10 @@ pub fn df_metrics(m: &mut Metrics, u: &Usage) {
                 .sum::<u64>() as f64,
         );
     }
+}
+
+/// Orphans and leftovers, and the anomalies met while reading, per kind.
+fn problem_metrics(m: &mut Metrics, u: &Usage) {
     let mut orphans: BTreeMap<String, (u64, u64)> = BTreeMap::new();
     for o in &u.orphans {
         let e = orphans.entry(word(&o.kind)).or_default();
@@ -179,22 +205,6 @@ pub fn df_metrics(m: &mut Metrics, u: &Usage) {
             "Problems met while reading the store, per kind.",
             &[("kind", kind)],
             *n as f64,
-        );
-    }
-    if let Some(d) = &u.disk {
-        for c in &d.categories {
-            m.gauge(
-                "dockgc_disk_allocated_bytes",
-                "Allocated bytes under the root per category (df --disk).",
-                &[("category", c.name)],
-                c.bytes as f64,
-            );
-        }
-        m.gauge(
-            "dockgc_disk_total_bytes",
-            "Allocated bytes under the root (du -s -B1).",
-            &[],
-            d.total_bytes as f64,
         );
     }
 }

@@ -147,7 +147,11 @@ fn run_plan(
     mode: &Mode,
     started: std::time::Instant,
 ) -> anyhow::Result<u8> {
-    if let Err(why) = apply::validate(graph, p) {
+    let checked = match mode {
+        Mode::Live(_) => apply::validate_live(graph, p),
+        Mode::Offline(_) => apply::validate(graph, p),
+    };
+    if let Err(why) = checked {
         return Err(Refused(format!(
             "refusing the plan: the store changed since it was made:\n  {}",
             why.join("\n  ")

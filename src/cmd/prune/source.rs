@@ -60,8 +60,15 @@ pub fn read(ctx: &Ctx, mode: &Mode) -> anyhow::Result<Facts> {
         }),
         Mode::Live(t) => match &t.disk {
             Ok(_) => {
-                let snap = store::load_with(&ctx.root, ctx.load_options(false))?;
-                let v = view::View::read(&t.engine)?;
+                // The daemon takes about as long to list a big store as
+                // dockgc takes to read it: ask while reading.
+                let (snap, v) = std::thread::scope(|s| {
+                    let list = s.spawn(|| view::View::read(&t.engine));
+                    let snap = store::load_with(&ctx.root, ctx.load_options(false));
+                    (snap, list.join())
+                });
+                let v = v.map_err(|_| anyhow::anyhow!("reading the daemon's lists panicked"))??;
+                let snap = snap?;
                 let disagree = view::crosscheck(&snap, &v);
                 Ok(Facts { snap, disagree })
             }
