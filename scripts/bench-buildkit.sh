@@ -5,7 +5,8 @@
 #   1. `dockgc df --format json` on the generated 10,000-image / 30,000-layer
 #      root (examples/synth, as scripts/bench.sh) against the same root (same
 #      seed) with 2,000 BuildKit build-cache records and 200 volumes: medians
-#      of wall time and of CPU time (user + sys), the ratio, target <= 1.2x.
+#      of wall time and of CPU time (user + sys), the best wall run of each,
+#      the ratios, target <= 1.2x.
 #      Runs alternate which root goes first (ABBA), so drift cancels.
 #   2. The bbolt reader on a 111.6 MB database from a warm page cache
 #      (crates/bbolt/examples/walk_rate.rs): `Db::open`, i.e. the whole file
@@ -38,7 +39,9 @@ BIN=$WORK/dockgc
 SYNTH=target/release/examples/synth
 
 "$SYNTH" "$WORK/plain" 10000 30000 >/dev/null
-"$SYNTH" "$WORK/bk" 10000 30000 --records 2000 --volumes 200 >/dev/null
+"$SYNTH" "$WORK/bk" 10000 30000 --records 2000 --volumes 200 >"$WORK/synth.out"
+# Volumes written (tmpfs ones included, which /system/df and df leave out).
+made=$(sed -n 's/.* \([0-9]*\) volumes (.*/\1/p' "$WORK/synth.out")
 row_total() { "$BIN" --root "$1" df | awk -v t="$2" 'index($0, t) == 1 { n = split(t, w, " "); print $(n + 1) }'; }
 records=$(row_total "$WORK/bk" "Build Cache")
 volumes=$(row_total "$WORK/bk" "Local Volumes")
@@ -76,6 +79,9 @@ mp=$(median <"$WORK/plain.rss"); mb=$(median <"$WORK/bk.rss")
 # The ratio of the medians, and the median of the per-round ratios.
 paired=$(paste "$WORK/plain.wall" "$WORK/bk.wall" | awk '{ print $2 / $1 }' | median)
 rw=$(ratio "$wb" "$wp"); rc=$(ratio "$cb" "$cp_")
+# The best run of each: the one other jobs disturbed least.
+best() { sort -g | head -1; }
+bp=$(best <"$WORK/plain.wall"); bb=$(best <"$WORK/bk.wall"); rbest=$(ratio "$bb" "$bp")
 met() { awk -v r="$1" -v t="$2" 'BEGIN { print (r <= t) ? "met" : "**not met**" }'; }
 
 # bbolt: read + full page walk of the 111.6 MB database.
@@ -88,9 +94,10 @@ cat <<EOF
 
 Machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(uname -r); $(date -u +%Y-%m-%d); load average at the end $(cut -d' ' -f1-3 /proc/loadavg); median of $RUNS runs each, interleaved, warm cache.
 
-| what | without records and volumes | with $records records, $volumes volumes | ratio | target |
+| what | without records and volumes | with $records records, $made volumes ($volumes listed; the others are tmpfs volumes, which \`/system/df\` leaves out) | ratio | target |
 |---|---|---|---|---|
 | \`df --format json\`, 10,000 images / 30,000 layers ($images listed), wall | ${wp} s | ${wb} s | ${rw}x (median of per-round ratios ${paired}x) | ≤ 1.2x: $(met "$rw" 1.2) |
+| same, wall, best run of each | ${bp} s | ${bb} s | ${rbest}x | ≤ 1.2x: $(met "$rbest" 1.2) |
 | same, CPU (user + sys) | ${cp_} s | ${cb} s | ${rc}x | ≤ 1.2x: $(met "$rc" 1.2) |
 | same, peak RSS | $(awk -v k="$mp" 'BEGIN { printf "%.0f", k / 1024 }') MB | $(awk -v k="$mb" 'BEGIN { printf "%.0f", k / 1024 }') MB | $(ratio "$mb" "$mp")x | |
 
