@@ -116,11 +116,19 @@ fn write_container(
     write_mount(ctx, &k, top_chain)?;
     let dir = ctx.paths.docker().container_dir(&ContainerId(k.id.clone()));
     let resources = write_container_dir(ctx, &dir, &k, &mut rng)?;
-    let config = config_v2(plan, &images[cp.image as usize], &k, &resources, &mut rng);
+    let volumes_dir = ctx.paths.docker().volumes();
+    let config = config_v2(
+        plan,
+        &images[cp.image as usize],
+        &k,
+        &resources,
+        &volumes_dir,
+        &mut rng,
+    );
     ctx.file(&dir.config(), config.as_bytes(), 0o600)?;
     ctx.file(
         &dir.hostconfig(),
-        format!("{HOSTCONFIG}\n").as_bytes(),
+        format!("{}\n", hostconfig(cp)).as_bytes(),
         0o644,
     )?;
     Ok(ContainerDone {
@@ -268,6 +276,7 @@ fn config_v2(
     image: &ImageDone,
     k: &Container<'_>,
     res: &Resources,
+    volumes_dir: &Path,
     rng: &mut Rng,
 ) -> String {
     let (c, cp, id) = (k.index, k.plan, &k.id);
@@ -302,8 +311,9 @@ fn config_v2(
     );
     go_str_list(&mut s, &args);
     s.push_str(",\"Config\":");
+    let mut config = String::with_capacity(1024);
     container_config(
-        &mut s,
+        &mut config,
         &id[..12],
         &env,
         &cmd,
@@ -311,6 +321,7 @@ fn config_v2(
         &plan.labels(cp.image as usize),
         true,
     );
+    s.push_str(&config_volumes(&config, cp));
     let _ = write!(
         s,
         ",\"Image\":\"{}\",\"NetworkSettings\":{NETWORK_SETTINGS},\"LogPath\":",
@@ -319,8 +330,9 @@ fn config_v2(
     go_str(&mut s, &res.log);
     let _ = write!(
         s,
-        ",\"Name\":\"/synth-{c}\",\"Driver\":\"{DRIVER}\",\"OS\":\"linux\",\"MountLabel\":\"\",\"ProcessLabel\":\"\",\"RestartCount\":0,\"HasBeenStartedBefore\":{},\"HasBeenManuallyStopped\":false,\"MountPoints\":{{}},\"SecretReferences\":null,\"ConfigReferences\":null,\"AppArmorProfile\":\"\",\"HostnamePath\":",
-        cp.started
+        ",\"Name\":\"/synth-{c}\",\"Driver\":\"{DRIVER}\",\"OS\":\"linux\",\"MountLabel\":\"\",\"ProcessLabel\":\"\",\"RestartCount\":0,\"HasBeenStartedBefore\":{},\"HasBeenManuallyStopped\":false,\"MountPoints\":{},\"SecretReferences\":null,\"ConfigReferences\":null,\"AppArmorProfile\":\"\",\"HostnamePath\":",
+        cp.started,
+        mount_points(volumes_dir, cp)
     );
     go_str(&mut s, &res.hostname);
     s.push_str(",\"HostsPath\":");
@@ -328,6 +340,86 @@ fn config_v2(
     s.push_str(",\"ShmPath\":\"\",\"ResolvConfPath\":");
     go_str(&mut s, &res.resolv_conf);
     s.push_str(",\"SeccompProfile\":\"\",\"NoNewPrivileges\":false,\"LocalLogCacheMeta\":{\"HaveNotifyEnabled\":false}}\n");
+    s
+}
+
+/// `HostConfig.Binds`: `name:/dest` of each named volume (`-v name:/dest`).
+fn hostconfig(cp: &ContainerPlan) -> String {
+    let binds: Vec<String> = cp
+        .mounts
+        .iter()
+        .filter(|m| !m.anonymous)
+        .map(|m| format!("{}:{}", m.volume, m.destination))
+        .collect();
+    if binds.is_empty() {
+        return HOSTCONFIG.to_string();
+    }
+    let mut b = String::new();
+    go_str_list(&mut b, &binds);
+    HOSTCONFIG.replacen("\"Binds\":null", &format!("\"Binds\":{b}"), 1)
+}
+
+/// `Config.Volumes`: the destinations of anonymous volumes (`-v /dest`).
+fn config_volumes(config: &str, cp: &ContainerPlan) -> String {
+    let mut anon: Vec<&str> = cp
+        .mounts
+        .iter()
+        .filter(|m| m.anonymous)
+        .map(|m| m.destination.as_str())
+        .collect();
+    if anon.is_empty() {
+        return config.to_string();
+    }
+    anon.sort_unstable();
+    let mut v = String::from("{");
+    for (i, d) in anon.iter().enumerate() {
+        if i > 0 {
+            v.push(',');
+        }
+        go_str(&mut v, d);
+        v.push_str(":{}");
+    }
+    v.push('}');
+    config.replacen("\"Volumes\":null", &format!("\"Volumes\":{v}"), 1)
+}
+
+/// `MountPoints`, keyed by destination (Go sorts map keys), as moby's
+/// `volumemounts.MountPoint` marshals them: a named volume's with its
+/// source path, `Relabel` and `Spec` from `-v name:/dest`; an anonymous
+/// one's (`-v /dest`) with neither.
+fn mount_points(volumes_dir: &Path, cp: &ContainerPlan) -> String {
+    let mut mounts: Vec<_> = cp.mounts.iter().collect();
+    mounts.sort_by(|a, b| a.destination.cmp(&b.destination));
+    let mut s = String::from("{");
+    for (i, m) in mounts.iter().enumerate() {
+        if i > 0 {
+            s.push(',');
+        }
+        go_str(&mut s, &m.destination);
+        s.push_str(":{\"Source\":");
+        if m.anonymous {
+            s.push_str("\"\"");
+        } else {
+            let source = volumes_dir.join(&m.volume).join("_data");
+            go_str(&mut s, &source.to_string_lossy());
+        }
+        s.push_str(",\"Destination\":");
+        go_str(&mut s, &m.destination);
+        s.push_str(",\"RW\":true,\"Name\":");
+        go_str(&mut s, &m.volume);
+        s.push_str(",\"Driver\":\"local\",\"Type\":\"volume\",");
+        if m.anonymous {
+            s.push_str("\"Spec\":{}");
+        } else {
+            s.push_str("\"Relabel\":\"z\",\"Spec\":{\"Type\":\"volume\",\"Source\":");
+            go_str(&mut s, &m.volume);
+            s.push_str(",\"Target\":");
+            go_str(&mut s, &m.destination);
+            s.push('}');
+        }
+        s.push_str(",\"SkipMountpointCreation\":false}");
+    }
+    s.push('}');
     s
 }
 

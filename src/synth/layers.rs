@@ -91,7 +91,7 @@ fn extract_contents(
     let mut rng = Rng::new(plan.seed, STREAM_LAYER, u64::from(idx) | 1 << 40);
     let mut x = Extract::new(ctx, diff_dir, lp.created, plan.legacy_tar_split);
     let top = match lp.kind {
-        LayerKind::Image => "srv",
+        LayerKind::Image | LayerKind::Held => "srv",
         _ => "var",
     };
     let dir = format!("{top}/{}", lp.number);
@@ -142,7 +142,7 @@ fn write_entry(ctx: &Ctx, plan: &Plan, idx: u32, w: &Written) -> io::Result<Stri
     let p = &ctx.paths;
     let mut meta_rng = Rng::new(plan.seed, STREAM_EXTRA, u64::from(idx));
     let entry = match lp.kind {
-        LayerKind::Image => p.layer_entry(&w.chain),
+        LayerKind::Image | LayerKind::Held => p.layer_entry(&w.chain),
         LayerKind::Removing => p.removing_entry(&w.chain, &meta_rng.hex64()),
         LayerKind::WriteSet => p.write_set(&(meta_rng.next() as u32).to_string()),
         LayerKind::Orphan => return Ok(String::new()),

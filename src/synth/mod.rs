@@ -36,7 +36,15 @@
 //! one random stream (`rng`); `layers` (through `extract` and
 //! `tarsplit`), `images` and `containers` write in parallel through
 //! `fs`; `report` says what was written.
+//!
+//! With the `synth-bbolt` feature (on in tests, examples and benches, off
+//! in a normal build: they write bbolt files, which needs bbolt's writer)
+//! two more stages add what today's hosts also have: `buildkit`, the build
+//! cache BuildKit leaves after builds ([`SynthSpec::build_records`]), and
+//! `volumes`, local volumes some containers mount ([`SynthSpec::volumes`]).
 
+#[cfg(feature = "synth-bbolt")]
+mod buildkit;
 mod containers;
 mod extract;
 mod fs;
@@ -49,6 +57,8 @@ mod rng;
 mod tarsplit;
 #[cfg(test)]
 mod testutil;
+#[cfg(feature = "synth-bbolt")]
+mod volumes;
 
 use crate::ids::{ChainId, ContainerId, DiffId, ImageId};
 use crate::store::graphdriver::Paths;
@@ -104,6 +114,16 @@ pub struct SynthSpec {
     /// empty Segment `{"type":2,"payload":"",...}` after the end blocks.
     /// Newer engines (tar-split 0.12) omit it. Both reassemble identically.
     pub legacy_tar_split: bool,
+    /// BuildKit build-cache records `docker system df` lists (twins, which
+    /// it hides, come on top): the records of BuildKit builds of some
+    /// images, of their build contexts, cache mounts, builder stages, older
+    /// builds and pulled frontends, in `buildkit/*.db` with their driver
+    /// dirs and layers. Needs the `synth-bbolt` feature when non-zero.
+    pub build_records: usize,
+    /// Local volumes, named and anonymous, some mounted by containers, in
+    /// `volumes/` and `volumes/metadata.db`. Needs the `synth-bbolt`
+    /// feature when non-zero.
+    pub volumes: usize,
 }
 
 impl SynthSpec {
@@ -132,6 +152,8 @@ impl SynthSpec {
             seed: 1,
             engine_id: false,
             legacy_tar_split: true,
+            build_records: 0,
+            volumes: 0,
         }
     }
 
@@ -158,6 +180,8 @@ impl SynthSpec {
             seed: 42,
             engine_id: true,
             legacy_tar_split: true,
+            build_records: 0,
+            volumes: 0,
         }
     }
 }
@@ -239,13 +263,60 @@ pub struct SynthReport {
     pub removing: Vec<String>,
     /// `layerdb/tmp/write-set-*` directory names.
     pub write_sets: Vec<String>,
+    /// Layers in layerdb that no image has: those BuildKit pulled for
+    /// frontends and those of builds whose image is gone.
+    pub held_layers: Vec<SynthLayer>,
+    /// The build-cache records `/system/df` lists, by ID.
+    pub build_cache: Vec<SynthRecord>,
+    /// Records hidden from df: immutable twins of mutable records.
+    pub twins: usize,
+    pub volume_list: Vec<SynthVolume>,
+}
+
+/// A build-cache record, with what `/system/df` should say of it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SynthRecord {
+    pub id: String,
+    pub parent: Option<String>,
+    /// `Type`: regular, source.local, exec.cachemount, frontend, internal.
+    pub kind: String,
+    pub mutable: bool,
+    /// A layer of some image (or an ancestor of one).
+    pub shared: bool,
+    pub size: u64,
+}
+
+/// A local volume.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SynthVolume {
+    pub name: String,
+    pub anonymous: bool,
+    /// Created with mount options (tmpfs): `/system/df` leaves it out.
+    pub options: bool,
+    /// Containers that mount it.
+    pub links: usize,
+    /// `directory.Size` of `_data`.
+    pub size: u64,
 }
 
 /// Writes a complete data root at `root` (created if missing; it must not
 /// already hold an `image/`, `overlay2/` or `containers/` directory).
 pub fn generate(root: &Path, spec: &SynthSpec) -> io::Result<SynthReport> {
     refuse_existing(root)?;
-    let plan = plan::Plan::new(spec);
+    #[allow(unused_mut)]
+    let mut plan = plan::Plan::new(spec);
+    #[cfg(feature = "synth-bbolt")]
+    let (bk, vols) = (
+        buildkit::plan(spec, &mut plan),
+        volumes::plan(spec, &mut plan),
+    );
+    #[cfg(not(feature = "synth-bbolt"))]
+    if spec.build_records > 0 || spec.volumes > 0 {
+        return Err(io::Error::new(
+            io::ErrorKind::Unsupported,
+            "build records and volumes need dockgc built with the synth-bbolt feature",
+        ));
+    }
     let ctx = fs::Ctx::new(root)?;
     let layers = layers::write_layers(&ctx, &plan)?;
     let images = images::write_images(&ctx, &plan, &layers)?;
@@ -256,9 +327,19 @@ pub fn generate(root: &Path, spec: &SynthSpec) -> io::Result<SynthReport> {
         let engine_id = ctx.paths.docker().engine_id();
         ctx.file(&engine_id, rng.uuid4().as_bytes(), 0o600)?;
     }
-    Ok(report::report(
-        &ctx, &plan, layers, images, references, containers,
-    ))
+    #[cfg(feature = "synth-bbolt")]
+    let (build_cache, twins) = buildkit::write(&ctx, &plan, &bk, &layers)?;
+    #[cfg(feature = "synth-bbolt")]
+    let volume_list = volumes::write(&ctx, &plan, &vols)?;
+    #[allow(unused_mut)]
+    let mut r = report::report(&ctx, &plan, layers, images, references, containers);
+    #[cfg(feature = "synth-bbolt")]
+    {
+        r.build_cache = build_cache;
+        r.twins = twins;
+        r.volume_list = volume_list;
+    }
+    Ok(r)
 }
 
 fn refuse_existing(root: &Path) -> io::Result<()> {

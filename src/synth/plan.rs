@@ -17,6 +17,10 @@ pub(super) enum LayerKind {
     Removing,
     WriteSet,
     Orphan,
+    /// In layerdb, but in no image: held by BuildKit (a pulled frontend's
+    /// layer, the export of a build whose image is gone).
+    #[cfg_attr(not(feature = "synth-bbolt"), allow(dead_code))]
+    Held,
 }
 
 #[derive(Debug, Clone)]
@@ -61,6 +65,17 @@ pub(super) struct ContainerPlan {
     pub(super) started: bool,
     pub(super) exit_code: i32,
     pub(super) created: (i64, u32),
+    /// Volumes it mounts, by destination.
+    pub(super) mounts: Vec<MountPlan>,
+}
+
+/// A volume mount of a container (`MountPoints` of `config.v2.json`).
+#[derive(Debug, Clone)]
+pub(super) struct MountPlan {
+    pub(super) destination: String,
+    pub(super) volume: String,
+    /// `-v /dest` (an anonymous volume) rather than `-v name:/dest`.
+    pub(super) anonymous: bool,
 }
 
 pub(super) struct Plan {
@@ -172,6 +187,35 @@ impl Plan {
         }
         out.reverse();
         out
+    }
+
+    /// Adds a layer after planning (the BuildKit stage's): named from its
+    /// own stream, marking its parent committed. Call [`Plan::relevel`]
+    /// when done.
+    #[cfg_attr(not(feature = "synth-bbolt"), allow(dead_code))]
+    pub(super) fn push_layer(&mut self, parent: Option<u32>, kind: LayerKind, created: i64) -> u32 {
+        let idx = self.layers.len() as u32;
+        let depth = parent.map_or(1, |p| self.layers[p as usize].depth + 1);
+        if let Some(p) = parent {
+            self.layers[p as usize].committed = true;
+        }
+        self.layers.push(LayerPlan {
+            parent,
+            depth,
+            created,
+            kind,
+            committed: false,
+            number: idx,
+        });
+        let mut r = Rng::new(self.seed, STREAM_LAYER, u64::from(idx));
+        self.cache_ids.push(r.hex64());
+        self.links.push(r.link_id());
+        idx
+    }
+
+    #[cfg_attr(not(feature = "synth-bbolt"), allow(dead_code))]
+    pub(super) fn relevel(&mut self) {
+        self.levels = levels(&self.layers);
     }
 
     /// Image indices from the family root down to `image`.
@@ -444,6 +488,7 @@ fn plan_containers(spec: &SynthSpec, rng: &mut Rng, images: &[ImagePlan]) -> Vec
             started: c % 4 != 2,
             exit_code: [0, 0, 1, 137, 2][rng.index(5)],
             created,
+            mounts: Vec::new(),
         });
     }
     containers

@@ -25,20 +25,22 @@ pub(super) fn report(
     };
     for (i, lp) in plan.layers.iter().enumerate() {
         let d = layers[i].as_ref().expect("layer written");
+        let synth_layer = || SynthLayer {
+            chain_id: d.chain,
+            diff_id: d.diff,
+            parent: lp
+                .parent
+                .map(|p| layers[p as usize].as_ref().expect("layer").chain),
+            cache_id: plan.cache_ids[i].clone(),
+            size: d.size,
+        };
         match lp.kind {
             LayerKind::Image => {
                 r.layers += 1;
                 r.layers_size += d.size;
-                r.layer_list.push(SynthLayer {
-                    chain_id: d.chain,
-                    diff_id: d.diff,
-                    parent: lp
-                        .parent
-                        .map(|p| layers[p as usize].as_ref().expect("layer").chain),
-                    cache_id: plan.cache_ids[i].clone(),
-                    size: d.size,
-                });
+                r.layer_list.push(synth_layer());
             }
+            LayerKind::Held => r.held_layers.push(synth_layer()),
             LayerKind::Removing => r.removing.push(d.db_name.clone()),
             LayerKind::WriteSet => {
                 r.write_sets.push(d.db_name.clone());

@@ -9,6 +9,10 @@ pub(super) const STREAM_IMAGE: u64 = 3;
 pub(super) const STREAM_CONTAINER: u64 = 4;
 pub(super) const STREAM_ENGINE: u64 = 5;
 pub(super) const STREAM_EXTRA: u64 = 6;
+#[cfg(feature = "synth-bbolt")]
+pub(super) const STREAM_BUILDKIT: u64 = 7;
+#[cfg(feature = "synth-bbolt")]
+pub(super) const STREAM_VOLUME: u64 = 8;
 
 /// splitmix64: tiny, fast and good enough.
 pub(super) struct Rng(u64);
@@ -73,6 +77,14 @@ impl Rng {
         (0..26)
             .map(|_| B32[(self.next() & 31) as usize] as char)
             .collect()
+    }
+
+    /// 25 characters of `0-9a-z`, like BuildKit `identity.NewID` (record
+    /// IDs and the driver dirs its snapshots get).
+    #[cfg(feature = "synth-bbolt")]
+    pub(super) fn buildkit_id(&mut self) -> String {
+        const B36: &[u8; 36] = b"0123456789abcdefghijklmnopqrstuvwxyz";
+        (0..25).map(|_| B36[self.index(36)] as char).collect()
     }
 
     /// A version-4 UUID, as `engine-id` holds one.

@@ -30,7 +30,8 @@ pub struct Buildkit {
     pub snapshots: BTreeMap<String, SnapshotRecord>,
     /// `metadata_v2.db` `_main`: one bucket per cache record.
     pub records: BTreeMap<String, CacheRecord>,
-    /// `containerdmeta.db` `v1/buildkit/content/blob/<digest>/size`.
+    /// `containerdmeta.db` `v1/buildkit/content/blob/<digest>/size`, read
+    /// only when some record has a blob.
     pub blob_sizes: HashMap<String, i64>,
     /// With [`BuildkitStatus::Unreadable`]: names found by the substring rule.
     pub referenced_names: Vec<String>,
@@ -190,11 +191,18 @@ fn read_databases(
         Some(db) => read_records(&db)?,
         None => BTreeMap::new(),
     };
-    // Only blob-only records need it; a damaged file costs their sizes, not
-    // the whole reading (they report 0 in graphdriver mode anyway).
-    let blob_sizes = match open_opt(&dir.join("containerdmeta.db")) {
-        Ok(Some(db)) => read_blob_sizes(&db),
-        _ => HashMap::new(),
+    // Only records with a blob (`cache.blob`) need it: none in the
+    // graphdriver roots seen (moby's puller hands BuildKit descriptors
+    // without a digest), while the file keeps a lease of two pages for every
+    // record (16 MB for 2,000 records). So it is read only then, and a
+    // damaged file costs those sizes, not the whole reading.
+    let blob_sizes = if records.values().any(|r| r.blob.is_some()) {
+        match open_opt(&dir.join("containerdmeta.db")) {
+            Ok(Some(db)) => read_blob_sizes(&db),
+            _ => HashMap::new(),
+        }
+    } else {
+        HashMap::new()
     };
     Ok((snapshots, records, blob_sizes))
 }
