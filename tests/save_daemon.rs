@@ -957,7 +957,8 @@ fn save_oci_is_a_valid_layout_that_docker_20_10_loads() {
     load_and_judge(f, &a, "oci");
 }
 
-/// A private containerd 1.6 (Appendix A of containerd-store.md).
+/// A private containerd 1.6 on a temp root and socket, with its own state dir,
+/// so the test never touches a system containerd.
 struct Containerd {
     dir: tempfile::TempDir,
     child: std::process::Child,

@@ -32,7 +32,7 @@ pub fn build_cache(g: &Graph, o: &BuildCacheOptions, gone: &HashSet<ImageId>) ->
 
 /// The same estimate over records from anywhere (the API's `/system/df`
 /// for a plan from the API alone).
-pub fn build_cache_of<'a>(bc: &'a buildcache::BuildCache, o: &BuildCacheOptions) -> PlanBuildCache {
+pub fn build_cache_of(bc: &buildcache::BuildCache, o: &BuildCacheOptions) -> PlanBuildCache {
     let mut plan = PlanBuildCache {
         all: o.all,
         until: o.until,
@@ -44,8 +44,26 @@ pub fn build_cache_of<'a>(bc: &'a buildcache::BuildCache, o: &BuildCacheOptions)
     if !bc.known {
         return plan;
     }
-    let by_id: HashMap<&str, &BuildRecord> =
-        bc.records.iter().map(|r| (r.id.as_str(), r)).collect();
+    plan.records = chosen_records(bc, o)
+        .iter()
+        .map(|r| PlanCacheRecord {
+            id: r.id.clone(),
+            kind: r.kind.clone(),
+            bytes: r.size,
+            last_used: r.last_used.clone(),
+            description: r.description.clone(),
+        })
+        .collect();
+    plan.bytes = plan.records.iter().map(|r| r.bytes).sum();
+    plan
+}
+
+/// The records `/build/prune` with these options deletes, in BuildKit's
+/// order: leaves first, each taking its parents' last child away.
+fn chosen_records<'a>(
+    bc: &'a buildcache::BuildCache,
+    o: &BuildCacheOptions,
+) -> Vec<&'a BuildRecord> {
     let mut children: HashMap<&str, usize> = HashMap::new();
     for r in &bc.records {
         for p in &r.parents {
@@ -65,7 +83,10 @@ pub fn build_cache_of<'a>(bc: &'a buildcache::BuildCache, o: &BuildCacheOptions)
         if !o.all && (matches!(r.kind.as_str(), "internal" | "frontend") || r.shared) {
             return false;
         }
-        match (o.until, last_used(r)) {
+        // BuildKit's until keeps only records used after the cutoff: one
+        // never used has no time to compare and goes, however new
+        // (`cache/manager.go` prune: `lastUsedAt != nil && lastUsedAt.After(cutOff)`).
+        match (o.until, r.last_used.as_deref().and_then(parse_time)) {
             (Some(u), Some(t)) => o.now - t >= u,
             _ => true,
         }
@@ -126,19 +147,7 @@ pub fn build_cache_of<'a>(bc: &'a buildcache::BuildCache, o: &BuildCacheOptions)
             }
         }
     }
-    plan.records = chosen
-        .iter()
-        .filter(|r| by_id.contains_key(r.id.as_str()))
-        .map(|r| PlanCacheRecord {
-            id: r.id.clone(),
-            kind: r.kind.clone(),
-            bytes: r.size,
-            last_used: r.last_used.clone(),
-            description: r.description.clone(),
-        })
-        .collect();
-    plan.bytes = plan.records.iter().map(|r| r.bytes).sum();
-    plan
+    chosen
 }
 
 /// BuildKit's order of deletion under keep-storage (moby/buildkit
@@ -344,6 +353,26 @@ mod tests {
             last_used: Some(used.into()),
             usage_count: usage,
         }
+    }
+
+    #[test]
+    fn until_takes_a_record_never_used_however_new() {
+        let mut fresh = rec("fresh", None, "regular", false, 7, 0);
+        fresh.last_used = None;
+        let bc = buildcache::BuildCache {
+            known: true,
+            records: vec![fresh, rec("recent", None, "regular", false, 5, 10)],
+        };
+        let o = BuildCacheOptions {
+            all: false,
+            until: Some(3600),
+            keep_bytes: None,
+            now: NOW,
+        };
+        let p = build_cache_of(&bc, &o);
+        let ids: Vec<&str> = p.records.iter().map(|r| r.id.as_str()).collect();
+        assert_eq!(ids, ["fresh"]);
+        assert_eq!(p.bytes, 7);
     }
 
     #[test]
