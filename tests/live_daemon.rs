@@ -66,38 +66,6 @@ fn run_dockgc(root: &Path, args: &[&str]) -> Output {
         .expect("run dockgc")
 }
 
-fn describe(out: &Output) -> String {
-    format!(
-        "status: {}\nstderr:\n{}\nstdout (first 8000 bytes):\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr),
-        String::from_utf8_lossy(&out.stdout[..out.stdout.len().min(8000)])
-    )
-}
-
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
-
-fn assert_no_panic(out: &Output) {
-    assert!(
-        out.status.code() != Some(101) && !stderr(out).contains("panicked at"),
-        "dockgc panicked\n{}",
-        describe(out)
-    );
-}
-
-fn parse_json(out: &Output, what: &str) -> Value {
-    serde_json::from_slice(&out.stdout)
-        .unwrap_or_else(|e| panic!("{what}: invalid JSON: {e}\n{}", describe(out)))
-}
-
-fn arr<'a>(v: &'a Value, key: &str) -> &'a Vec<Value> {
-    v[key]
-        .as_array()
-        .unwrap_or_else(|| panic!("`{key}` is not an array in {v:#}"))
-}
-
 /// `prune ARGS... --yes --format json`: exit code and report.
 fn prune(root: &Path, args: &[&str]) -> (Option<i32>, Value, Output) {
     let mut a = vec!["prune"];
@@ -149,14 +117,6 @@ fn offline_ok(root: &Path, args: &[&str]) -> Value {
     prune_ok_in("offline", root, &a)
 }
 
-/// IDs of `plan.images`.
-fn plan_images(report: &Value) -> BTreeSet<String> {
-    arr(&report["plan"], "images")
-        .iter()
-        .map(|i| i["id"].as_str().expect("image id").to_string())
-        .collect()
-}
-
 /// Names of `plan.containers`.
 fn plan_containers(report: &Value) -> BTreeSet<String> {
     arr(&report["plan"], "containers")
@@ -202,39 +162,6 @@ fn verify_errors(root: &Path) -> Vec<Value> {
 // ---------------------------------------------------------------------------
 // The daemon as judge
 
-/// A daemon that must come up on `root` (the scenario's did).
-fn must_start(root: &Path, when: &str) -> Daemon {
-    Daemon::start(root).unwrap_or_else(|| {
-        panic!(
-            "{when}: dockerd did not start on {} (its log tail is above)",
-            root.display()
-        )
-    })
-}
-
-/// What a daemon lists: every image ID (`/images/json?all=1`), tag → ID,
-/// digest reference → ID.
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct View {
-    images: BTreeSet<String>,
-    tags: BTreeMap<String, String>,
-    digests: BTreeMap<String, String>,
-}
-
-fn refs_of(images: &Value, key: &str) -> BTreeMap<String, String> {
-    let mut out = BTreeMap::new();
-    for img in images.as_array().expect("images") {
-        let id = img["Id"].as_str().unwrap();
-        for t in img[key].as_array().into_iter().flatten() {
-            let t = t.as_str().unwrap();
-            if !t.starts_with("<none>") {
-                out.insert(t.to_string(), id.to_string());
-            }
-        }
-    }
-    out
-}
-
 fn view(d: &Daemon) -> View {
     let json = d.api("/images/json?all=1");
     View {
@@ -272,35 +199,6 @@ fn container_names(d: &Daemon) -> BTreeSet<String> {
     containers(d).into_keys().collect()
 }
 
-/// `docker save` of every image (one call; per image on failure, to name it).
-fn assert_saves(d: &Daemon, ids: &BTreeSet<String>, when: &str) {
-    if ids.is_empty() {
-        return;
-    }
-    let mut args = vec!["save"];
-    args.extend(ids.iter().map(String::as_str));
-    let out = d.docker_output(&args);
-    if out.status.success() && !out.stdout.is_empty() {
-        return;
-    }
-    let mut failed = Vec::new();
-    for id in ids {
-        let o = d.docker_output(&["save", id]);
-        if !o.status.success() {
-            failed.push(format!(
-                "{id}: {}",
-                String::from_utf8_lossy(&o.stderr).trim()
-            ));
-        }
-    }
-    panic!(
-        "{when}: docker save failed ({}):\n  {}\n{}",
-        out.status,
-        failed.join("\n  "),
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
 /// Every container in `expect` is listed and starts, or fails only at exec
 /// inside a rootfs that was mounted (the scenario's `created` runs `sh` on
 /// an image without one), and `docker export` (which mounts every layer)
@@ -331,66 +229,6 @@ fn note(msg: String) {
 
 // ---------------------------------------------------------------------------
 // The scenario's images
-
-struct Names {
-    /// The `dang:1` image that lost its tag.
-    dang_old: String,
-    /// The untagged loaded image from 2018.
-    l2018: String,
-    l2019: String,
-    dang1: String,
-    /// `solo:1` and its two untagged build parents.
-    solo: BTreeSet<String>,
-}
-
-fn names(sc: &Scenario) -> Names {
-    let imgs = sc.images_json_all.as_array().expect("images json");
-    let by_id: BTreeMap<&str, &Value> = imgs
-        .iter()
-        .map(|i| (i["Id"].as_str().unwrap(), i))
-        .collect();
-    let l2018 = imgs
-        .iter()
-        .find(|i| i["Labels"]["org.example.untagged"] == "yes")
-        .expect("the untagged 2018 image")["Id"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let base = &sc.tags["base:1"];
-    let mut solo = BTreeSet::new();
-    let mut cur = sc.tags["solo:1"].clone();
-    while &cur != base {
-        solo.insert(cur.clone());
-        cur = by_id[cur.as_str()]["ParentId"]
-            .as_str()
-            .filter(|p| !p.is_empty())
-            .expect("solo's chain reaches base:1")
-            .to_string();
-    }
-    assert_eq!(solo.len(), 3, "solo:1 and its two build parents");
-    Names {
-        dang_old: sc.dangling_image.clone(),
-        l2018,
-        l2019: sc.tags["loaded:2019"].clone(),
-        dang1: sc.tags["dang:1"].clone(),
-        solo,
-    }
-}
-
-fn set(ids: &[&String]) -> BTreeSet<String> {
-    ids.iter().map(|s| s.to_string()).collect()
-}
-
-fn strings(v: &[&str]) -> Vec<String> {
-    v.iter().map(|s| s.to_string()).collect()
-}
-
-fn now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64
-}
 
 /// Bytes free for an unprivileged user on the filesystem of `p`, as
 /// dockgc's watermark reads them.
@@ -630,8 +468,6 @@ fn live_equals_offline_all_with_containers() {
         Some(sc.containers.len() as u64)
     );
 }
-
-const UNTIL: &str = "until=2019-12-01T00:00:00Z";
 
 #[test]
 fn live_equals_offline_until() {
@@ -2034,12 +1870,6 @@ impl Drop for Ext4Root {
     fn drop(&mut self) {
         let _ = Command::new("umount").arg("-l").arg(&self.mnt).output();
     }
-}
-
-fn hex_of(s: &str) -> String {
-    sha256_digest(s.as_bytes())
-        .trim_start_matches("sha256:")
-        .to_string()
 }
 
 /// A driver dir with `diff/`, `work/`, `link`, and its `l/` symlink.

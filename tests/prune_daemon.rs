@@ -56,32 +56,6 @@ fn run_dockgc(root: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
     c.output().expect("run dockgc")
 }
 
-fn describe(out: &Output) -> String {
-    format!(
-        "status: {}\nstderr:\n{}\nstdout (first 6000 bytes):\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr),
-        String::from_utf8_lossy(&out.stdout[..out.stdout.len().min(6000)])
-    )
-}
-
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
-
-fn assert_no_panic(out: &Output) {
-    assert!(
-        out.status.code() != Some(101) && !stderr(out).contains("panicked at"),
-        "dockgc panicked\n{}",
-        describe(out)
-    );
-}
-
-fn parse_json(out: &Output, what: &str) -> Value {
-    serde_json::from_slice(&out.stdout)
-        .unwrap_or_else(|e| panic!("{what}: invalid JSON: {e}\n{}", describe(out)))
-}
-
 /// `prune ARGS... --yes --format json`, which must exit 0; its report.
 fn prune_ok(root: &Path, args: &[&str]) -> Value {
     let mut a = vec!["prune"];
@@ -128,20 +102,6 @@ fn is_empty_plan(p: &Value) -> bool {
     ["references", "images", "layers", "mounts", "orphans"]
         .iter()
         .all(|k| arr(p, k).is_empty())
-}
-
-fn arr<'a>(v: &'a Value, key: &str) -> &'a Vec<Value> {
-    v[key]
-        .as_array()
-        .unwrap_or_else(|| panic!("`{key}` is not an array in {v:#}"))
-}
-
-/// IDs of `plan.images`.
-fn plan_images(report: &Value) -> BTreeSet<String> {
-    arr(&report["plan"], "images")
-        .iter()
-        .map(|i| i["id"].as_str().expect("image id").to_string())
-        .collect()
 }
 
 /// `plan.references[].reference`.
@@ -234,41 +194,6 @@ fn df_state(root: &Path) -> BTreeMap<String, Vec<String>> {
 // ---------------------------------------------------------------------------
 // The daemon as judge
 
-/// A daemon on a root that must come up (the scenario's daemon did): a
-/// failure here means the root was left broken.
-fn must_start(root: &Path, when: &str) -> Daemon {
-    Daemon::start(root).unwrap_or_else(|| {
-        panic!(
-            "{when}: dockerd did not start on {} (its log tail is above)",
-            root.display()
-        )
-    })
-}
-
-/// What a daemon shows: `docker images -a` IDs and tag → image ID.
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct View {
-    images: BTreeSet<String>,
-    tags: BTreeMap<String, String>,
-    /// `name@sha256:...` → image ID.
-    digests: BTreeMap<String, String>,
-}
-
-/// RepoTags and RepoDigests of `/images/json` entries, by reference.
-fn refs_of(images: &Value, key: &str) -> BTreeMap<String, String> {
-    let mut out = BTreeMap::new();
-    for img in images.as_array().expect("images") {
-        let id = img["Id"].as_str().unwrap();
-        for t in img[key].as_array().into_iter().flatten() {
-            let t = t.as_str().unwrap();
-            if !t.starts_with("<none>") {
-                out.insert(t.to_string(), id.to_string());
-            }
-        }
-    }
-    out
-}
-
 fn view(d: &Daemon) -> View {
     let images = d
         .docker(&["images", "-a", "--no-trunc", "-q"])
@@ -290,35 +215,6 @@ fn scenario_view(sc: &Scenario) -> View {
         tags: sc.tags.clone(),
         digests: refs_of(&sc.images_json_all, "RepoDigests"),
     }
-}
-
-/// `docker save` of every image (one call; per image on failure to name it).
-fn assert_saves(d: &Daemon, ids: &BTreeSet<String>, when: &str) {
-    if ids.is_empty() {
-        return;
-    }
-    let mut args = vec!["save"];
-    args.extend(ids.iter().map(String::as_str));
-    let out = d.docker_output(&args);
-    if out.status.success() && !out.stdout.is_empty() {
-        return;
-    }
-    let mut failed = Vec::new();
-    for id in ids {
-        let o = d.docker_output(&["save", id]);
-        if !o.status.success() {
-            failed.push(format!(
-                "{id}: {}",
-                String::from_utf8_lossy(&o.stderr).trim()
-            ));
-        }
-    }
-    panic!(
-        "{when}: docker save failed ({}):\n  {}\n{}",
-        out.status,
-        failed.join("\n  "),
-        String::from_utf8_lossy(&out.stderr)
-    );
 }
 
 /// Every container starts, or fails only at exec inside a rootfs that was
@@ -352,63 +248,8 @@ fn assert_containers_start(d: &Daemon, expect: &BTreeSet<String>, when: &str) {
 // ---------------------------------------------------------------------------
 // Names of the scenario's images
 
-struct Names {
-    /// The `dang:1` image that lost its tag.
-    dang_old: String,
-    /// The untagged loaded image from 2018 (label org.example.untagged=yes).
-    l2018: String,
-    l2019: String,
-    dang1: String,
-    /// `solo:1` and its untagged build parents (down to, not including, `base:1`).
-    solo: BTreeSet<String>,
-}
-
-fn names(sc: &Scenario) -> Names {
-    let imgs = sc.images_json_all.as_array().expect("images json");
-    let by_id: BTreeMap<&str, &Value> = imgs
-        .iter()
-        .map(|i| (i["Id"].as_str().unwrap(), i))
-        .collect();
-    let l2018 = imgs
-        .iter()
-        .find(|i| i["Labels"]["org.example.untagged"] == "yes")
-        .expect("the untagged 2018 image")["Id"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let base = &sc.tags["base:1"];
-    let mut solo = BTreeSet::new();
-    let mut cur = sc.tags["solo:1"].clone();
-    while &cur != base {
-        solo.insert(cur.clone());
-        cur = by_id[cur.as_str()]["ParentId"]
-            .as_str()
-            .filter(|p| !p.is_empty())
-            .expect("solo's chain reaches base:1")
-            .to_string();
-    }
-    assert_eq!(solo.len(), 3, "solo:1 and its two build parents");
-    Names {
-        dang_old: sc.dangling_image.clone(),
-        l2018,
-        l2019: sc.tags["loaded:2019"].clone(),
-        dang1: sc.tags["dang:1"].clone(),
-        solo,
-    }
-}
-
-fn set(ids: &[&String]) -> BTreeSet<String> {
-    ids.iter().map(|s| s.to_string()).collect()
-}
-
 // ---------------------------------------------------------------------------
 // Leftovers to inject
-
-fn hex_of(s: &str) -> String {
-    sha256_digest(s.as_bytes())
-        .trim_start_matches("sha256:")
-        .to_string()
-}
 
 fn bytes(len: usize, seed: u8) -> Vec<u8> {
     (0..len)
@@ -523,13 +364,6 @@ fn mount_dirs(root: &Path, id: &str) -> Vec<PathBuf> {
         .filter_map(|f| fs::read_to_string(m.join(f)).ok())
         .map(|d| root.join("overlay2").join(d.trim()))
         .collect()
-}
-
-fn now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64
 }
 
 fn assert_orphans_planned(report: &Value, injected: &[(PathBuf, &str)]) {
@@ -747,12 +581,6 @@ fn policy_case(sc: &Scenario, c: Case) {
     d.stop();
     assert_verifies(root, c.leftovers, &when);
 }
-
-fn strings(v: &[&str]) -> Vec<String> {
-    v.iter().map(|s| s.to_string()).collect()
-}
-
-const UNTIL: &str = "until=2019-12-01T00:00:00Z";
 
 #[test]
 fn prune_default_removes_dangling_images() {

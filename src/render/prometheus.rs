@@ -157,38 +157,11 @@ pub fn df_metrics_containerd(m: &mut Metrics, u: &crate::usage::containerd::Usag
             *bytes as f64,
         );
     }
-    let mut orphans: BTreeMap<String, (u64, u64)> = BTreeMap::new();
-    for o in &u.orphans {
-        let e = orphans.entry(word(&o.kind)).or_default();
-        e.0 += 1;
-        e.1 += o.bytes;
-    }
-    for (kind, (n, bytes)) in &orphans {
-        m.gauge(
-            "dockgc_orphans",
-            "Orphaned or leftover items per kind.",
-            &[("kind", kind)],
-            *n as f64,
-        );
-        m.gauge(
-            "dockgc_orphan_bytes",
-            "Bytes of orphaned or leftover items per kind.",
-            &[("kind", kind)],
-            *bytes as f64,
-        );
-    }
-    let mut anomalies: BTreeMap<String, u64> = BTreeMap::new();
-    for a in &u.anomalies {
-        *anomalies.entry(word(&a.kind)).or_default() += 1;
-    }
-    for (kind, n) in &anomalies {
-        m.gauge(
-            "dockgc_anomalies",
-            "Problems met while reading the store, per kind.",
-            &[("kind", kind)],
-            *n as f64,
-        );
-    }
+    problem_metrics(
+        m,
+        u.orphans.iter().map(|o| (word(&o.kind), o.bytes)),
+        &u.anomalies,
+    );
     m.gauge(
         "dockgc_containerd_live",
         "1 when a containerd held the root's databases while dockgc read them (a point-in-time snapshot).",
@@ -250,7 +223,11 @@ pub fn df_metrics(m: &mut Metrics, u: &Usage) {
     );
     build_cache_metrics(m, u);
     volume_metrics(m, u);
-    problem_metrics(m, u);
+    problem_metrics(
+        m,
+        u.orphans.iter().map(|o| (word(&o.kind), o.bytes)),
+        &u.anomalies,
+    );
     if let Some(d) = &u.disk {
         for c in &d.categories {
             m.gauge(
@@ -303,12 +280,17 @@ fn volume_metrics(m: &mut Metrics, u: &Usage) {
 }
 
 /// Orphans and leftovers, and the anomalies met while reading, per kind.
-fn problem_metrics(m: &mut Metrics, u: &Usage) {
+/// Both stores' orphans come as (kind, bytes), their anomalies as one type.
+fn problem_metrics(
+    m: &mut Metrics,
+    items: impl Iterator<Item = (String, u64)>,
+    found: &[crate::store::Anomaly],
+) {
     let mut orphans: BTreeMap<String, (u64, u64)> = BTreeMap::new();
-    for o in &u.orphans {
-        let e = orphans.entry(word(&o.kind)).or_default();
+    for (kind, bytes) in items {
+        let e = orphans.entry(kind).or_default();
         e.0 += 1;
-        e.1 += o.bytes;
+        e.1 += bytes;
     }
     for (kind, (n, bytes)) in &orphans {
         m.gauge(
@@ -325,7 +307,7 @@ fn problem_metrics(m: &mut Metrics, u: &Usage) {
         );
     }
     let mut anomalies: BTreeMap<String, u64> = BTreeMap::new();
-    for a in &u.anomalies {
+    for a in found {
         *anomalies.entry(word(&a.kind)).or_default() += 1;
     }
     for (kind, n) in &anomalies {

@@ -29,11 +29,14 @@ use tempfile::TempDir;
 mod containerd;
 pub mod drivers;
 mod modern;
+mod prune;
 mod volumes;
 #[allow(unused_imports)]
 pub use containerd::*;
 #[allow(unused_imports)]
 pub use modern::*;
+#[allow(unused_imports)] // only the prune tests use these
+pub use prune::*;
 
 /// Command for the `dockgc` binary built by cargo for this test run. The
 /// environment's `DOCKER_HOST` would name a daemon for dockgc: never the
