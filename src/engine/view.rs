@@ -136,6 +136,10 @@ pub struct Disagreements {
 }
 
 impl Disagreements {
+    pub fn is_empty(&self) -> bool {
+        self.images.is_empty() && self.containers.is_empty()
+    }
+
     /// For the plan's reader.
     pub fn list(&self) -> Vec<Disagreement> {
         let images = self.images.iter().map(|(id, why)| Disagreement {

@@ -100,9 +100,7 @@ pub fn run(ctx: &Ctx, args: &PruneArgs) -> anyhow::Result<u8> {
         // planning to the last removal.
         source::pick(ctx, &o.run.mode, o.dry_run, "prune")?
     };
-    let facts = source::read(ctx, &mode)?;
-    let graph = Graph::build(&facts.snap);
-    let p = source::plan(&o, &mode, &facts, &graph)?;
+    let (facts, p) = source::read_and_plan(ctx, &o, &mode)?;
     for d in &p.disagreements {
         log::info(
             "prune.disagreement",
@@ -127,7 +125,7 @@ pub fn run(ctx: &Ctx, args: &PruneArgs) -> anyhow::Result<u8> {
         }
         return Ok(EXIT_OK);
     }
-    run_plan(&graph, &p, &o.run, &mode, started)
+    run_plan(&Graph::build(&facts.snap), &p, &o.run, &mode, started)
 }
 
 pub fn apply_file(ctx: &Ctx, a: &ApplyArgs) -> anyhow::Result<u8> {

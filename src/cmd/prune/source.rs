@@ -95,6 +95,42 @@ pub fn read(ctx: &Ctx, mode: &Mode) -> anyhow::Result<Facts> {
     }
 }
 
+/// The snapshot for `mode` and the plan made from it. Live on a readable
+/// root the daemon lists while dockgc reads, and on a big store its list
+/// takes longer than the read: the plan is made meanwhile as if the two
+/// agree, and made again only when the cross-check pins something.
+pub fn read_and_plan(ctx: &Ctx, o: &Prune, mode: &Mode) -> anyhow::Result<(Facts, plan::Plan)> {
+    let Mode::Live(t) = mode else {
+        return plan_of(read(ctx, mode)?, o, mode);
+    };
+    if t.disk.is_err() {
+        return plan_of(read(ctx, mode)?, o, mode);
+    }
+    std::thread::scope(|s| {
+        let list = s.spawn(|| view::View::read(&t.engine));
+        let mut facts = Facts {
+            snap: store::load_with(&ctx.root, ctx.load_options(false))?,
+            disagree: Default::default(),
+        };
+        let guess = plan(o, mode, &facts, &Graph::build(&facts.snap));
+        let v = list
+            .join()
+            .map_err(|_| anyhow::anyhow!("reading the daemon's lists panicked"))??;
+        facts.disagree = view::crosscheck(&facts.snap, &v);
+        let p = if facts.disagree.is_empty() {
+            guess?
+        } else {
+            plan(o, mode, &facts, &Graph::build(&facts.snap))?
+        };
+        Ok((facts, p))
+    })
+}
+
+fn plan_of(facts: Facts, o: &Prune, mode: &Mode) -> anyhow::Result<(Facts, plan::Plan)> {
+    let p = plan(o, mode, &facts, &Graph::build(&facts.snap))?;
+    Ok((facts, p))
+}
+
 /// The plan: the policy's selection, leftovers, then the build cache and
 /// volumes, which only a live daemon prunes.
 pub fn plan(o: &Prune, mode: &Mode, facts: &Facts, g: &Graph) -> anyhow::Result<plan::Plan> {
