@@ -100,13 +100,15 @@ pub fn assemble(
     results: Vec<(Option<Image>, Vec<Anomaly>)>,
 ) -> (BTreeMap<ImageId, Image>, Vec<Anomaly>) {
     let mut anomalies = Vec::new();
-    let mut images = BTreeMap::new();
-    for (img, mut a) in results {
-        anomalies.append(&mut a);
-        if let Some(img) = img {
-            images.insert(img.id, img);
-        }
-    }
+    // Collected, not inserted one by one: a map built from an iterator packs
+    // its nodes full, where in-order inserts leave each about 60% used.
+    let images = results
+        .into_iter()
+        .filter_map(|(img, mut a)| {
+            anomalies.append(&mut a);
+            img.map(|i| (i.id, i))
+        })
+        .collect();
     (images, anomalies)
 }
 
