@@ -177,7 +177,7 @@ fn parse_config(
         id,
         created: raw.created,
         created_unix,
-        labels: raw.config.and_then(|c| c.labels).unwrap_or_default(),
+        labels: raw.config.and_then(|c| c.labels).unwrap_or_default().into(),
         diff_ids,
         os: raw.os,
         parent: None,
