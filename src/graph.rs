@@ -42,7 +42,9 @@ pub struct Graph<'s> {
     /// The graphdriver half of the snapshot.
     pub gd: &'s graphdriver::State,
     /// Layers the daemon can load: their files parse and every ancestor loads.
-    pub loadable: HashSet<ChainId>,
+    /// A B-tree collected at once, packed: a hash set's buckets for 30,000
+    /// layers are twice its size.
+    pub loadable: BTreeSet<ChainId>,
     /// Images the daemon restores at start (`store.restore`).
     pub loaded: BTreeSet<ImageId>,
     /// Every prefix chain ID of each image's `diff_ids`, base first.
@@ -228,7 +230,7 @@ impl<'s> Graph<'s> {
 
 /// Mirrors `loadLayer`'s recursion: a layer loads only if its parent loads.
 /// A missing parent or a `parent` cycle makes the whole subtree unloadable.
-fn loadable_layers(snap: &Snapshot) -> HashSet<ChainId> {
+fn loadable_layers(snap: &Snapshot) -> BTreeSet<ChainId> {
     #[derive(Clone, Copy, PartialEq)]
     enum St {
         Visiting,
@@ -395,7 +397,7 @@ pub(crate) mod tests {
                 id,
                 created: None,
                 created_unix: None,
-                labels: BTreeMap::new(),
+                labels: Default::default(),
                 diff_ids,
                 os: Some("linux".into()),
                 parent,

@@ -193,15 +193,7 @@ pub fn compute(g: &Graph, opts: &Options) -> Usage {
 fn images(g: &Graph, rule: SharedSizeRule) -> Vec<ImageUsage> {
     let snap = g.snap;
     let layer_size = |c: &ChainId| snap.layers.get(c).map_or(0, |l| l.size);
-    // Reference counts per chain ID, over the set the rule names.
-    let mut counts: HashMap<ChainId, u32> = HashMap::new();
-    for id in &g.loaded {
-        if rule == SharedSizeRule::All || g.is_listed(id) {
-            for c in &g.chains[id] {
-                *counts.entry(*c).or_default() += 1;
-            }
-        }
-    }
+    let counts = chain_counts(g, rule);
     let mut images: Vec<ImageUsage> = g
         .loaded
         .iter()
@@ -215,7 +207,7 @@ fn images(g: &Graph, rule: SharedSizeRule) -> Vec<ImageUsage> {
             let size: u64 = chain.iter().map(layer_size).sum();
             let shared: u64 = chain
                 .iter()
-                .filter(|c| counts.get(c).copied().unwrap_or(0) + own > 1)
+                .filter(|c| counts.get(g, c) + own > 1)
                 .map(layer_size)
                 .sum();
             let (mut repo_tags, mut repo_digests) = (Vec::new(), Vec::new());
@@ -246,8 +238,48 @@ fn images(g: &Graph, rule: SharedSizeRule) -> Vec<ImageUsage> {
             }
         })
         .collect();
-    images.sort_by(|a, b| b.created_unix.cmp(&a.created_unix).then(a.id.cmp(&b.id)));
+    drop(counts);
+    // IDs are unique, so the order is total and an unstable sort gives the
+    // same result without a stable sort's copy of the whole list.
+    images.sort_unstable_by(|a, b| b.created_unix.cmp(&a.created_unix).then(a.id.cmp(&b.id)));
     images
+}
+
+/// How many images of the set a shared-size rule names use each layer.
+/// Counted per layer node, not in a map by chain ID: a map's buckets for
+/// 30,000 layers are megabytes at df's memory peak.
+struct ChainCounts {
+    by_node: Vec<u32>,
+    /// Chain IDs with no layer node (none for a loaded image, whose every
+    /// layer loads; kept so that the count never depends on that).
+    other: HashMap<ChainId, u32>,
+}
+
+impl ChainCounts {
+    fn get(&self, g: &Graph, c: &ChainId) -> u32 {
+        match g.layer_node(c) {
+            Some(n) => self.by_node[n.key as usize],
+            None => self.other.get(c).copied().unwrap_or(0),
+        }
+    }
+}
+
+fn chain_counts(g: &Graph, rule: SharedSizeRule) -> ChainCounts {
+    let mut counts = ChainCounts {
+        by_node: vec![0; g.edges.layers.len()],
+        other: HashMap::new(),
+    };
+    for id in &g.loaded {
+        if rule == SharedSizeRule::All || g.is_listed(id) {
+            for c in &g.chains[id] {
+                match g.layer_node(c) {
+                    Some(n) => counts.by_node[n.key as usize] += 1,
+                    None => *counts.other.entry(*c).or_default() += 1,
+                }
+            }
+        }
+    }
+    counts
 }
 
 /// Bytes that `docker rmi` of this image alone would free: the layers the
@@ -267,12 +299,20 @@ fn freed_bytes<'a>(g: &Graph, images: impl IntoIterator<Item = &'a ImageId>) -> 
 
 /// Docker's `LayersSize`: distinct layers of the listed images (`getLayerRefs`).
 fn layers_size(g: &Graph) -> u64 {
-    let mut seen = std::collections::HashSet::new();
+    // Seen per layer node (a hash set of 30,000 chain IDs was 3 MB at df's
+    // memory peak); a chain ID without a node (none for a loaded image)
+    // goes to the set.
+    let mut seen_node = vec![false; g.edges.layers.len()];
+    let mut seen_other = std::collections::HashSet::new();
+    let mut first_time = |c: &ChainId| match g.layer_node(c) {
+        Some(n) => !std::mem::replace(&mut seen_node[n.key as usize], true),
+        None => seen_other.insert(*c),
+    };
     g.loaded
         .iter()
         .filter(|id| g.is_listed(id))
         .flat_map(|id| g.chains[id].iter())
-        .filter(|c| seen.insert(**c))
+        .filter(|c| first_time(c))
         .map(|c| g.snap.layers.get(c).map_or(0, |l| l.size))
         .sum()
 }

@@ -91,7 +91,7 @@ fn images(engine: &Engine, view: &View, snap: &mut Snapshot) -> Result<(), Engin
                     .and_then(crate::store::parse_time)
                     .or(Some(api.created)),
                 created,
-                labels: api.labels.clone(),
+                labels: api.labels.clone().into(),
                 diff_ids: diff_ids.clone(),
                 os: i.os.clone(),
                 parent: api.parent,

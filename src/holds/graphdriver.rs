@@ -19,16 +19,20 @@ use std::path::PathBuf;
 
 const NONE: u32 = u32::MAX;
 
-/// The graphdriver snapshot as dense nodes and edges.
+/// The index of `x` in the sorted list `v`.
+fn position<T: Ord>(v: &[T], x: &T) -> Option<u32> {
+    v.binary_search(x).ok().map(|i| i as u32)
+}
+
+/// The graphdriver snapshot as dense nodes and edges. Each node list is in
+/// key order (taken from the snapshot's sorted maps), so a node's number is
+/// found by binary search: a hash index beside each list would cost
+/// megabytes on a root of 30,000 layers and dirs.
 pub struct Edges<'s> {
     pub images: Vec<ImageId>,
-    image_key: HashMap<ImageId, u32>,
     pub layers: Vec<ChainId>,
-    layer_key: HashMap<ChainId, u32>,
     pub mounts: Vec<&'s str>,
-    mount_key: HashMap<&'s str, u32>,
     pub dirs: Vec<&'s str>,
-    dir_key: HashMap<&'s str, u32>,
     /// Layers of each image's chain that exist: `image_layers[image_at[i]..image_at[i+1]]`.
     image_layers: Vec<u32>,
     image_at: Vec<u32>,
@@ -43,25 +47,17 @@ pub struct Edges<'s> {
 impl<'s> Edges<'s> {
     pub fn new(snap: &Snapshot, gd: &'s State, chains: &HashMap<ImageId, Vec<ChainId>>) -> Self {
         let layers: Vec<ChainId> = snap.layers.keys().copied().collect();
-        let layer_key: HashMap<ChainId, u32> = layers
-            .iter()
-            .enumerate()
-            .map(|(i, c)| (*c, i as u32))
-            .collect();
         let dirs: Vec<&str> = gd.dirs.keys().map(String::as_str).collect();
-        let dir_key: HashMap<&str, u32> = dirs
-            .iter()
-            .enumerate()
-            .map(|(i, d)| (*d, i as u32))
-            .collect();
-        let layer_of = |c: &ChainId| layer_key.get(c).copied().unwrap_or(NONE);
+        let layer_key = |c: &ChainId| position(&layers, c);
+        let dir_key = |d: &str| position(&dirs, &d);
+        let layer_of = |c: &ChainId| layer_key(c).unwrap_or(NONE);
         let images: Vec<ImageId> = snap.images.keys().copied().collect();
         let mut image_layers = Vec::new();
         let mut image_at = Vec::with_capacity(images.len() + 1);
         for id in &images {
             image_at.push(image_layers.len() as u32);
             let chain = chains.get(id).map_or(&[][..], Vec::as_slice);
-            image_layers.extend(chain.iter().filter_map(|c| layer_key.get(c).copied()));
+            image_layers.extend(chain.iter().filter_map(layer_key));
         }
         image_at.push(image_layers.len() as u32);
         let layer_parent = snap
@@ -73,19 +69,11 @@ impl<'s> Edges<'s> {
             .iter()
             .map(|c| {
                 gd.cache_id(c)
-                    .map_or(NONE, |d| dir_key.get(d.0.as_str()).copied().unwrap_or(NONE))
+                    .map_or(NONE, |d| dir_key(&d.0).unwrap_or(NONE))
             })
             .collect();
         let mounts: Vec<&str> = gd.mounts.keys().map(String::as_str).collect();
-        let mount_key = mounts
-            .iter()
-            .enumerate()
-            .map(|(i, m)| (*m, i as u32))
-            .collect();
-        let dir_of = |id: Option<&MountId>| {
-            id.and_then(|i| dir_key.get(i.0.as_str()).copied())
-                .unwrap_or(NONE)
-        };
+        let dir_of = |id: Option<&MountId>| id.and_then(|i| dir_key(&i.0)).unwrap_or(NONE);
         let mount_refs = gd
             .mounts
             .values()
@@ -97,29 +85,16 @@ impl<'s> Edges<'s> {
                 ]
             })
             .collect();
-        let image_key = images
-            .iter()
-            .enumerate()
-            .map(|(i, d)| (*d, i as u32))
-            .collect();
         let dir_lower = gd
             .dirs
             .values()
-            .map(|d| {
-                lower_dir(gd, d)
-                    .and_then(|x| dir_key.get(x).copied())
-                    .unwrap_or(NONE)
-            })
+            .map(|d| lower_dir(gd, d).and_then(dir_key).unwrap_or(NONE))
             .collect();
         Edges {
             images,
-            image_key,
             layers,
-            layer_key,
             mounts,
-            mount_key,
             dirs,
-            dir_key,
             image_layers,
             image_at,
             layer_parent,
@@ -130,19 +105,19 @@ impl<'s> Edges<'s> {
     }
 
     pub fn image(&self, id: &ImageId) -> Option<Node> {
-        self.image_key.get(id).map(|k| Node::new(Kind::Image, *k))
+        position(&self.images, id).map(|k| Node::new(Kind::Image, k))
     }
 
     pub fn layer(&self, c: &ChainId) -> Option<Node> {
-        self.layer_key.get(c).map(|k| Node::new(Kind::Layer, *k))
+        position(&self.layers, c).map(|k| Node::new(Kind::Layer, k))
     }
 
     pub fn mount(&self, name: &str) -> Option<Node> {
-        self.mount_key.get(name).map(|k| Node::new(Kind::Mount, *k))
+        position(&self.mounts, &name).map(|k| Node::new(Kind::Mount, k))
     }
 
     pub fn dir(&self, name: &str) -> Option<Node> {
-        self.dir_key.get(name).map(|k| Node::new(Kind::Dir, *k))
+        position(&self.dirs, &name).map(|k| Node::new(Kind::Dir, k))
     }
 
     /// The chain ID of a layer node.

@@ -21,7 +21,13 @@ pub mod graphdriver;
 use crate::ids::{ChainId, ContainerId, ImageId};
 use crate::reach::{Kind, Marker, Node, Refs};
 use serde::Serialize;
+use std::cell::RefCell;
 use std::path::PathBuf;
+
+thread_local! {
+    /// [`Holds::freed`]'s count per node, all zero between calls.
+    static FREED_COUNTS: RefCell<Vec<u32>> = const { RefCell::new(Vec::new()) };
+}
 
 /// Why something is held.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -200,25 +206,48 @@ impl Holds {
     /// The nodes that removing `removed` frees: those every holder of which
     /// is among them. Sorted.
     pub fn freed(&self, removed: impl IntoIterator<Item = HolderId>) -> Vec<Node> {
-        // Sparse counts: callers often remove one image and its parents
-        // (df's EXCLUSIVE, once per image), touching a handful of nodes.
-        let mut gone: std::collections::HashMap<Node, u32> = std::collections::HashMap::new();
-        let mut seen = std::collections::HashSet::new();
-        let mut out = Vec::new();
-        for h in removed {
-            if (h as usize) >= self.holders.len() || !seen.insert(h) {
-                continue;
-            }
-            for n in self.reach(h) {
-                let g = gone.entry(*n).or_default();
-                *g += 1;
-                if *g as usize == self.of(*n).len() {
-                    out.push(*n);
+        // df asks this once per image (its EXCLUSIVE: the image and the
+        // untagged parents removed with it), and deep parent chains reach
+        // hundreds of thousands of nodes in all. A dense count per node,
+        // kept per thread and cleared after use, costs no allocation per
+        // call, where a map or list of the nodes reached cost megabytes.
+        let mut removed: Vec<HolderId> = removed
+            .into_iter()
+            .filter(|h| (*h as usize) < self.holders.len())
+            .collect();
+        removed.sort_unstable();
+        removed.dedup();
+        let mut base = [0usize; Kind::COUNT];
+        let mut total = 0;
+        for (k, at) in self.by_node_at.iter().enumerate() {
+            base[k] = total;
+            total += at.len().saturating_sub(1);
+        }
+        let slot = |n: &Node| base[n.kind.index()] + n.key as usize;
+        let count = |gone: &mut Vec<u32>| {
+            gone.resize(gone.len().max(total), 0);
+            let mut out = Vec::new();
+            for h in &removed {
+                for n in self.reach(*h) {
+                    let g = &mut gone[slot(n)];
+                    *g += 1;
+                    if *g as usize == self.of(*n).len() {
+                        out.push(*n);
+                    }
                 }
             }
-        }
-        out.sort();
-        out
+            for h in &removed {
+                for n in self.reach(*h) {
+                    gone[slot(n)] = 0;
+                }
+            }
+            out.sort();
+            out
+        };
+        FREED_COUNTS.with(|c| match c.try_borrow_mut() {
+            Ok(mut gone) => count(&mut gone),
+            Err(_) => count(&mut Vec::new()),
+        })
     }
 
     /// An incremental [`Holds::freed`]: remove holders one at a time and see

@@ -59,7 +59,9 @@ impl ContainerKeep {
 
     fn matches(&self, c: &Container) -> bool {
         match self {
-            ContainerKeep::Label(k, v) => label_matches(&c.labels, &(k.clone(), v.clone())),
+            ContainerKeep::Label(k, v) => {
+                label_matches(|k| c.labels.get(k), &(k.clone(), v.clone()))
+            }
             ContainerKeep::Name(_, m) => m.is_match(&c.name),
         }
     }

@@ -73,10 +73,15 @@ fn split_label(v: &str) -> (String, Option<String>) {
     }
 }
 
-fn label_matches(labels: &BTreeMap<String, String>, (k, v): &(String, Option<String>)) -> bool {
+/// `label` (`key`, or `key=value`) against labels read through `get`
+/// (images and containers keep them in different shapes).
+fn label_matches<'a>(
+    get: impl Fn(&str) -> Option<&'a String>,
+    (k, v): &(String, Option<String>),
+) -> bool {
     match v {
-        None => labels.contains_key(k),
-        Some(v) => labels.get(k) == Some(v),
+        None => get(k).is_some(),
+        Some(v) => get(k) == Some(v),
     }
 }
 
@@ -147,7 +152,7 @@ impl KeepPattern {
                 .snap
                 .images
                 .get(id)
-                .is_some_and(|i| label_matches(&i.labels, &(k.clone(), v.clone()))),
+                .is_some_and(|i| label_matches(|k| i.labels.get(k), &(k.clone(), v.clone()))),
             KeepPattern::IdPrefix(h) => id.hex().starts_with(h.as_str()),
             // `repo:tag`, `repo@digest`, and the bare repository name, so
             // `--keep 'myorg/*'` keeps every tag of those repositories.
@@ -401,7 +406,7 @@ fn candidates(g: &Graph, o: &Options) -> Vec<ImageId> {
                 .filters
                 .labels
                 .iter()
-                .all(|l| label_matches(&img.labels, l))
+                .all(|l| label_matches(|k| img.labels.get(k), l))
             {
                 return false;
             }
@@ -409,7 +414,7 @@ fn candidates(g: &Graph, o: &Options) -> Vec<ImageId> {
                 && o.filters
                     .not_labels
                     .iter()
-                    .all(|l| label_matches(&img.labels, l))
+                    .all(|l| label_matches(|k| img.labels.get(k), l))
             {
                 return false;
             }

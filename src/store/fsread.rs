@@ -284,9 +284,15 @@ impl<'a> EntryFiles<'a> {
     pub fn read_text(&self, name: &str) -> Result<Option<String>, String> {
         match self.read_opt(name)? {
             None => Ok(None),
-            Some(b) => String::from_utf8(b)
-                .map(Some)
-                .map_err(|_| NOT_UTF8.to_string()),
+            // The read reserved at least 512 bytes; texts kept in the
+            // snapshot (`lastUpdated`, links) are a few dozen, and 10,000s
+            // of them would otherwise hold megabytes of spare capacity.
+            Some(mut b) => {
+                b.shrink_to_fit();
+                String::from_utf8(b)
+                    .map(Some)
+                    .map_err(|_| NOT_UTF8.to_string())
+            }
         }
     }
 

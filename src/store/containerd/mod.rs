@@ -513,7 +513,7 @@ fn inventory(
                     .and_then(|c| c.parse::<jiff::Timestamp>().ok())
                     .map(|t| t.as_second()),
                 created: cfg.1.created.clone(),
-                labels: cfg.1.labels.clone(),
+                labels: cfg.1.labels.clone().into(),
                 diff_ids: cfg.1.diff_ids.clone(),
                 os: cfg.1.os.clone(),
                 parent: None,

@@ -100,13 +100,15 @@ pub fn assemble(
     results: Vec<(Option<Image>, Vec<Anomaly>)>,
 ) -> (BTreeMap<ImageId, Image>, Vec<Anomaly>) {
     let mut anomalies = Vec::new();
-    let mut images = BTreeMap::new();
-    for (img, mut a) in results {
-        anomalies.append(&mut a);
-        if let Some(img) = img {
-            images.insert(img.id, img);
-        }
-    }
+    // Collected, not inserted one by one: a map built from an iterator packs
+    // its nodes full, where in-order inserts leave each about 60% used.
+    let images = results
+        .into_iter()
+        .filter_map(|(img, mut a)| {
+            anomalies.append(&mut a);
+            img.map(|i| (i.id, i))
+        })
+        .collect();
     (images, anomalies)
 }
 
@@ -175,7 +177,7 @@ fn parse_config(
         id,
         created: raw.created,
         created_unix,
-        labels: raw.config.and_then(|c| c.labels).unwrap_or_default(),
+        labels: raw.config.and_then(|c| c.labels).unwrap_or_default().into(),
         diff_ids,
         os: raw.os,
         parent: None,

@@ -76,15 +76,18 @@ pub fn assemble(
         ));
         Vec::new()
     });
-    let mut layers = BTreeMap::new();
-    let mut cache_ids = BTreeMap::new();
+    // The maps are collected from these, not inserted into one by one: a
+    // map built from an iterator packs its nodes full, where in-order
+    // inserts leave each about 60% used (30,000 layers on big hosts).
+    let mut layers = Vec::new();
+    let mut cache_ids = Vec::new();
     let mut removing = Vec::new();
     let mut broken = Vec::new();
     for r in entries {
         match r {
             Entry::Layer(l, cache_id) => {
-                cache_ids.insert(l.chain_id, cache_id);
-                layers.insert(l.chain_id, l);
+                cache_ids.push((l.chain_id, cache_id));
+                layers.push((l.chain_id, l));
             }
             Entry::Removing(r) => removing.push(r),
             Entry::Bad(a) => anomalies.push(a),
@@ -110,14 +113,12 @@ pub fn assemble(
     };
 
     let mounts_dir = paths.mounts_dir();
-    let mut mounts = BTreeMap::new();
+    let mut mounts = Vec::new();
     match mounts_read {
         Ok(read) => {
             for (name, m) in read {
                 match m {
-                    Ok(m) => {
-                        mounts.insert(name, m);
-                    }
+                    Ok(m) => mounts.push((name, m)),
                     Err(a) => {
                         unresolved.push(mounts_dir.join(&name));
                         anomalies.push(a);
@@ -140,12 +141,12 @@ pub fn assemble(
             .map(|b| b.path.clone()),
     );
     LayerDb {
-        layers,
-        cache_ids,
+        layers: layers.into_iter().collect(),
+        cache_ids: cache_ids.into_iter().collect(),
         removing,
         broken,
         write_sets,
-        mounts,
+        mounts: mounts.into_iter().collect(),
         anomalies,
         unresolved,
     }

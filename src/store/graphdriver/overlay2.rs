@@ -79,11 +79,15 @@ pub fn assemble(
             message: "entry name is not UTF-8".into(),
         });
     }
-    let mut dirs = BTreeMap::new();
-    for (name, d, a) in entries {
-        anomalies.extend(a);
-        dirs.insert(name, d);
-    }
+    // Collected, not inserted one by one: a map built from an iterator packs
+    // its nodes full, where in-order inserts leave each about 60% used.
+    let dirs: BTreeMap<String, DriverDir> = entries
+        .into_iter()
+        .map(|(name, d, a)| {
+            anomalies.extend(a);
+            (name, d)
+        })
+        .collect();
     let mut links: BTreeMap<String, Link> = match links {
         Ok(l) => l.into_iter().collect(),
         Err(e) => {
