@@ -91,24 +91,7 @@ pub fn df_table(u: &Usage, verbose: bool, now: i64) -> String {
     }
     out.push_str(&t.render());
     if let Some(d) = &u.disk {
-        out.push_str("\nOn disk (allocated bytes, one filesystem, hard links once):\n");
-        let mut t = Table::new(["CATEGORY", "SIZE", "BYTES"]);
-        for c in &d.categories {
-            t.row([c.name.to_string(), human_size(c.bytes), c.bytes.to_string()]);
-        }
-        t.row([
-            "total".to_string(),
-            human_size(d.total_bytes),
-            d.total_bytes.to_string(),
-        ]);
-        out.push_str(&t.render());
-        for e in &d.errors {
-            out.push_str(&format!(
-                "not counted: {}: {}\n",
-                e.path.display(),
-                e.message
-            ));
-        }
+        out.push_str(&super::table::disk_table(d));
     }
     if !u.collectable.is_empty() {
         out.push_str(&format!(

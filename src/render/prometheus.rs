@@ -4,7 +4,7 @@
 
 use crate::apply::Outcome;
 use crate::plan::Plan;
-use crate::usage::Usage;
+use crate::usage::{SummaryRow, Usage};
 use crate::verify::{Report, Severity};
 use std::collections::BTreeMap;
 use std::fmt::Write;
@@ -104,13 +104,11 @@ fn word<T: serde::Serialize>(v: &T) -> String {
         .unwrap_or_default()
 }
 
-/// `df` of a containerd store: the same families as [`df_metrics`] with a
-/// `namespace` label, plus collectable items and liveness.
-pub fn df_metrics_containerd(m: &mut Metrics, u: &crate::usage::containerd::Usage) {
-    m.set_store("containerd");
-    let ns = u.namespace.as_str();
-    for r in &u.summary {
-        let t = [("type", r.kind), ("namespace", ns)];
+/// The `docker system df` rows of either store; `extra` labels each sample.
+fn summary_metrics(m: &mut Metrics, rows: &[SummaryRow], extra: &[(&'static str, &str)]) {
+    for r in rows {
+        let mut t = vec![("type", r.kind)];
+        t.extend_from_slice(extra);
         m.gauge(
             "dockgc_objects",
             "Objects per type, as in `docker system df` TOTAL.",
@@ -136,6 +134,14 @@ pub fn df_metrics_containerd(m: &mut Metrics, u: &crate::usage::containerd::Usag
             r.reclaimable as f64,
         );
     }
+}
+
+/// `df` of a containerd store: the same families as [`df_metrics`] with a
+/// `namespace` label, plus collectable items and liveness.
+pub fn df_metrics_containerd(m: &mut Metrics, u: &crate::usage::containerd::Usage) {
+    m.set_store("containerd");
+    let ns = u.namespace.as_str();
+    summary_metrics(m, &u.summary, &[("namespace", ns)]);
     let mut coll: BTreeMap<String, (u64, u64)> = BTreeMap::new();
     for i in &u.collectable {
         let e = coll.entry(word(&i.kind)).or_default();
@@ -188,33 +194,7 @@ pub fn df_metrics_containerd(m: &mut Metrics, u: &crate::usage::containerd::Usag
 
 pub fn df_metrics(m: &mut Metrics, u: &Usage) {
     m.set_store("graphdriver");
-    for r in &u.summary {
-        let t = [("type", r.kind)];
-        m.gauge(
-            "dockgc_objects",
-            "Objects per type, as in `docker system df` TOTAL.",
-            &t,
-            r.total as f64,
-        );
-        m.gauge(
-            "dockgc_active_objects",
-            "Active objects per type (ACTIVE).",
-            &t,
-            r.active as f64,
-        );
-        m.gauge(
-            "dockgc_size_bytes",
-            "Bytes per type (SIZE).",
-            &t,
-            r.size as f64,
-        );
-        m.gauge(
-            "dockgc_reclaimable_bytes",
-            "Reclaimable bytes per type (RECLAIMABLE).",
-            &t,
-            r.reclaimable as f64,
-        );
-    }
+    summary_metrics(m, &u.summary, &[]);
     m.gauge(
         "dockgc_layers_size_bytes",
         "Distinct layer bytes of the listed images (Docker's LayersSize).",

@@ -54,27 +54,7 @@ pub fn df_table(u: &Usage, o: &TableOptions) -> String {
     }
     out.push_str(&t.render());
     if let Some(d) = &u.disk {
-        out.push_str("\nOn disk (allocated bytes, one filesystem, hard links once):\n");
-        let mut t = Table::new(["CATEGORY", "SIZE", "BYTES"]);
-        for c in &d.categories {
-            t.row([c.name.to_string(), human_size(c.bytes), c.bytes.to_string()]);
-        }
-        t.row([
-            "total".to_string(),
-            human_size(d.total_bytes),
-            d.total_bytes.to_string(),
-        ]);
-        out.push_str(&t.render());
-        for e in &d.errors {
-            out.push_str(&format!(
-                "not counted: {}: {}\n",
-                e.path.display(),
-                e.message
-            ));
-        }
-        for p in &d.other_filesystems {
-            out.push_str(&format!("other filesystem, not counted: {}\n", p.display()));
-        }
+        out.push_str(&disk_table(d));
     }
     if !o.verbose && !u.anomalies.is_empty() {
         out.push_str(&format!(
@@ -247,4 +227,30 @@ fn orphans(u: &Usage) -> String {
         ]);
     }
     t.render()
+}
+
+/// `--disk`'s reconciliation, the same for both stores.
+pub(super) fn disk_table(d: &crate::reconcile::DiskUsage) -> String {
+    let mut out = String::from("\nOn disk (allocated bytes, one filesystem, hard links once):\n");
+    let mut t = Table::new(["CATEGORY", "SIZE", "BYTES"]);
+    for c in &d.categories {
+        t.row([c.name.to_string(), human_size(c.bytes), c.bytes.to_string()]);
+    }
+    t.row([
+        "total".to_string(),
+        human_size(d.total_bytes),
+        d.total_bytes.to_string(),
+    ]);
+    out.push_str(&t.render());
+    for e in &d.errors {
+        out.push_str(&format!(
+            "not counted: {}: {}\n",
+            e.path.display(),
+            e.message
+        ));
+    }
+    for p in &d.other_filesystems {
+        out.push_str(&format!("other filesystem, not counted: {}\n", p.display()));
+    }
+    out
 }
