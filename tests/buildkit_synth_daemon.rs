@@ -69,15 +69,6 @@ fn df_text(root: &Path) -> String {
     String::from_utf8(out.stdout).unwrap()
 }
 
-fn row<'a>(u: &'a Value, kind: &str) -> &'a Value {
-    u["summary"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|r| r["type"] == kind)
-        .unwrap_or_else(|| panic!("no {kind} row in {u:#}"))
-}
-
 /// The fields after `title` on its line of a `system df` table.
 fn line_fields(text: &str, title: &str) -> Vec<String> {
     let line = text
@@ -88,62 +79,6 @@ fn line_fields(text: &str, title: &str) -> Vec<String> {
         .split_whitespace()
         .map(str::to_string)
         .collect()
-}
-
-/// Every record of the daemon's BuildCache, field by field, equals dockgc's.
-fn assert_build_cache(u: &Value, system_df: &Value, when: &str) {
-    assert_eq!(u["build_cache_known"], true, "{when}");
-    let theirs: BTreeMap<&str, &Value> = system_df["BuildCache"]
-        .as_array()
-        .map(|a| a.iter().map(|r| (r["ID"].as_str().unwrap(), r)).collect())
-        .unwrap_or_default();
-    let ours: BTreeMap<&str, &Value> = u["build_cache"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|r| (r["id"].as_str().unwrap(), r))
-        .collect();
-    assert_eq!(
-        ours.keys().collect::<Vec<_>>(),
-        theirs.keys().collect::<Vec<_>>(),
-        "{when}: record IDs"
-    );
-    let mut bad = Vec::new();
-    for (id, t) in &theirs {
-        let o = ours[id];
-        for (tk, ok) in [
-            ("Size", "size"),
-            ("Shared", "shared"),
-            ("Type", "type"),
-            ("Description", "description"),
-            ("CreatedAt", "created"),
-            ("LastUsedAt", "last_used"),
-            ("UsageCount", "usage_count"),
-            ("InUse", "in_use"),
-        ] {
-            if t[tk] != o[ok] {
-                bad.push(format!("{id} {tk}: daemon {} dockgc {}", t[tk], o[ok]));
-            }
-        }
-        let want = t["Parent"].as_str().filter(|p| !p.is_empty());
-        let got = o["parents"]
-            .as_array()
-            .unwrap()
-            .first()
-            .and_then(|p| p.as_str());
-        if want != got {
-            bad.push(format!("{id} Parent: daemon {want:?} dockgc {got:?}"));
-        }
-    }
-    assert!(bad.is_empty(), "{when}: {bad:#?}");
-    let size: u64 = theirs
-        .values()
-        .filter(|r| r["Shared"] == false)
-        .map(|r| r["Size"].as_u64().unwrap())
-        .sum();
-    let r = row(u, "build-cache");
-    assert_eq!(r["total"], theirs.len(), "{when}: {r}");
-    assert_eq!(r["size"], size, "{when}: {r}");
 }
 
 /// Every volume's links, size, driver and labels, and the volumes row.
@@ -180,7 +115,7 @@ fn assert_volumes(u: &Value, system_df: &Value, when: &str) {
         }
     }
     assert!(bad.is_empty(), "{when}: {bad:#?}");
-    let r = row(u, "volumes");
+    let r = support::row(u, "volumes");
     assert_eq!(r["total"], theirs.len(), "{when}");
     let active = theirs
         .values()
@@ -324,7 +259,7 @@ fn a_real_daemon_loads_the_generated_build_cache_and_volumes() {
     daemon.stop();
 
     assert_as_generated(&report, &first);
-    assert_build_cache(&before, &first, "pristine root, the daemon's first df");
+    support::assert_build_cache(&before, &first, "pristine root, the daemon's first df");
     assert_volumes(&before, &first, "pristine root");
     assert_images_and_containers(&before, &first, "pristine root");
     // The rows as `docker system df` prints them; Images RECLAIMABLE is
@@ -345,7 +280,7 @@ fn a_real_daemon_loads_the_generated_build_cache_and_volumes() {
 
     // The daemon's df made twins and cached sizes: dockgc reads that too.
     let after = df_json(&root);
-    assert_build_cache(&after, &settled, "after the daemon's df");
+    support::assert_build_cache(&after, &settled, "after the daemon's df");
     assert_volumes(&after, &settled, "after the daemon's df");
 
     // docker builder prune -af removes every record and BuildKit's dirs,
@@ -360,7 +295,7 @@ fn a_real_daemon_loads_the_generated_build_cache_and_volumes() {
         pruned["BuildCache"]
     );
     let u = df_json(copy.path());
-    assert_build_cache(&u, &pruned, "after builder prune -af");
+    support::assert_build_cache(&u, &pruned, "after builder prune -af");
     assert_images_and_containers(&u, &pruned, "after builder prune -af");
     let out = run(copy.path(), &["verify"]);
     assert_eq!(

@@ -26,11 +26,14 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 use tempfile::TempDir;
 
+mod buildcache;
 mod containerd;
 pub mod drivers;
 mod modern;
 mod prune;
 mod volumes;
+#[allow(unused_imports)] // only the BuildKit tests use these
+pub use buildcache::*;
 #[allow(unused_imports)]
 pub use containerd::*;
 #[allow(unused_imports)]
