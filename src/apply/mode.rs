@@ -112,6 +112,7 @@ fn decide(root: &Path, want: Want, host: Option<&Host>, lock: bool) -> Result<Mo
         return offline(root, lock);
     }
     let alive = daemon::daemon_alive(root);
+    let named = host;
     let host = match (host, alive) {
         (_, Some(b @ Busy::LockHeld { .. })) => return Err(Refusal::Busy(b)),
         // A root that cannot be examined (absent or unreadable here: a
@@ -120,19 +121,38 @@ fn decide(root: &Path, want: Want, host: Option<&Host>, lock: bool) -> Result<Mo
         (Some(h), Some(Busy::Io { .. })) => h.clone(),
         (None, Some(b @ Busy::Io { .. })) => return Err(Refusal::Busy(b)),
         (Some(h), _) => h.clone(),
-        (None, Some(Busy::DaemonRunning { pid, .. })) => discover(pid)?,
-        (None, None) if want == Want::Live => {
-            return Err(Refusal::NoDaemon(root.display().to_string()));
-        }
-        (None, None) => return offline(root, lock),
+        (None, Some(Busy::DaemonRunning { pid, .. })) => match discover(pid) {
+            Ok(h) => h,
+            Err(_) if daemon::daemon_alive(root).is_none() => return no_daemon(root, want, lock),
+            Err(e) => return Err(e),
+        },
+        (None, None) => return no_daemon(root, want, lock),
     };
-    let engine = Engine::connect(&host).map_err(Refusal::Unreachable)?;
+    let engine = match Engine::connect(&host) {
+        Ok(e) => e,
+        // The daemon found alive may have stopped since (a restart, a
+        // shutdown under way): with no daemon named, what is true now
+        // decides.
+        Err(_) if named.is_none() && daemon::daemon_alive(root).is_none() => {
+            return no_daemon(root, want, lock);
+        }
+        Err(e) => return Err(Refusal::Unreachable(e)),
+    };
     let disk = match disk_usable(&engine, root) {
         Ok(ours) if lock => Ok(Some(daemon::run_lock(&ours).map_err(Refusal::Busy)?)),
         Ok(_) => Ok(None),
         Err(why) => Err(why),
     };
     Ok(Mode::Live(Box::new(LiveTarget { engine, disk })))
+}
+
+/// No daemon is alive on `root` and none was named: offline, unless the
+/// user asked for a daemon.
+fn no_daemon(root: &Path, want: Want, lock: bool) -> Result<Mode, Refusal> {
+    match want {
+        Want::Live => Err(Refusal::NoDaemon(root.display().to_string())),
+        _ => offline(root, lock),
+    }
 }
 
 /// The address of dockerd `pid` (0: unknown, the default socket).

@@ -427,6 +427,10 @@ fn check_pid(pid: u32, target: &Target) -> Match {
         Some(_) => {}
     }
     match dockerd_root(pid) {
+        // Only an exiting process has an empty command line (its memory is
+        // already released, before it turns zombie): a daemon on its way out
+        // holds nothing dockgc must wait for.
+        Err(why) if why == EXITING => Match::No,
         Ok(paths) => {
             if paths.iter().any(|p| target.is(p)) {
                 Match::Yes
@@ -440,6 +444,10 @@ fn check_pid(pid: u32, target: &Target) -> Match {
     }
 }
 
+/// Why a dockerd's settings cannot be read: it is exiting (empty
+/// `/proc/<pid>/cmdline`).
+const EXITING: &str = "the process is exiting (empty command line)";
+
 /// Paths (as seen from here) naming the effective data root of dockerd
 /// `pid`: its flag, else `data-root` from the daemon.json it uses, else the
 /// default. Paths are looked up through `/proc/<pid>/root` and
@@ -451,7 +459,7 @@ fn dockerd_root(pid: u32) -> Result<Vec<PathBuf>, String> {
         .map_err(|e| format!("cannot read {}: {e}", proc.join("cmdline").display()))?;
     let args = split_nul(&cmdline);
     if args.is_empty() {
-        return Err("empty command line".to_string());
+        return Err(EXITING.to_string());
     }
     let flags = parse_dockerd_args(&args);
     if let Some(root) = &flags.data_root {
@@ -522,7 +530,12 @@ pub fn dockerd_listeners(pid: u32) -> Result<Listeners, String> {
     let proc = PathBuf::from(format!("/proc/{pid}"));
     let cmdline = fs::read(proc.join("cmdline"))
         .map_err(|e| format!("cannot read {}: {e}", proc.join("cmdline").display()))?;
-    let flags = parse_dockerd_args(&split_nul(&cmdline));
+    let args = split_nul(&cmdline);
+    if args.is_empty() {
+        // Guessing the default socket here would name another daemon.
+        return Err(format!("dockerd {pid}: {EXITING}"));
+    }
+    let flags = parse_dockerd_args(&args);
     let env = fs::read(proc.join("environ"))
         .map(|e| split_nul(&e))
         .unwrap_or_default();
@@ -1522,6 +1535,60 @@ mod tests {
             std::thread::sleep(Duration::from_millis(20));
         }
         guard(t.path()).expect("guard after flock exits");
+    }
+
+    /// A process named dockerd on `root`: alive while it runs; once it has
+    /// exited (a zombie, command line empty) it holds nothing, and its
+    /// listeners are not guessed.
+    #[test]
+    fn an_exited_dockerd_is_not_alive() {
+        let t = temp_root();
+        let bin = t.path().join("dockerd");
+        fs::copy("/bin/cat", &bin).unwrap();
+        let root = t.path().canonicalize().unwrap();
+        // With POSIXLY_CORRECT the flags after `-` are file names to cat:
+        // it blocks reading stdin, then fails on them and exits.
+        let mut child = Command::new(&bin)
+            .arg("-")
+            .arg("--data-root")
+            .arg(&root)
+            .arg("-H")
+            .arg("unix:///x/d.sock")
+            .env("POSIXLY_CORRECT", "1")
+            .stdin(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("run {}: {e}", bin.display()));
+        let pid = child.id();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while !fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| c.ends_with(b"d.sock\0")) {
+            assert!(Instant::now() < deadline, "dockerd {pid} did not start");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        match daemon_alive(&root) {
+            Some(Busy::DaemonRunning { pid: p, .. }) => assert_eq!(p, pid),
+            other => panic!("expected DaemonRunning, got {other:?}"),
+        }
+        assert_eq!(dockerd_listeners(pid).unwrap().hosts, ["unix:///x/d.sock"]);
+        drop(child.stdin.take());
+        let state = || {
+            fs::read(format!("/proc/{pid}/stat"))
+                .ok()
+                .and_then(|s| parse_stat_state(&s))
+        };
+        while state() != Some(b'Z') {
+            assert!(Instant::now() < deadline, "dockerd {pid} did not exit");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert_eq!(
+            fs::read(format!("/proc/{pid}/cmdline")).unwrap(),
+            b"",
+            "a zombie's command line"
+        );
+        assert!(daemon_alive(&root).is_none(), "{:?}", daemon_alive(&root));
+        let err = dockerd_listeners(pid).expect_err("listeners of an exited dockerd");
+        assert!(err.contains("exiting"), "{err}");
+        child.wait().unwrap();
     }
 
     #[test]
