@@ -3,7 +3,7 @@
 
 pub mod containerd;
 
-use crate::disk::{Classifier, DEFERRED, Progress, RawTotals, walk_raw};
+use crate::disk::{Classifier, Company, DEFERRED, Progress, RawTotals, walk_raw};
 use crate::graph::{DirRole, Graph};
 use crate::holds::Holder;
 use crate::store::paths::is_container_log;
@@ -115,13 +115,18 @@ fn dir_category(g: &Graph, name: &str, role: &DirRole) -> usize {
 
 /// Walks the snapshot's root and charges every byte to one category.
 pub fn disk_usage(g: &Graph, progress: &Progress) -> std::io::Result<DiskUsage> {
-    let raw = walk(&g.snap.root, g.snap.driver(), progress)?;
+    let raw = walk(&g.snap.root, g.snap.driver(), progress, Company::Alone)?;
     Ok(charge(g, raw))
 }
 
 /// The walk of `df --disk` over `root`, whose storage driver is `driver`:
 /// it needs nothing of the metadata, so it may run while that loads.
-pub fn walk(root: &Path, driver: &str, progress: &Progress) -> std::io::Result<RawTotals> {
+pub fn walk(
+    root: &Path,
+    driver: &str,
+    progress: &Progress,
+    company: Company,
+) -> std::io::Result<RawTotals> {
     let top = [
         ("image", IMAGE_METADATA),
         ("containers", CONTAINERS_HOME),
@@ -135,7 +140,7 @@ pub fn walk(root: &Path, driver: &str, progress: &Progress) -> std::io::Result<R
         top,
         driver: OsString::from(driver),
     };
-    walk_raw(root, &classifier, progress)
+    walk_raw(root, &classifier, progress, company)
 }
 
 /// The report of a walk of `g`'s root: each driver dir charged to its

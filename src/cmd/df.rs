@@ -1,5 +1,6 @@
 use super::{Ctx, EXIT_OK, log, output};
 use crate::cli::{DfArgs, Format};
+use dockgc::disk::Company;
 use dockgc::graph::Graph;
 use dockgc::render::prometheus::{Metrics, df_metrics, df_metrics_containerd};
 use dockgc::render::{TableOptions, df_table};
@@ -28,18 +29,23 @@ pub fn df(
         shared_size: args.shared_size.map(Into::into),
     };
     let u = if args.disk {
-        // One walk, run while the metadata loads: it charges the driver
-        // dirs to buckets that the graph sorts into categories after.
+        // One walk, run while the metadata loads and is analysed: it
+        // charges the driver dirs to buckets that the graph sorts into
+        // categories after.
         let driver = layout.driver.clone();
-        let (snap, walked) = rayon::join(
-            || store::load_layout(root, layout, &load),
-            || output::with_progress(|p| reconcile::walk(root, &driver, p)),
-        );
-        let walked = walked?;
-        let graph = Graph::build(&snap);
-        let mut u = usage::compute(&graph, &opts);
-        u.disk = Some(reconcile::charge(&graph, walked));
-        u
+        std::thread::scope(|s| -> anyhow::Result<usage::Usage> {
+            let walk = s.spawn(|| {
+                output::with_progress(|p| reconcile::walk(root, &driver, p, Company::BesideLoad))
+            });
+            let snap = store::load_layout(root, layout, &load);
+            let graph = Graph::build(&snap);
+            let mut u = usage::compute(&graph, &opts);
+            let walked = walk
+                .join()
+                .map_err(|_| anyhow::anyhow!("the disk walk panicked"))??;
+            u.disk = Some(reconcile::charge(&graph, walked));
+            Ok(u)
+        })?
     } else {
         let snap = store::load_layout(root, layout, &load);
         usage::compute(&Graph::build(&snap), &opts)
