@@ -51,20 +51,27 @@ impl<'s> Edges<'s> {
         let layer_key = |c: &ChainId| position(&layers, c);
         let dir_key = |d: &str| position(&dirs, &d);
         let layer_of = |c: &ChainId| layer_key(c).unwrap_or(NONE);
+        let layer_parent: Vec<u32> = snap
+            .layers
+            .values()
+            .map(|l| l.parent.as_ref().map_or(NONE, layer_of))
+            .collect();
         let images: Vec<ImageId> = snap.images.keys().copied().collect();
         let mut image_layers = Vec::new();
         let mut image_at = Vec::with_capacity(images.len() + 1);
         for id in &images {
             image_at.push(image_layers.len() as u32);
             let chain = chains.get(id).map_or(&[][..], Vec::as_slice);
-            image_layers.extend(chain.iter().filter_map(layer_key));
+            let at = image_layers.len();
+            image_layers.extend(chain_keys(chain, &layers, &layer_parent));
+            debug_assert!(
+                image_layers[at..]
+                    .iter()
+                    .copied()
+                    .eq(chain.iter().filter_map(layer_key))
+            );
         }
         image_at.push(image_layers.len() as u32);
-        let layer_parent = snap
-            .layers
-            .values()
-            .map(|l| l.parent.as_ref().map_or(NONE, layer_of))
-            .collect();
         let layer_dir = layers
             .iter()
             .map(|c| {
@@ -133,6 +140,26 @@ impl<'s> Edges<'s> {
             .then(|| self.dirs.get(n.key as usize).copied())
             .flatten()
     }
+}
+
+/// The layer keys of `chain` (base first; chain IDs without a layer left
+/// out). In a whole store a chain is its top layer's parent walk, so each
+/// key is checked against the walk (one comparison) before a binary search
+/// is spent on it: 300,000 searches on a root of 10,000 images otherwise.
+fn chain_keys(chain: &[ChainId], layers: &[ChainId], parent: &[u32]) -> Vec<u32> {
+    let mut out = Vec::with_capacity(chain.len());
+    // The key the parent walk predicts for the next chain ID down.
+    let mut next = None;
+    for c in chain.iter().rev() {
+        let key = match next {
+            Some(k) if layers.get(k as usize) == Some(c) => Some(k),
+            _ => position(layers, c),
+        };
+        next = key.map(|k| parent[k as usize]).filter(|&p| p != NONE);
+        out.extend(key);
+    }
+    out.reverse();
+    out
 }
 
 impl Refs for Edges<'_> {
