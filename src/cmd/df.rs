@@ -4,10 +4,11 @@ use dockgc::disk::Company;
 use dockgc::graph::Graph;
 use dockgc::render::prometheus::{Metrics, df_metrics, df_metrics_containerd};
 use dockgc::render::{TableOptions, df_table};
-use dockgc::store::{ContainerdOptions, Snapshot};
+use dockgc::store::{ContainerdOptions, GiveUpOnDrop, SharedListings, Snapshot, graphdriver};
 use dockgc::{reconcile, store, usage};
 use serde_json::json;
 use std::path::Path;
+use std::sync::Arc;
 
 pub fn run(ctx: &Ctx, args: &DfArgs) -> anyhow::Result<u8> {
     df(&ctx.root, ctx.load_options(false), &ctx.containerd, args)
@@ -32,12 +33,24 @@ pub fn df(
         // One walk, run while the metadata loads and is analysed: it
         // charges the driver dirs to buckets that the graph sorts into
         // categories after.
+        // The walk takes the listings of the directories the load lists
+        // from it, so no directory is listed twice.
         let driver = layout.driver.clone();
+        let listings = Arc::new(SharedListings::claim(
+            graphdriver::Paths::new(root, &driver).listed_by_load(),
+        ));
+        let load = store::LoadOptions {
+            share: Some(Arc::clone(&listings)),
+            ..load
+        };
         std::thread::scope(|s| -> anyhow::Result<usage::Usage> {
             let walk = s.spawn(|| {
-                output::with_progress(|p| reconcile::walk(root, &driver, p, Company::BesideLoad))
+                let company = Company::BesideLoad(&listings);
+                output::with_progress(|p| reconcile::walk(root, &driver, p, company))
             });
+            let given_up = GiveUpOnDrop(&listings);
             let snap = store::load_layout(root, layout, &load);
+            drop(given_up);
             let graph = Graph::build(&snap);
             let mut u = usage::compute(&graph, &opts);
             let walked = walk

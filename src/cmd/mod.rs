@@ -37,6 +37,7 @@ impl Ctx {
         dockgc::store::LoadOptions {
             lower,
             driver: self.driver.clone(),
+            share: None,
         }
     }
 }

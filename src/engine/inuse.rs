@@ -52,6 +52,7 @@ impl InUse {
             crate::store::LoadOptions {
                 lower: false,
                 driver: Some(paths.driver().to_string()),
+                share: None,
             },
         )
         .map_err(|e| format!("reading the root again: {e}"))?;

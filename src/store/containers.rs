@@ -1,7 +1,9 @@
 //! `containers/<id>/config.v2.json` and the files its log driver wrote
 //! (moby `daemon/container/container.go`, `daemon/logger`).
 
-use super::fsread::{Dir, EntryFiles};
+use super::fsread::{
+    EntryFiles, Listing, SharedListings, list_dir_opt_shared, open_listed_claiming,
+};
 use super::paths::{DockerRoot, is_container_log, is_log_dir};
 use super::{Anomaly, AnomalyKind, Container, ContainerState};
 use crate::ids::{ContainerId, ImageId};
@@ -78,16 +80,28 @@ const CONFIG_FILE: &str = "config.v2.json";
 const ZERO_TIME: &str = "0001-01-01T00:00:00Z";
 
 /// Containers, the anomalies met, and the container dirs that did not load.
-pub fn read(root: &DockerRoot) -> (BTreeMap<ContainerId, Container>, Vec<Anomaly>, Vec<PathBuf>) {
+pub fn read(
+    root: &DockerRoot,
+    share: Option<&SharedListings>,
+) -> (BTreeMap<ContainerId, Container>, Vec<Anomaly>, Vec<PathBuf>) {
     let containers_dir = root.containers();
-    let results = match Dir::open(&containers_dir).and_then(|d| Ok((d.list()?, d))) {
+    // Each container's directory is listed for its logs: claimed too.
+    let below = |l: &Listing| {
+        l.names
+            .iter()
+            .zip(&l.is_dir)
+            .filter(|(_, d)| **d)
+            .map(|(n, _)| containers_dir.join(n))
+            .collect()
+    };
+    let results = match open_listed_claiming(&containers_dir, share, below) {
         Ok((listing, dir)) => Ok(listing
             .names
-            .into_par_iter()
+            .par_iter()
             .map(|n| {
-                let files = dir.entry(&n);
-                let c = read_one(&files, &n, || log_bytes(&files.path()));
-                (n, c)
+                let files = dir.entry(n);
+                let c = read_one(&files, n, || log_bytes(&files.path(), share));
+                (n.clone(), c)
             })
             .collect()),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
@@ -243,21 +257,35 @@ fn parse_one(
 
 /// Apparent bytes of the log files in a container's directory
 /// ([`is_container_log`]), those inside `local-logs/` included.
-fn log_bytes(dir: &Path) -> u64 {
+/// Apparent bytes of a container's log files (and of its `local` log
+/// driver's directory), from listings shared with a walk (`share`).
+fn log_bytes(dir: &Path, share: Option<&SharedListings>) -> u64 {
+    let size = |p: &Path| fs::symlink_metadata(p).ok();
     let files = |d: &Path| -> u64 {
-        let Ok(rd) = fs::read_dir(d) else { return 0 };
-        rd.filter_map(|e| e.ok())
-            .filter_map(|e| e.metadata().ok())
+        let Ok(l) = list_dir_opt_shared(d, share) else {
+            return 0;
+        };
+        (l.names.iter())
+            .filter_map(|n| size(&d.join(n)))
             .filter(|m| m.is_file())
             .map(|m| m.len())
             .sum()
     };
-    let Ok(rd) = fs::read_dir(dir) else { return 0 };
-    rd.filter_map(|e| e.ok())
-        .filter(|e| is_container_log(&e.file_name()))
-        .map(|e| match e.metadata() {
-            Ok(m) if m.is_file() => m.len(),
-            Ok(m) if m.is_dir() && is_log_dir(&e.file_name()) => files(&e.path()),
+    // The log driver's directory is listed next: claimed with this one.
+    let below = |l: &Listing| {
+        (l.names.iter().zip(&l.is_dir))
+            .filter(|(n, d)| **d && is_log_dir(n.as_ref()))
+            .map(|(n, _)| dir.join(n))
+            .collect()
+    };
+    let Ok((l, _)) = open_listed_claiming(dir, share, below) else {
+        return 0;
+    };
+    (l.names.iter())
+        .filter(|n| is_container_log(n.as_ref()))
+        .map(|n| match size(&dir.join(n)) {
+            Some(m) if m.is_file() => m.len(),
+            Some(m) if m.is_dir() && is_log_dir(n.as_ref()) => files(&dir.join(n)),
             _ => 0,
         })
         .sum()
@@ -297,7 +325,7 @@ mod tests {
         fs::write(dir.join("hostconfig.json"), "{}").unwrap();
         fs::create_dir_all(t.path().join("r/containers/not-a-container")).unwrap();
 
-        let (cs, a, _) = read(&DockerRoot::new(&t.path().join("r")));
+        let (cs, a, _) = read(&DockerRoot::new(&t.path().join("r")), None);
         assert!(a.is_empty(), "{a:?}");
         let c = cs.values().next().unwrap();
         assert_eq!(c.name, "web");
@@ -321,11 +349,11 @@ mod tests {
             format!(r#"{{"ID":"{id}","State":{{"StartedAt":"0001-01-01T00:00:00Z"}}}}"#),
         )
         .unwrap();
-        let (cs, _, _) = read(&DockerRoot::new(&t.path().join("r")));
+        let (cs, _, _) = read(&DockerRoot::new(&t.path().join("r")), None);
         assert_eq!(cs.values().next().unwrap().state.word(), "created");
 
         fs::write(dir.join("config.v2.json"), "{\"ID\":").unwrap();
-        let (cs, a, _) = read(&DockerRoot::new(&t.path().join("r")));
+        let (cs, a, _) = read(&DockerRoot::new(&t.path().join("r")), None);
         assert!(cs.is_empty());
         assert_eq!(a[0].path, dir.join("config.v2.json"));
     }

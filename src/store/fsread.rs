@@ -10,12 +10,14 @@
 use rustix::fs::{AtFlags, FileType, Mode, OFlags};
 use rustix::io::Errno;
 use std::cell::RefCell;
+use std::collections::HashMap;
 use std::ffi::OsString;
 use std::io::{self, ErrorKind};
 use std::mem::MaybeUninit;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStringExt;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Condvar, Mutex};
 
 /// An open directory and its path (for messages).
 #[derive(Debug)]
@@ -195,6 +197,129 @@ impl Listing {
             is_dir,
             odd_names,
         }
+    }
+}
+
+/// Listings the metadata loader hands to a disk walk running at the same
+/// time (`df --disk`), so that no directory is listed twice: the loader
+/// claims its directories before the walk starts, and the walk, reaching a
+/// claimed one, waits for the loader's listing instead of listing it again.
+/// A claim the loader gives up (the directory is missing or unreadable, or
+/// the load ended) sends the walk back to listing it itself.
+#[derive(Debug, Default)]
+pub struct SharedListings {
+    slots: Mutex<HashMap<PathBuf, Slot>>,
+    changed: Condvar,
+}
+
+#[derive(Debug)]
+enum Slot {
+    Claimed,
+    Listed(Arc<Listing>),
+}
+
+impl SharedListings {
+    /// Listings of `dirs` to come from the loader.
+    pub fn claim(dirs: impl IntoIterator<Item = PathBuf>) -> SharedListings {
+        SharedListings {
+            slots: Mutex::new(dirs.into_iter().map(|d| (d, Slot::Claimed)).collect()),
+            changed: Condvar::new(),
+        }
+    }
+
+    fn slots(&self) -> std::sync::MutexGuard<'_, HashMap<PathBuf, Slot>> {
+        self.slots.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn is_claimed(&self, path: &Path) -> bool {
+        matches!(self.slots().get(path), Some(Slot::Claimed))
+    }
+
+    /// Hands over the listing of `path`, first claiming `below` (dirs in
+    /// it the loader lists too: the walk cannot reach them before this).
+    fn publish(&self, path: &Path, listing: Arc<Listing>, below: Vec<PathBuf>) {
+        let mut slots = self.slots();
+        for d in below {
+            slots.entry(d).or_insert(Slot::Claimed);
+        }
+        if let Some(slot) = slots.get_mut(path) {
+            *slot = Slot::Listed(listing);
+        }
+        drop(slots);
+        self.changed.notify_all();
+    }
+
+    fn give_up(&self, path: &Path) {
+        self.slots().remove(path);
+        self.changed.notify_all();
+    }
+
+    /// Gives up every claim not yet listed: the load is over.
+    pub fn give_up_all(&self) {
+        self.slots().retain(|_, s| matches!(s, Slot::Listed(_)));
+        self.changed.notify_all();
+    }
+
+    /// For the walk: the loader's listing of `path`, waited for if it is
+    /// still to come; `None` when the walk must list it itself.
+    pub fn take(&self, path: &Path) -> Option<Arc<Listing>> {
+        let mut slots = self.slots();
+        loop {
+            match slots.remove(path) {
+                None => return None,
+                Some(Slot::Listed(l)) => return Some(l),
+                Some(Slot::Claimed) => {
+                    slots.insert(path.to_path_buf(), Slot::Claimed);
+                    slots = self.changed.wait(slots).unwrap_or_else(|p| p.into_inner());
+                }
+            }
+        }
+    }
+}
+
+/// Gives up the claims still open when dropped: a load that ends, even by
+/// a panic, never leaves the walk waiting.
+pub struct GiveUpOnDrop<'a>(pub &'a SharedListings);
+
+impl Drop for GiveUpOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.give_up_all();
+    }
+}
+
+/// Opens and lists `path`, handing the listing to a walk that waits for
+/// it (see [`SharedListings`]).
+pub fn open_listed(path: &Path, share: Option<&SharedListings>) -> io::Result<(Arc<Listing>, Dir)> {
+    open_listed_claiming(path, share, |_| Vec::new())
+}
+
+/// [`open_listed`], claiming the subdirectories `below` names (of the
+/// listing) that the loader lists next.
+pub fn open_listed_claiming(
+    path: &Path,
+    share: Option<&SharedListings>,
+    below: impl FnOnce(&Listing) -> Vec<PathBuf>,
+) -> io::Result<(Arc<Listing>, Dir)> {
+    let share = share.filter(|s| s.is_claimed(path));
+    let listed = Dir::open(path).and_then(|d| Ok((Arc::new(d.list()?), d)));
+    if let Some(s) = share {
+        match &listed {
+            Ok((l, _)) => s.publish(path, Arc::clone(l), below(l)),
+            Err(_) => s.give_up(path),
+        }
+    }
+    listed
+}
+
+/// [`open_listed`] where a missing directory is an empty listing.
+pub fn list_dir_opt_shared(
+    path: &Path,
+    share: Option<&SharedListings>,
+) -> io::Result<Arc<Listing>> {
+    match open_listed(path, share) {
+        Ok((l, _)) => Ok(l),
+        Err(e) if e.kind() == ErrorKind::NotFound => Ok(Arc::default()),
+        Err(e) => Err(e),
     }
 }
 

@@ -7,7 +7,7 @@ pub mod containerd;
 mod containers;
 pub mod daemon;
 mod error;
-mod fsread;
+pub(crate) mod fsread;
 pub mod graphdriver;
 mod layout;
 pub mod paths;
@@ -15,6 +15,7 @@ mod snapshot;
 mod volumes;
 
 pub use error::StoreError;
+pub use fsread::{GiveUpOnDrop, SharedListings};
 pub use graphdriver::{parse_size, parse_time};
 pub use layout::Layout;
 pub use snapshot::*;
@@ -29,6 +30,8 @@ pub struct LoadOptions {
     /// The storage driver to read (`--driver`), over the daemon's configured
     /// one and its prior-driver scan.
     pub driver: Option<String>,
+    /// Listings to hand to a disk walk running meanwhile.
+    pub share: Option<std::sync::Arc<fsread::SharedListings>>,
 }
 
 /// Reads the whole root, everything included.
@@ -38,6 +41,7 @@ pub fn load(root: &Path) -> Result<Snapshot, StoreError> {
         LoadOptions {
             lower: true,
             driver: None,
+            share: None,
         },
     )
 }
@@ -62,7 +66,7 @@ pub fn load_layout(root: &Path, layout: Layout, opts: &LoadOptions) -> Snapshot 
     let docker = paths::DockerRoot::new(root);
     let (mut snap, (volumes, anomalies)) = rayon::join(
         || graphdriver::read(root, layout, opts),
-        || volumes::read(&docker),
+        || volumes::read(&docker, opts.share.as_deref()),
     );
     snap.volumes = volumes;
     if !anomalies.is_empty() {

@@ -17,7 +17,7 @@
 //! their directories, with the options the local driver keeps in
 //! `opts.json`, and without labels.
 
-use super::fsread::{list_dir_opt, read_opt};
+use super::fsread::{SharedListings, list_dir_opt_shared, read_opt};
 use super::paths::DockerRoot;
 use super::{Anomaly, AnomalyKind, Volume};
 use serde::Deserialize;
@@ -53,15 +53,15 @@ struct Opts {
 }
 
 /// The volumes, sorted by name, and the anomalies met.
-pub fn read(root: &DockerRoot) -> (Vec<Volume>, Vec<Anomaly>) {
+pub fn read(root: &DockerRoot, share: Option<&SharedListings>) -> (Vec<Volume>, Vec<Anomaly>) {
     let mut anomalies = Vec::new();
-    let dirs: Vec<String> = match list_dir_opt(&root.volumes()) {
+    let dirs: Vec<String> = match list_dir_opt_shared(&root.volumes(), share) {
         Ok(l) => l
             .names
-            .into_iter()
-            .zip(l.is_dir)
-            .filter(|(_, is_dir)| *is_dir)
-            .map(|(n, _)| n)
+            .iter()
+            .zip(&l.is_dir)
+            .filter(|(_, is_dir)| **is_dir)
+            .map(|(n, _)| n.clone())
             .collect(),
         Err(e) => {
             anomalies.push(Anomaly {
@@ -228,7 +228,7 @@ mod tests {
         );
         // Not directories: not volumes (`backingFsBlockDev`, files).
         fs::write(root.volumes().join("stray-file"), "x").unwrap();
-        let (v, a) = read(&root);
+        let (v, a) = read(&root, None);
         assert!(a.is_empty(), "{a:?}");
         let names: Vec<&str> = v.iter().map(|v| v.name.as_str()).collect();
         assert_eq!(
@@ -271,7 +271,7 @@ mod tests {
     #[test]
     fn malformed_record_is_an_anomaly_naming_file_and_key() {
         let (_t, root) = root_with(&[("bad", "{\"Name\":"), ("ok", "{}")], &["bad", "ok"]);
-        let (v, a) = read(&root);
+        let (v, a) = read(&root, None);
         assert_eq!(v.len(), 2);
         assert_eq!(a.len(), 1, "{a:?}");
         assert_eq!(a[0].kind, AnomalyKind::Volumes);
@@ -302,7 +302,7 @@ mod tests {
             ("damaged page", leaf),
         ] {
             fs::write(&db, &bytes).unwrap();
-            let (v, a) = read(&root);
+            let (v, a) = read(&root, None);
             assert_eq!(a.len(), 1, "{what}: {a:?}");
             assert_eq!(a[0].kind, AnomalyKind::Volumes);
             assert_eq!(a[0].path, db);
@@ -323,10 +323,10 @@ mod tests {
             assert!(!tmp.in_system_df());
         }
         fs::write(&db, &good[..100]).unwrap();
-        let (_, a) = read(&root);
+        let (_, a) = read(&root, None);
         assert!(a[0].message.contains("100 bytes"), "{}", a[0].message);
         fs::write(&db, leaf_damage(&good)).unwrap();
-        let (_, a) = read(&root);
+        let (_, a) = read(&root, None);
         assert!(
             a[0].message.starts_with("page "),
             "names the page: {}",
@@ -346,7 +346,7 @@ mod tests {
     #[test]
     fn no_volumes_dir_and_no_db_are_nothing() {
         let t = tempfile::tempdir().unwrap();
-        let (v, a) = read(&DockerRoot::new(t.path()));
+        let (v, a) = read(&DockerRoot::new(t.path()), None);
         assert!(v.is_empty() && a.is_empty());
     }
 }

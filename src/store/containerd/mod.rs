@@ -288,8 +288,10 @@ pub fn read(opts: &Options) -> Result<Snapshot, OpenError> {
 /// Docker's containers and volumes of a Docker root in containerd mode.
 fn docker_side(d: &Path) -> (Vec<DockerContainer>, Vec<super::Volume>, Vec<Anomaly>) {
     let d = crate::store::paths::DockerRoot::new(d);
-    let ((c, mut a), (v, va)) =
-        rayon::join(|| docker::read(&d), || crate::store::volumes::read(&d));
+    let ((c, mut a), (v, va)) = rayon::join(
+        || docker::read(&d),
+        || crate::store::volumes::read(&d, None),
+    );
     a.extend(va);
     (c, v, a)
 }

@@ -3,7 +3,7 @@
 
 use super::Paths;
 use crate::ids::{BadDigest, DiffId, Digest, ImageId};
-use crate::store::fsread::{Dir, EntryFiles};
+use crate::store::fsread::{Dir, EntryFiles, SharedListings, open_listed};
 use crate::store::{Anomaly, AnomalyKind, Image};
 use rayon::prelude::*;
 use serde::Deserialize;
@@ -52,9 +52,12 @@ impl<'de> Deserialize<'de> for RawDiffId {
 }
 
 /// Reads every config in `imagedb/content/sha256` and its metadata, in parallel.
-pub fn read(paths: &Paths) -> (BTreeMap<ImageId, Image>, Vec<Anomaly>) {
+pub fn read(
+    paths: &Paths,
+    share: Option<&SharedListings>,
+) -> (BTreeMap<ImageId, Image>, Vec<Anomaly>) {
     let content = paths.image_configs();
-    let (listing, dir) = match Dir::open(&content).and_then(|d| Ok((d.list()?, d))) {
+    let (listing, dir) = match open_listed(&content, share) {
         Ok(x) => x,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             return (BTreeMap::new(), Vec::new());
@@ -269,7 +272,7 @@ mod tests {
         fs::write(meta.join("builtLocally"), [1u8]).unwrap();
         fs::write(db.join("content/sha256/.tmp-x123"), "junk").unwrap();
 
-        let (images, anomalies) = read(&p);
+        let (images, anomalies) = read(&p, None);
         assert!(anomalies.is_empty(), "{anomalies:?}");
         assert_eq!(images.len(), 2);
         let img = &images[&id];
@@ -290,7 +293,7 @@ mod tests {
         put(db, r#"{"os":"linux"}"#); // no rootfs
         let wrong = "b".repeat(64);
         fs::write(db.join("content/sha256").join(&wrong), "{}").unwrap();
-        let (images, anomalies) = read(&p);
+        let (images, anomalies) = read(&p, None);
         assert!(images.is_empty());
         let kinds: Vec<_> = anomalies.iter().map(|a| a.kind).collect();
         assert_eq!(anomalies.len(), 3, "{anomalies:?}");

@@ -4,7 +4,9 @@
 
 use super::{BrokenLayer, Mount, Paths, RemovingLayer};
 use crate::ids::{CacheId, ChainId, DiffId, MountId, is_hex64};
-use crate::store::fsread::{Dir, EntryFiles, NOT_UTF8, list_dir_opt};
+use crate::store::fsread::{
+    EntryFiles, NOT_UTF8, SharedListings, list_dir_opt_shared, open_listed,
+};
 use crate::store::{Anomaly, AnomalyKind, Layer};
 use rayon::prelude::*;
 use std::collections::BTreeMap;
@@ -22,9 +24,9 @@ pub struct LayerDb {
     pub unresolved: Vec<PathBuf>,
 }
 
-pub fn read(paths: &Paths) -> LayerDb {
+pub fn read(paths: &Paths, share: Option<&SharedListings>) -> LayerDb {
     let sha = paths.layers_dir();
-    let entries = match Dir::open(&sha).and_then(|d| Ok((d.list()?, d))) {
+    let entries = match open_listed(&sha, share) {
         Ok((listing, dir)) => Ok(listing
             .names
             .par_iter()
@@ -35,17 +37,17 @@ pub fn read(paths: &Paths) -> LayerDb {
         Err(e) => Err(e.to_string()),
     };
     let tmp = paths.layerdb_tmp();
-    let write_sets = list_dir_opt(&tmp)
-        .map(|l| l.names)
+    let write_sets = list_dir_opt_shared(&tmp, share)
+        .map(|l| l.names.clone())
         .map_err(|e| e.to_string());
     let mounts_dir = paths.mounts_dir();
-    let mounts = match Dir::open(&mounts_dir).and_then(|d| Ok((d.list()?, d))) {
+    let mounts = match open_listed(&mounts_dir, share) {
         Ok((listing, dir)) => Ok(listing
             .names
-            .into_par_iter()
+            .par_iter()
             .map(|n| {
-                let m = read_mount(&dir.entry(&n), &n);
-                (n, m)
+                let m = read_mount(&dir.entry(n), n);
+                (n.clone(), m)
             })
             .collect()),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
@@ -407,7 +409,7 @@ mod tests {
         fs::write(mnt.join("init-id"), format!("{}-init", "f".repeat(64))).unwrap();
         fs::write(mnt.join("parent"), D).unwrap();
 
-        let db = read(&p);
+        let db = read(&p, None);
         assert!(db.anomalies.is_empty(), "{:?}", db.anomalies);
         let l = db.layers.values().next().unwrap();
         assert_eq!(l.size, 42);
@@ -425,19 +427,19 @@ mod tests {
         let t = tempfile::tempdir().unwrap();
         let (p, ldb) = setup(&t);
         let dir = layer_dir(&ldb, &[("diff", D), ("size", "42\n"), ("cache-id", "abc")]);
-        let db = read(&p);
+        let db = read(&p, None);
         assert!(db.layers.is_empty());
         assert_eq!(db.anomalies[0].path, dir.join("size"));
 
         fs::write(dir.join("size"), "42").unwrap();
         fs::remove_file(dir.join("cache-id")).unwrap();
-        let db = read(&p);
+        let db = read(&p, None);
         assert_eq!(db.anomalies[0].path, dir.join("cache-id"));
         assert!(db.anomalies[0].message.contains("missing"));
 
         fs::write(dir.join("cache-id"), "abc").unwrap();
         fs::remove_file(dir.join("diff")).unwrap();
-        let db = read(&p);
+        let db = read(&p, None);
         assert_eq!(db.anomalies[0].path, dir.join("diff"));
     }
 
@@ -448,7 +450,7 @@ mod tests {
         let mnt = &ldb.join("mounts").join("x");
         fs::create_dir_all(mnt).unwrap();
         fs::write(mnt.join("mount-id"), "not-an-id").unwrap();
-        let db = read(&p);
+        let db = read(&p, None);
         assert!(db.mounts.is_empty());
         assert_eq!(db.anomalies[0].kind, AnomalyKind::Mount);
     }

@@ -22,21 +22,22 @@ use std::path::Path;
 /// Reads a graphdriver root whose layout `detect` established.
 pub fn read(root: &Path, layout: Layout, opts: &LoadOptions) -> Snapshot {
     let paths = Paths::new(root, &layout.driver);
+    let share = opts.share.as_deref();
 
     let ((refs, images), (ldb, (containers, home))) = rayon::join(
         || {
             rayon::join(
                 || refs::read(&paths.repositories_json()),
-                || imagedb::read(&paths),
+                || imagedb::read(&paths, share),
             )
         },
         || {
             rayon::join(
-                || layerdb::read(&paths),
+                || layerdb::read(&paths, share),
                 || {
                     rayon::join(
-                        || containers::read(paths.docker()),
-                        || overlay2::read(&paths, opts.lower),
+                        || containers::read(paths.docker(), share),
+                        || overlay2::read(&paths, opts.lower, share),
                     )
                 },
             )

@@ -2,7 +2,7 @@
 //! (moby `daemon/graphdriver/overlay2/overlay.go`).
 
 use super::{DriverDir, Link, LinkTarget, Lower, Paths};
-use crate::store::fsread::{Dir, EntryFiles};
+use crate::store::fsread::{Dir, EntryFiles, SharedListings, open_listed};
 use crate::store::{Anomaly, AnomalyKind};
 use rayon::prelude::*;
 use std::collections::BTreeMap;
@@ -15,9 +15,9 @@ pub struct Home {
     pub anomalies: Vec<Anomaly>,
 }
 
-pub fn read(paths: &Paths, with_lower: bool) -> Home {
+pub fn read(paths: &Paths, with_lower: bool, share: Option<&SharedListings>) -> Home {
     let home = paths.home();
-    let (listing, dir) = match Dir::open(&home).and_then(|d| Ok((d.list()?, d))) {
+    let (listing, dir) = match open_listed(&home, share) {
         Ok(x) => x,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Home::default(),
         Err(e) => return Home::unlisted(&home, &e.to_string()),
@@ -32,13 +32,13 @@ pub fn read(paths: &Paths, with_lower: bool) -> Home {
             (n.clone(), d, a)
         })
         .collect();
-    let links = match Dir::open(&paths.links_dir()).and_then(|d| Ok((d.list()?, d))) {
+    let links = match open_listed(&paths.links_dir(), share) {
         Ok((l, d)) => Ok(l
             .names
-            .into_par_iter()
+            .par_iter()
             .map(|name| {
-                let link = read_link(&d, &name);
-                (name, link)
+                let link = read_link(&d, name);
+                (name.clone(), link)
             })
             .collect()),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
@@ -196,11 +196,11 @@ mod tests {
         symlink("../gone/diff", h.join("l/DANGLING")).unwrap();
         symlink("LOOP", h.join("l/LOOP")).unwrap();
 
-        let home = read(&p, true);
+        let home = read(&p, true, None);
         assert!(home.anomalies.is_empty());
         assert_eq!(home.dirs.len(), 2);
         assert!(home.dirs["aaa"].has_diff);
-        assert!(read(&p, false).dirs["bbb"].lower.is_none());
+        assert!(read(&p, false, None).dirs["bbb"].lower.is_none());
         assert_eq!(home.dirs["bbb"].lower, Some(Lower::parse("l/LINKA")));
         assert!(home.links["LINKA"].resolves);
         assert_eq!(

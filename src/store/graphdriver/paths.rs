@@ -52,6 +52,22 @@ impl Paths {
     }
 
     /// `imagedb/content/sha256`: one config per image, named by its sha256.
+    /// The directories the metadata load lists (before any of their
+    /// contents): the ones a concurrent disk walk can take its listings
+    /// from.
+    pub fn listed_by_load(&self) -> Vec<PathBuf> {
+        vec![
+            self.image_configs(),
+            self.layers_dir(),
+            self.layerdb_tmp(),
+            self.mounts_dir(),
+            self.home(),
+            self.links_dir(),
+            self.docker().containers(),
+            self.docker().volumes(),
+        ]
+    }
+
     pub fn image_configs(&self) -> PathBuf {
         self.imagedb().join("content/sha256")
     }
