@@ -8,7 +8,7 @@ use crate::ids::{ChainId, ContainerId, ImageId};
 use crate::reach::Node;
 use crate::store::graphdriver::{self, Mount};
 use crate::store::{Container, Snapshot, Store};
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 
 /// What a graphdriver directory is (its place in the layout) and, for one
 /// that is nobody's data, whether it is an orphan.
@@ -44,7 +44,7 @@ pub struct Graph<'s> {
     /// Layers the daemon can load: their files parse and every ancestor loads.
     /// A B-tree collected at once, packed: a hash set's buckets for 30,000
     /// layers are twice its size.
-    pub loadable: BTreeSet<ChainId>,
+    pub loadable: Loadable,
     /// Images the daemon restores at start (`store.restore`).
     pub loaded: BTreeSet<ImageId>,
     /// Every prefix chain ID of each image's `diff_ids`, base first.
@@ -60,7 +60,7 @@ pub struct Graph<'s> {
     /// The containers that use each image, as its image or an image mount.
     pub image_users: HashMap<ImageId, Vec<ContainerId>>,
     /// Role of each driver directory, by name.
-    pub dir_roles: BTreeMap<&'s str, DirRole>,
+    pub dir_roles: DirRoles<'s>,
     /// The container that owns each mount: its own RW layer (named by the
     /// container ID) and its image mounts' layers.
     pub mount_owners: HashMap<&'s str, ContainerId>,
@@ -230,83 +230,111 @@ impl<'s> Graph<'s> {
 
 /// Mirrors `loadLayer`'s recursion: a layer loads only if its parent loads.
 /// A missing parent or a `parent` cycle makes the whole subtree unloadable.
-fn loadable_layers(snap: &Snapshot) -> BTreeSet<ChainId> {
-    #[derive(Clone, Copy, PartialEq)]
-    enum St {
-        Visiting,
-        Ok,
-        Bad,
-    }
-    let mut state: HashMap<ChainId, St> = HashMap::with_capacity(snap.layers.len());
-    for start in snap.layers.keys() {
-        if state.contains_key(start) {
+fn loadable_layers(snap: &Snapshot) -> Loadable {
+    const UNSEEN: u8 = 0;
+    const VISITING: u8 = 1;
+    const OK: u8 = 2;
+    const BAD: u8 = 3;
+    // By position in the layer store, not in a map of chain IDs: 30,000
+    // layers' states would be a megabyte at df's memory peak.
+    let layers: Vec<ChainId> = snap.layers.keys().copied().collect();
+    let parents: Vec<Option<ChainId>> = snap.layers.values().map(|l| l.parent).collect();
+    let mut state = vec![UNSEEN; layers.len()];
+    let mut path: Vec<usize> = Vec::new();
+    for start in 0..layers.len() {
+        if state[start] != UNSEEN {
             continue;
         }
         // Walk up the parent chain iteratively (chains can be 125 deep).
-        let mut path: Vec<ChainId> = Vec::new();
-        let mut cur = Some(*start);
+        path.clear();
+        let mut cur = Some(start);
         let verdict = loop {
-            let Some(c) = cur else { break St::Ok };
-            match state.get(&c) {
-                Some(St::Ok) => break St::Ok,
-                Some(St::Bad) | Some(St::Visiting) => break St::Bad,
-                None => {}
+            let Some(i) = cur else { break OK };
+            match state[i] {
+                OK => break OK,
+                BAD | VISITING => break BAD,
+                _ => {}
             }
-            let Some(layer) = snap.layers.get(&c) else {
-                break St::Bad;
+            state[i] = VISITING;
+            path.push(i);
+            cur = match parents[i] {
+                None => None,
+                Some(p) => match layers.binary_search(&p) {
+                    Ok(j) => Some(j),
+                    Err(_) => break BAD,
+                },
             };
-            state.insert(c, St::Visiting);
-            path.push(c);
-            cur = layer.parent;
         };
-        for c in path {
-            state.insert(c, verdict);
+        for &i in &path {
+            state[i] = verdict;
         }
     }
-    state
-        .into_iter()
-        .filter(|(_, s)| *s == St::Ok)
-        .map(|(c, _)| c)
-        .collect()
+    Loadable {
+        ok: state.iter().map(|&s| s == OK).collect(),
+        layers,
+    }
+}
+
+/// The layers the daemon loads at start: each with its whole parent chain
+/// on record and no cycle (moby `layer_store.go` `loadLayer`).
+#[derive(Debug)]
+pub struct Loadable {
+    /// Every layer of the store, sorted, and whether it loads.
+    layers: Vec<ChainId>,
+    ok: Vec<bool>,
+}
+
+impl Loadable {
+    pub fn contains(&self, c: &ChainId) -> bool {
+        self.layers.binary_search(c).is_ok_and(|i| self.ok[i])
+    }
+
+    pub fn is_empty(&self) -> bool {
+        !self.ok.contains(&true)
+    }
 }
 
 /// Each driver dir's place in the layout; among those that are nobody's
 /// data, the ones some holder (BuildKit, an unknown) claims.
-fn classify_dirs<'s>(
-    gd: &'s graphdriver::State,
-    edges: &Edges,
-    holds: &Holds,
-) -> BTreeMap<&'s str, DirRole> {
-    let mut by_name: HashMap<&str, DirRole> = HashMap::new();
+fn classify_dirs<'s>(gd: &'s graphdriver::State, edges: &Edges, holds: &Holds) -> DirRoles<'s> {
+    // Named roles by dir key (the order of `gd.dirs`); a later one wins,
+    // as the mounts' over the layers', except for the leftover entries.
+    let names: Vec<&'s str> = gd.dirs.keys().map(String::as_str).collect();
+    let mut named: Vec<Option<DirRole>> = vec![None; names.len()];
+    let mut set = |name: &str, role: DirRole, overwrite: bool| {
+        if let Ok(i) = names.binary_search(&name)
+            && (overwrite || named[i].is_none())
+        {
+            named[i] = Some(role);
+        }
+    };
     for (c, d) in &gd.cache_ids {
-        by_name.insert(&d.0, DirRole::Layer(*c));
+        set(&d.0, DirRole::Layer(*c), true);
     }
     for m in gd.mounts.values() {
-        by_name.insert(&m.mount_id.0, DirRole::MountRw(m.name.clone()));
+        set(&m.mount_id.0, DirRole::MountRw(m.name.clone()), true);
         if let Some(i) = &m.init_id {
-            by_name.insert(&i.0, DirRole::MountInit(m.name.clone()));
+            set(&i.0, DirRole::MountInit(m.name.clone()), true);
         }
     }
     for b in &gd.broken_layers {
         if let Some(c) = &b.cache_id {
-            by_name
-                .entry(&c.0)
-                .or_insert(DirRole::BrokenLayer(b.chain_id));
+            set(&c.0, DirRole::BrokenLayer(b.chain_id), false);
         }
     }
     for r in &gd.removing {
         if let Some(c) = &r.cache_id {
-            by_name.entry(&c.0).or_insert(DirRole::Removing);
+            set(&c.0, DirRole::Removing, false);
         }
     }
-    gd.dirs
-        .keys()
-        .map(|name| {
-            let n = name.as_str();
+    let roles = names
+        .iter()
+        .zip(named)
+        .map(|(&n, named)| {
             let node = edges.dir(n);
             let claimed = |f: &dyn Fn(&Holder) -> bool| node.is_some_and(|n| holds.held_by(n, f));
-            let role = if let Some(r) = by_name.get(n) {
-                r.clone()
+            if let Some(r) = named {
+                r
             } else if claimed(&|h| matches!(h, Holder::Buildkit { .. })) {
                 DirRole::Buildkit
             } else if claimed(&|h| !matches!(h, Holder::Unknown { .. })) {
@@ -320,10 +348,52 @@ fn classify_dirs<'s>(
                 DirRole::Unknown(why.clone())
             } else {
                 DirRole::Orphan
-            };
-            (n, role)
+            }
         })
-        .collect()
+        .collect();
+    DirRoles { names, roles }
+}
+
+/// The role of each driver dir, by name: two lists in name order (a map
+/// of 30,000 dirs kept megabytes of node room at df's memory peak).
+#[derive(Debug)]
+pub struct DirRoles<'s> {
+    names: Vec<&'s str>,
+    roles: Vec<DirRole>,
+}
+
+impl<'s> DirRoles<'s> {
+    pub fn get(&self, name: &str) -> Option<&DirRole> {
+        let i = self.names.binary_search(&name).ok()?;
+        Some(&self.roles[i])
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (&'s str, &DirRole)> + '_ {
+        self.names.iter().copied().zip(&self.roles)
+    }
+
+    pub fn values(&self) -> impl Iterator<Item = &DirRole> + '_ {
+        self.roles.iter()
+    }
+}
+
+impl<'a, 's> IntoIterator for &'a DirRoles<'s> {
+    type Item = (&'s str, &'a DirRole);
+    type IntoIter = std::iter::Zip<
+        std::iter::Copied<std::slice::Iter<'a, &'s str>>,
+        std::slice::Iter<'a, DirRole>,
+    >;
+    fn into_iter(self) -> Self::IntoIter {
+        self.names.iter().copied().zip(self.roles.iter())
+    }
+}
+
+impl std::ops::Index<&str> for DirRoles<'_> {
+    type Output = DirRole;
+    fn index(&self, name: &str) -> &DirRole {
+        self.get(name)
+            .unwrap_or_else(|| panic!("no driver dir {name}"))
+    }
 }
 
 #[cfg(test)]
@@ -332,6 +402,7 @@ pub(crate) mod tests {
     use crate::ids::{CacheId, DiffId, Digest, MountId};
     use crate::store::graphdriver::{DriverDir, Mount};
     use crate::store::*;
+    use std::collections::BTreeMap;
     use std::path::{Path, PathBuf};
 
     /// A hand-made snapshot for pure tests.
