@@ -88,11 +88,19 @@ impl<'s> Graph<'s> {
         let Store::Graphdriver(gd) = &snap.store else {
             panic!("Graph::build needs a graphdriver snapshot; this one is containerd's")
         };
-        let loadable = loadable_layers(snap);
-        let mut chains = HashMap::with_capacity(snap.images.len());
+        // The chain IDs (a SHA-256 per layer of every image) need nothing
+        // of the layer store: computed while its parent chains are checked.
+        let (loadable, chains) = rayon::join(
+            || loadable_layers(snap),
+            || -> HashMap<ImageId, Vec<ChainId>> {
+                (snap.images.iter())
+                    .map(|(id, img)| (*id, ChainId::chain(&img.diff_ids)))
+                    .collect()
+            },
+        );
         let mut loaded = BTreeSet::new();
         for (id, img) in &snap.images {
-            let chain = ChainId::chain(&img.diff_ids);
+            let chain = &chains[id];
             let os_ok = img
                 .os
                 .as_deref()
@@ -101,7 +109,6 @@ impl<'s> Graph<'s> {
             if os_ok && top_ok {
                 loaded.insert(*id);
             }
-            chains.insert(*id, chain);
         }
         let mut children: HashMap<ImageId, Vec<ImageId>> = HashMap::new();
         for id in &loaded {

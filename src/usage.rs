@@ -157,14 +157,23 @@ pub fn compute(g: &Graph, opts: &Options) -> Usage {
     let rule = opts
         .shared_size
         .unwrap_or_else(|| SharedSizeRule::for_snapshot(snap));
-    let images = images(g, rule);
-    let layers_size = layers_size(g);
-    let containers = containers(g);
-    let volumes = volumes(g);
-    let mut orphans = leftovers::collect(g);
-    leftovers::measure(g, &mut orphans);
-    let orphans: Vec<Orphan> = orphans.iter().map(Orphan::from).collect();
-    let build_cache = buildcache::compute(g);
+    // The images' analysis is CPU; the containers', volumes' and orphans'
+    // sizes are walks of their trees: run side by side.
+    let (images, (layers_size, containers, volumes, orphans, build_cache)) = rayon::join(
+        || images(g, rule),
+        || {
+            let mut orphans = leftovers::collect(g);
+            leftovers::measure(g, &mut orphans);
+            let orphans: Vec<Orphan> = orphans.iter().map(Orphan::from).collect();
+            (
+                layers_size(g),
+                containers(g),
+                volumes(g),
+                orphans,
+                buildcache::compute(g),
+            )
+        },
+    );
     let mut summary = summary(g, &images, layers_size, &containers, &orphans, &build_cache);
     // Docker's order: Images, Containers, Local Volumes, Build Cache.
     summary.insert(2, volumes_row(&volumes));
