@@ -30,35 +30,7 @@ pub fn df(
         shared_size: args.shared_size.map(Into::into),
     };
     let u = if args.disk {
-        // One walk, run while the metadata loads and is analysed: it
-        // charges the driver dirs to buckets that the graph sorts into
-        // categories after.
-        // The walk takes the listings of the directories the load lists
-        // from it, so no directory is listed twice.
-        let driver = layout.driver.clone();
-        let listings = Arc::new(SharedListings::claim(
-            graphdriver::Paths::new(root, &driver).listed_by_load(),
-        ));
-        let load = store::LoadOptions {
-            share: Some(Arc::clone(&listings)),
-            ..load
-        };
-        std::thread::scope(|s| -> anyhow::Result<usage::Usage> {
-            let walk = s.spawn(|| {
-                let company = Company::BesideLoad(&listings);
-                output::with_progress(|p| reconcile::walk(root, &driver, p, company))
-            });
-            let given_up = GiveUpOnDrop(&listings);
-            let snap = store::load_layout(root, layout, &load);
-            drop(given_up);
-            let graph = Graph::build(&snap);
-            let mut u = usage::compute(&graph, &opts);
-            let walked = walk
-                .join()
-                .map_err(|_| anyhow::anyhow!("the disk walk panicked"))??;
-            u.disk = Some(reconcile::charge(&graph, walked));
-            Ok(u)
-        })?
+        df_disk(root, layout, load, &opts)?
     } else {
         let snap = store::load_layout(root, layout, &load);
         usage::compute(&Graph::build(&snap), &opts)
@@ -82,6 +54,43 @@ pub fn df(
         Format::Prometheus => {}
     }
     Ok(EXIT_OK)
+}
+
+/// `df --disk`: one walk, run while the metadata loads and is analysed. The
+/// walk takes the listings of the directories the load lists from it (no
+/// directory is listed twice) and charges the driver dirs to buckets that
+/// the graph sorts into categories after.
+fn df_disk(
+    root: &Path,
+    layout: store::Layout,
+    load: store::LoadOptions,
+    opts: &usage::Options,
+) -> anyhow::Result<usage::Usage> {
+    let driver = layout.driver.clone();
+    let listings = Arc::new(SharedListings::claim(
+        graphdriver::Paths::new(root, &driver).listed_by_load(),
+    ));
+    let load = store::LoadOptions {
+        share: Some(Arc::clone(&listings)),
+        ..load
+    };
+    std::thread::scope(|s| {
+        let walk = s.spawn(|| {
+            let company = Company::BesideLoad(&listings);
+            output::with_progress(|p| reconcile::walk(root, &driver, p, company))
+        });
+        // However the load ends, the walk waits for none of its claims.
+        let given_up = GiveUpOnDrop(&listings);
+        let snap = store::load_layout(root, layout, &load);
+        drop(given_up);
+        let graph = Graph::build(&snap);
+        let mut u = usage::compute(&graph, opts);
+        let walked = walk
+            .join()
+            .map_err(|_| anyhow::anyhow!("the disk walk panicked"))??;
+        u.disk = Some(reconcile::charge(&graph, walked));
+        Ok(u)
+    })
 }
 
 /// Says once, on stderr, that a live containerd's figures are a snapshot.

@@ -101,6 +101,11 @@ pub fn read(
             .map(|n| {
                 let files = dir.entry(n);
                 let c = read_one(&files, n, || log_bytes(&files.path(), share));
+                // Not a container, or one whose config does not load: its
+                // directory was not listed for logs.
+                if let Some(s) = share {
+                    s.give_up(&files.path());
+                }
                 (n.clone(), c)
             })
             .collect()),

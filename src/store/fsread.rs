@@ -249,8 +249,14 @@ impl SharedListings {
         self.changed.notify_all();
     }
 
-    fn give_up(&self, path: &Path) {
-        self.slots().remove(path);
+    /// Gives up the claim of `path` if it is not listed yet: the walk
+    /// lists it itself.
+    pub fn give_up(&self, path: &Path) {
+        let mut slots = self.slots();
+        if matches!(slots.get(path), Some(Slot::Claimed)) {
+            slots.remove(path);
+        }
+        drop(slots);
         self.changed.notify_all();
     }
 
@@ -475,6 +481,29 @@ mod tests {
         let b = EntryFiles::by_path(&path);
         assert_eq!(b.read_text("size").unwrap().as_deref(), Some("42"));
         assert!(b.is_dir("diff"));
+    }
+
+    #[test]
+    fn shared_listings_hand_over_once_and_give_up_only_claims() {
+        let t = tempfile::tempdir().unwrap();
+        let d = t.path();
+        fs::create_dir(d.join("listed")).unwrap();
+        fs::write(d.join("listed/f"), b"").unwrap();
+        let share = SharedListings::claim([d.join("listed"), d.join("claimed"), d.join("gone")]);
+        let (l, _) = open_listed(&d.join("listed"), Some(&share)).unwrap();
+        assert_eq!(l.names, ["f"]);
+        // Giving up a listed directory keeps its listing for the walk.
+        share.give_up(&d.join("listed"));
+        assert_eq!(share.take(&d.join("listed")).unwrap().names, ["f"]);
+        // Taken once: a second walker (none does) would list it itself.
+        assert!(share.take(&d.join("listed")).is_none());
+        // A directory the load cannot list is given up, not waited for.
+        assert!(open_listed(&d.join("gone"), Some(&share)).is_err());
+        assert!(share.take(&d.join("gone")).is_none());
+        share.give_up(&d.join("claimed"));
+        assert!(share.take(&d.join("claimed")).is_none());
+        // Not claimed at all: nothing to wait for.
+        assert!(share.take(&d.join("other")).is_none());
     }
 
     #[test]
