@@ -159,22 +159,28 @@ pub fn compute(g: &Graph, opts: &Options) -> Usage {
         .unwrap_or_else(|| SharedSizeRule::for_snapshot(snap));
     // The images' analysis is CPU; the containers', volumes' and orphans'
     // sizes are walks of their trees: run side by side.
-    let (images, (layers_size, containers, volumes, orphans, build_cache)) = rayon::join(
-        || images(g, rule),
-        || {
-            let mut orphans = leftovers::collect(g);
-            leftovers::measure(g, &mut orphans);
-            let orphans: Vec<Orphan> = orphans.iter().map(Orphan::from).collect();
-            (
-                layers_size(g),
-                containers(g),
-                volumes(g),
-                orphans,
-                buildcache::compute(g),
-            )
-        },
-    );
-    let mut summary = summary(g, &images, layers_size, &containers, &orphans, &build_cache);
+    let (images, (layers_size, containers, volumes, orphans, build_cache, images_freed)) =
+        rayon::join(
+            || images(g, rule),
+            || {
+                let mut orphans = leftovers::collect(g);
+                leftovers::measure(g, &mut orphans);
+                let orphans: Vec<Orphan> = orphans.iter().map(Orphan::from).collect();
+                (
+                    layers_size(g),
+                    containers(g),
+                    volumes(g),
+                    orphans,
+                    buildcache::compute(g),
+                    prune_all_frees(g),
+                )
+            },
+        );
+    let sizes = Sizes {
+        layers: layers_size,
+        images_freed,
+    };
+    let mut summary = summary(g, &images, sizes, &containers, &orphans, &build_cache);
     // Docker's order: Images, Containers, Local Volumes, Build Cache.
     summary.insert(2, volumes_row(&volumes));
     let mut anomalies = snap.anomalies.clone();
@@ -414,10 +420,22 @@ pub(crate) fn volumes_row(volumes: &[VolumeUsage]) -> SummaryRow {
     }
 }
 
+/// What `prune -a` frees: the plan's own selection, the holds' answer.
+fn prune_all_frees(g: &Graph) -> u64 {
+    let prune_all = policy::select(g, &policy::Options::all(0));
+    freed_bytes(g, prune_all.remove.keys())
+}
+
+/// The Images row's SIZE (Docker's `LayersSize`) and RECLAIMABLE.
+struct Sizes {
+    layers: u64,
+    images_freed: u64,
+}
+
 fn summary(
     g: &Graph,
     images: &[ImageUsage],
-    layers_size: u64,
+    sizes: Sizes,
     containers: &[ContainerUsage],
     orphans: &[Orphan],
     build_cache: &buildcache::BuildCache,
@@ -425,16 +443,14 @@ fn summary(
     let snap = g.snap;
     let active = |c: &&ContainerUsage| snap.containers[&c.id].state.is_active();
     let listed: Vec<&ImageUsage> = images.iter().filter(|i| i.listed).collect();
-    // What `prune -a` frees: the plan's own selection, the holds' answer.
-    let prune_all = policy::select(g, &policy::Options::all(0));
     let bc = buildcache::totals(build_cache);
     let mut rows = vec![
         SummaryRow {
             kind: "images",
             total: listed.len() as u64,
             active: listed.iter().filter(|i| i.containers > 0).count() as u64,
-            size: layers_size,
-            reclaimable: freed_bytes(g, prune_all.remove.keys()),
+            size: sizes.layers,
+            reclaimable: sizes.images_freed,
         },
         SummaryRow {
             kind: "containers",
