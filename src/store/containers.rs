@@ -261,9 +261,8 @@ fn parse_one(
 }
 
 /// Apparent bytes of the log files in a container's directory
-/// ([`is_container_log`]), those inside `local-logs/` included.
-/// Apparent bytes of a container's log files (and of its `local` log
-/// driver's directory), from listings shared with a walk (`share`).
+/// ([`is_container_log`]), those inside `local-logs/` included, listed
+/// through `share` (a concurrent `df --disk` walk takes the listings).
 fn log_bytes(dir: &Path, share: Option<&SharedListings>) -> u64 {
     let size = |p: &Path| fs::symlink_metadata(p).ok();
     let files = |d: &Path| -> u64 {
