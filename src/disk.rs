@@ -271,32 +271,17 @@ impl<C: Classifier> Walk<'_, C> {
         }
         let fd = Arc::new(fd);
         let mut buf = DENTS.with(|b| b.take());
+        let mut one = |acc: &mut Acc, name: &OsStr, is_dir: bool| {
+            self.entry(s, acc, &fd, &dir, name, is_dir, (cat, depth), &mut counts)
+        };
         if let Some(listing) = shared {
             // The loader listed it: entries by name, directories known.
-            for (name, is_dir) in listing.names.iter().zip(&listing.is_dir) {
-                let name = OsStr::new(name);
-                self.entry(
-                    s,
-                    &mut acc,
-                    &fd,
-                    &dir,
-                    name,
-                    *is_dir,
-                    (cat, depth),
-                    &mut counts,
-                );
+            let named = listing.names.iter().zip(&listing.is_dir);
+            for (name, is_dir) in named.map(|(n, d)| (OsStr::new(n), *d)) {
+                one(&mut acc, name, is_dir);
             }
             for name in &listing.odd_names {
-                self.entry(
-                    s,
-                    &mut acc,
-                    &fd,
-                    &dir,
-                    name,
-                    false,
-                    (cat, depth),
-                    &mut counts,
-                );
+                one(&mut acc, name, false);
             }
         } else {
             buf.resize(32 << 10, MaybeUninit::uninit());
@@ -315,17 +300,7 @@ impl<C: Classifier> Walk<'_, C> {
                     continue;
                 }
                 let name = OsStr::from_bytes(name.to_bytes());
-                let is_dir = e.file_type() == FileType::Directory;
-                self.entry(
-                    s,
-                    &mut acc,
-                    &fd,
-                    &dir,
-                    name,
-                    is_dir,
-                    (cat, depth),
-                    &mut counts,
-                );
+                one(&mut acc, name, e.file_type() == FileType::Directory);
             }
         }
         let (entries, bytes) = counts;
