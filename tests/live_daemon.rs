@@ -125,17 +125,21 @@ fn plan_containers(report: &Value) -> BTreeSet<String> {
         .collect()
 }
 
+/// The objects of `list` as `key` → `value` (both strings).
+fn pairs(list: &[Value], key: &str, value: &str) -> BTreeMap<String, String> {
+    let text = |o: &Value, f: &str| {
+        o[f].as_str()
+            .unwrap_or_else(|| panic!("{f}: {o}"))
+            .to_string()
+    };
+    list.iter()
+        .map(|o| (text(o, key), text(o, value)))
+        .collect()
+}
+
 /// `outcome.skipped` as item → reason.
 fn skipped(report: &Value) -> BTreeMap<String, String> {
-    arr(&report["outcome"], "skipped")
-        .iter()
-        .map(|s| {
-            (
-                s["item"].as_str().unwrap().to_string(),
-                s["reason"].as_str().unwrap().to_string(),
-            )
-        })
-        .collect()
+    pairs(arr(&report["outcome"], "skipped"), "item", "reason")
 }
 
 /// `dockgc verify --format json` (exit 0 or 1).
@@ -1924,15 +1928,7 @@ fn inject_leftovers(root: &Path) -> Vec<(PathBuf, &'static str)> {
 
 /// `plan.orphans` as path → kind.
 fn plan_orphans(report: &Value) -> BTreeMap<String, String> {
-    arr(&report["plan"], "orphans")
-        .iter()
-        .map(|o| {
-            (
-                o["path"].as_str().unwrap().to_string(),
-                o["kind"].as_str().unwrap().to_string(),
-            )
-        })
-        .collect()
+    pairs(arr(&report["plan"], "orphans"), "path", "kind")
 }
 
 fn injected_map(injected: &[(PathBuf, &str)]) -> BTreeMap<String, String> {
