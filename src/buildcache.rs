@@ -201,11 +201,11 @@ fn shared<'a>(
     loaded: &[&'a str],
     gone: &HashSet<ImageId>,
 ) -> HashSet<&'a str> {
-    let image_chains: HashSet<&ChainId> = g
+    let image_chains: HashSet<ChainId> = g
         .loaded
         .iter()
         .filter(|i| !gone.contains(*i))
-        .flat_map(|i| g.chains[i].iter())
+        .flat_map(|i| g.chain(i))
         .collect();
     let direct = loaded.iter().copied().filter(|id| {
         let r = &bk.records[*id];

@@ -4,6 +4,7 @@
 mod cli;
 mod cmd;
 mod config;
+mod malloc_tuning;
 mod options;
 
 use clap::Parser;
@@ -13,6 +14,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
+    malloc_tuning::apply();
     let cli = match Cli::try_parse() {
         Ok(c) => c,
         Err(e) => {

@@ -125,20 +125,31 @@ impl Marker {
             self.generation = 1;
         }
         let g = self.generation;
-        self.stack.clear();
-        self.stack.extend(roots);
-        while let Some(n) = self.stack.pop() {
-            let Some(stamp) = self.stamps[n.kind.index()].get_mut(n.key as usize) else {
-                continue; // a key the source does not have: nothing to reach
-            };
-            if *stamp == g {
-                continue;
+        // One root at a time: the stack then holds one walk, not every root
+        // of ten thousand holders at once.
+        for root in roots {
+            self.stack.clear();
+            self.stack.push(root);
+            while let Some(n) = self.stack.pop() {
+                let Some(stamp) = self.stamps[n.kind.index()].get_mut(n.key as usize) else {
+                    continue; // a key the source does not have: nothing to reach
+                };
+                if *stamp == g {
+                    continue;
+                }
+                *stamp = g;
+                visit(n);
+                self.out.clear();
+                refs.refs(n, &mut self.out);
+                // Only unmarked nodes go on the stack: a chain's every layer
+                // is already on it from the image.
+                let stamps = &self.stamps;
+                self.stack.extend(self.out.drain(..).filter(|m| {
+                    stamps[m.kind.index()]
+                        .get(m.key as usize)
+                        .is_some_and(|s| *s != g)
+                }));
             }
-            *stamp = g;
-            visit(n);
-            self.out.clear();
-            refs.refs(n, &mut self.out);
-            self.stack.append(&mut self.out);
         }
     }
 }

@@ -216,7 +216,7 @@ fn images(g: &Graph, rule: SharedSizeRule) -> Vec<ImageUsage> {
         .par_iter()
         .map(|&id| {
             let img = &snap.images[id];
-            let chain = &g.chains[id];
+            let chain = g.chain(id);
             let listed = g.is_listed(id);
             // An image outside the counted set still shares a layer that a
             // counted image uses.
@@ -288,7 +288,7 @@ fn chain_counts(g: &Graph, rule: SharedSizeRule) -> ChainCounts {
     };
     for id in &g.loaded {
         if rule == SharedSizeRule::All || g.is_listed(id) {
-            for c in &g.chains[id] {
+            for c in &g.chain(id) {
                 match g.layer_node(c) {
                     Some(n) => counts.by_node[n.key as usize] += 1,
                     None => *counts.other.entry(*c).or_default() += 1,
@@ -328,9 +328,9 @@ fn layers_size(g: &Graph) -> u64 {
     g.loaded
         .iter()
         .filter(|id| g.is_listed(id))
-        .flat_map(|id| g.chains[id].iter())
+        .flat_map(|id| g.chain(id))
         .filter(|c| first_time(c))
-        .map(|c| g.snap.layers.get(c).map_or(0, |l| l.size))
+        .map(|c| g.snap.layers.get(&c).map_or(0, |l| l.size))
         .sum()
 }
 
@@ -515,7 +515,7 @@ fn not_loaded(g: &Graph) -> Vec<Anomaly> {
         .values()
         .filter(|i| !g.loaded.contains(&i.id))
         .map(|i| {
-            let chain = &g.chains[&i.id];
+            let chain = g.chain(&i.id);
             let message = match chain.iter().find(|c| !g.loadable.contains(c)) {
                 Some(c) if snap.layers.contains_key(c) => {
                     format!("layer {c} cannot be loaded; the daemon does not restore this image")

@@ -209,7 +209,7 @@ pub(crate) fn choose(g: &Graph, refs: &[String]) -> Result<Vec<Chosen>, ArchiveE
             )));
         }
         let mut layers = Vec::with_capacity(img.diff_ids.len());
-        for (diff_id, chain_id) in img.diff_ids.iter().zip(&g.chains[&id]) {
+        for (diff_id, chain_id) in img.diff_ids.iter().zip(&g.chain(&id)) {
             let Some(cache_id) = snap
                 .layers
                 .get(chain_id)

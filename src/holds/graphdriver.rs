@@ -45,7 +45,8 @@ pub struct Edges<'s> {
 }
 
 impl<'s> Edges<'s> {
-    pub fn new(snap: &Snapshot, gd: &'s State, chains: &HashMap<ImageId, Vec<ChainId>>) -> Self {
+    /// `chains` are the images' chain IDs, in the snapshot's image order.
+    pub fn new(snap: &Snapshot, gd: &'s State, chains: &[Vec<ChainId>]) -> Self {
         let layers: Vec<ChainId> = snap.layers.keys().copied().collect();
         let dirs: Vec<&str> = gd.dirs.keys().map(String::as_str).collect();
         let layer_key = |c: &ChainId| position(&layers, c);
@@ -59,7 +60,7 @@ impl<'s> Edges<'s> {
         let images: Vec<ImageId> = snap.images.keys().copied().collect();
         // Three independent passes of 10,000s of lookups each.
         let ((image_layers, image_at), (layer_dir, dir_lower)) = rayon::join(
-            || image_keys(&images, chains, &layers, &layer_parent),
+            || image_keys(chains, &layers, &layer_parent),
             || {
                 rayon::join(
                     || {
@@ -110,6 +111,17 @@ impl<'s> Edges<'s> {
         }
     }
 
+    /// The layer keys of image `id`'s chain that have a layer, base first.
+    pub fn image_layer_keys(&self, id: &ImageId) -> &[u32] {
+        match position(&self.images, id) {
+            Some(k) => {
+                let k = k as usize;
+                &self.image_layers[self.image_at[k] as usize..self.image_at[k + 1] as usize]
+            }
+            None => &[],
+        }
+    }
+
     pub fn image(&self, id: &ImageId) -> Option<Node> {
         position(&self.images, id).map(|k| Node::new(Kind::Image, k))
     }
@@ -143,16 +155,14 @@ impl<'s> Edges<'s> {
 
 /// Each image's layer keys, one list (`image_layers[image_at[i]..image_at[i + 1]]`).
 fn image_keys(
-    images: &[ImageId],
-    chains: &HashMap<ImageId, Vec<ChainId>>,
+    chains: &[Vec<ChainId>],
     layers: &[ChainId],
     layer_parent: &[u32],
 ) -> (Vec<u32>, Vec<u32>) {
     let mut image_layers = Vec::new();
-    let mut image_at = Vec::with_capacity(images.len() + 1);
-    for id in images {
+    let mut image_at = Vec::with_capacity(chains.len() + 1);
+    for chain in chains {
         image_at.push(image_layers.len() as u32);
-        let chain = chains.get(id).map_or(&[][..], Vec::as_slice);
         let at = image_layers.len();
         image_layers.extend(chain_keys(chain, layers, layer_parent));
         debug_assert!(
@@ -310,7 +320,7 @@ pub fn build(
         layers: vec![false; edges.layers.len()],
         dirs: vec![false; edges.dirs.len()],
     };
-    let roots: Vec<Node> = holds.iter().flat_map(|h| h.roots.iter().copied()).collect();
+    let roots = holds.iter().flat_map(|h| h.roots.iter().copied());
     marker.mark(edges, roots, |n| reached.note(n));
     let leftovers: Vec<u32> = (0..edges.layers.len() as u32)
         .filter(|i| !reached.layers[*i as usize])
@@ -356,6 +366,7 @@ pub fn build(
         add(&mut holds, Holder::Unknown { why: why.into() }, roots);
     }
     holds.extend(extra);
+    drop(marker);
     (Holds::compute(edges, holds), ids)
 }
 

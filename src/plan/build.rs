@@ -381,7 +381,7 @@ fn layers_to_remove(
     // Why each layer goes: the first removed image whose chain has it.
     let mut reason: HashMap<ChainId, String> = HashMap::new();
     for id in sel.remove.keys() {
-        for c in &g.chains[id] {
+        for c in &g.chain(id) {
             reason
                 .entry(*c)
                 .or_insert_with(|| format!("layer of removed image {}", id.short()));

@@ -111,7 +111,7 @@ pub fn quick(g: &Graph, scope: &Scope) -> Vec<Finding> {
                 format!("parent {p} does not exist"),
             ));
         }
-        let chain = &g.chains[&img.id];
+        let chain = g.chain(&img.id);
         let missing: Vec<(usize, &ChainId)> = chain
             .iter()
             .enumerate()
@@ -400,11 +400,8 @@ fn mount_checks(g: &Graph, present: &HashSet<ImageId>, out: &mut Vec<Finding>) {
                 "the container's RW layer (layerdb/mounts entry) is missing".into(),
             )),
             Some(m) => {
-                let top = c
-                    .image
-                    .and_then(|i| g.chains.get(&i))
-                    .and_then(|ch| ch.last().copied());
-                if c.image.is_some_and(|i| g.chains.contains_key(&i)) && m.parent != top {
+                let top = c.image.and_then(|i| g.chain(&i).last().copied());
+                if c.image.is_some_and(|i| snap.images.contains_key(&i)) && m.parent != top {
                     out.push(finding(
                         Check::Mounts,
                         SubjectKind::Container,
@@ -610,7 +607,7 @@ mod tests {
             let d = gd(&mut s).dirs.get_mut(&name).unwrap();
             d.link = Some(link.clone());
             if i > 0 {
-                d.lower = Some(Lower::parse("l/LINK0"));
+                d.lower = Some(Box::new(Lower::parse("l/LINK0")));
             }
             gd(&mut s).links.insert(
                 link,
@@ -658,7 +655,8 @@ mod tests {
         );
 
         let mut s = s0.clone();
-        gd(&mut s).dirs.get_mut(&chain[1].hex()).unwrap().lower = Some(Lower::parse("l/WRONG"));
+        gd(&mut s).dirs.get_mut(&chain[1].hex()).unwrap().lower =
+            Some(Box::new(Lower::parse("l/WRONG")));
         assert_eq!(
             checks_of(&s),
             vec![(Check::DriverDir, chain[1].to_string())]
@@ -666,7 +664,7 @@ mod tests {
 
         let mut s = s0.clone();
         gd(&mut s).dirs.get_mut(&chain[1].hex()).unwrap().lower =
-            Some(Lower::parse("l/LINK0:l/EXTRA"));
+            Some(Box::new(Lower::parse("l/LINK0:l/EXTRA")));
         assert_eq!(
             checks_of(&s),
             vec![(Check::DriverDir, chain[1].to_string())]

@@ -16,9 +16,9 @@ pub fn fill(g: &Graph, findings: &mut [Finding]) {
         .any(|f| f.subject.kind == SubjectKind::Layer);
     let mut images_on: HashMap<ChainId, Vec<ImageId>> = HashMap::new();
     if needs_layers {
-        for (id, chain) in &g.chains {
-            for c in chain {
-                images_on.entry(*c).or_default().push(*id);
+        for id in snap.images.keys() {
+            for c in g.chain(id) {
+                images_on.entry(c).or_default().push(*id);
             }
         }
     }

@@ -35,7 +35,7 @@ pub fn scope(g: &Graph, refs: &[String]) -> Result<Scope, SelectError> {
     }
     let layers = images
         .iter()
-        .flat_map(|i| g.chains[i].iter().copied())
+        .flat_map(|i| g.chain(i))
         .filter(|c| snap.layers.contains_key(c))
         .collect();
     Ok(Scope {

@@ -147,7 +147,7 @@ pub fn read_dir_entry(
     if (with_lower || buildkit_dir)
         && let Ok(Some(lower)) = files.read_text("lower")
     {
-        d.lower = Some(Lower::parse(lower.trim()));
+        d.lower = Some(Box::new(Lower::parse(lower.trim())));
     }
     (d, anomaly)
 }
@@ -201,7 +201,10 @@ mod tests {
         assert_eq!(home.dirs.len(), 2);
         assert!(home.dirs["aaa"].has_diff);
         assert!(read(&p, false, None).dirs["bbb"].lower.is_none());
-        assert_eq!(home.dirs["bbb"].lower, Some(Lower::parse("l/LINKA")));
+        assert_eq!(
+            home.dirs["bbb"].lower.as_deref(),
+            Some(&Lower::parse("l/LINKA"))
+        );
         assert!(home.links["LINKA"].resolves);
         assert_eq!(
             home.links["LINKA"].target,

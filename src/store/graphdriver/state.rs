@@ -60,7 +60,8 @@ pub struct DriverDir {
     /// Contents of `<dir>/link` (short link ID), if present.
     pub link: Option<String>,
     /// Read only when asked for (`LoadOptions::lower`): only verify needs it.
-    pub lower: Option<Lower>,
+    /// Boxed: `df` has 30,000 dirs and reads `lower` of a few BuildKit ones.
+    pub lower: Option<Box<Lower>>,
 }
 
 /// `<dir>/lower` (`l/<parent link>:<parent's lower>`), kept compact: on a root
