@@ -321,7 +321,7 @@ impl Loadable {
 fn classify_dirs<'s>(gd: &'s graphdriver::State, edges: &Edges, holds: &Holds) -> DirRoles<'s> {
     // Named roles by dir key (the order of `gd.dirs`); a later one wins,
     // as the mounts' over the layers', except for the leftover entries.
-    let names: Vec<&'s str> = gd.dirs.keys().map(String::as_str).collect();
+    let names: Vec<&'s str> = gd.dirs.keys().map(|d| d.as_str()).collect();
     let mut named: Vec<Option<DirRole>> = vec![None; names.len()];
     let mut set = |name: &str, role: DirRole, overwrite: bool| {
         if let Ok(i) = names.binary_search(&name)
@@ -480,8 +480,14 @@ pub(crate) mod tests {
                 size,
                 parent: (i > 0).then(|| chain[i - 1]),
             });
-            gd(s).cache_ids.entry(*c).or_insert(CacheId(cache.clone()));
-            gd(s).dirs.entry(cache.clone()).or_insert(dir(&cache));
+            gd(s)
+                .cache_ids
+                .entry(*c)
+                .or_insert(CacheId(cache.as_str().into()));
+            gd(s)
+                .dirs
+                .entry(cache.as_str().into())
+                .or_insert(dir(&cache));
         }
         let id = ImageId(Digest::of_bytes(format!("{diffs:?}{parent:?}").as_bytes()));
         s.images.insert(
@@ -533,9 +539,9 @@ pub(crate) mod tests {
                 parent: top,
             },
         );
-        gd(s).dirs.insert(mount.0.clone(), dir(&mount.0));
+        gd(s).dirs.insert(mount.0.as_str().into(), dir(&mount.0));
         gd(s).dirs.insert(
-            format!("{}-init", mount.0),
+            format!("{}-init", mount.0).as_str().into(),
             dir(&format!("{}-init", mount.0)),
         );
         s.containers.insert(
@@ -661,7 +667,7 @@ pub(crate) mod tests {
         let a = add_image(&mut s, &[1], 10, None);
         add_container(&mut s, 5, a, true);
         let orphan = "9".repeat(64);
-        gd(&mut s).dirs.insert(orphan.clone(), dir(&orphan));
+        gd(&mut s).dirs.insert(orphan.as_str().into(), dir(&orphan));
         gd(&mut s).dirs.insert(
             "k2x9v0q8w7e6r5t4y3u2i1o0p".into(),
             dir("k2x9v0q8w7e6r5t4y3u2i1o0p"),

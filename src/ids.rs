@@ -229,11 +229,18 @@ impl fmt::Display for ContainerId {
     }
 }
 
+/// A graphdriver dir name, kept inline: 64 hex (every ID the daemon
+/// generates) fits; a longer one (`<64 hex>-init`) goes to the heap.
+pub type DirName = smallstr::SmallString<[u8; 64]>;
+
+/// An overlay2 link ID (`l/<name>`, 26 characters), kept inline.
+pub type LinkName = smallstr::SmallString<[u8; 32]>;
+
 /// The graphdriver directory name of a layer (`cache-id`). Any string is allowed
 /// by the daemon: 64 hex for pulled and loaded layers, 25-char base36 for BuildKit.
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Debug, Serialize, Deserialize)]
 #[serde(transparent)]
-pub struct CacheId(pub String);
+pub struct CacheId(pub DirName);
 
 /// The graphdriver directory of a RW layer (`mount-id`, `init-id`): `^[0-9a-f]{64}(-init)?$`.
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Debug, Serialize, Deserialize)]

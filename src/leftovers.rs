@@ -239,7 +239,7 @@ fn entries(g: &Graph, out: &mut Vec<Leftover>) {
             .cache_id
             .as_ref()
             .filter(|c| g.edges.dir(&c.0).is_some_and(|n| g.holds.of(n).len() == 1))
-            .map(|c| c.0.clone());
+            .map(|c| c.0.to_string());
         let link = cache_dir
             .as_deref()
             .and_then(|c| link_of.get(c))
@@ -275,7 +275,9 @@ fn links(g: &Graph, out: &mut Vec<Leftover>) {
         };
         out.push(Leftover {
             kind: OrphanKind::DanglingLink,
-            subject: Subject::Link { name: name.clone() },
+            subject: Subject::Link {
+                name: name.to_string(),
+            },
             path: g.gd.paths.link(name),
             reason,
             bytes: 0,
@@ -288,5 +290,5 @@ fn broken_dir(g: &Graph, path: &std::path::Path) -> Option<String> {
     let b = g.gd.broken_layers.iter().find(|b| b.path == path)?;
     let c = b.cache_id.as_ref()?;
     let n = g.edges.dir(&c.0)?;
-    (g.holds.of(n).len() == 1).then(|| c.0.clone())
+    (g.holds.of(n).len() == 1).then(|| c.0.to_string())
 }

@@ -635,7 +635,7 @@ mod tests {
         let leak = add_image(&mut s, &[1, 2, 5], 7, None);
         s.images.remove(&leak);
         let orphan = "9".repeat(64);
-        gd(&mut s).dirs.insert(orphan.clone(), dir(&orphan));
+        gd(&mut s).dirs.insert(orphan.as_str().into(), dir(&orphan));
         gd(&mut s).mounts.insert(
             "m".to_string(),
             crate::store::graphdriver::Mount {
@@ -823,7 +823,9 @@ mod one_answer {
                         parent: chain.get(chain.len().wrapping_sub(2)).copied(),
                     },
                 );
-                gd(&mut s).cache_ids.insert(c, crate::ids::CacheId(c.hex()));
+                gd(&mut s)
+                    .cache_ids
+                    .insert(c, crate::ids::CacheId(c.hex().as_str().into()));
             }
         }
         for i in buildkit {

@@ -48,7 +48,7 @@ impl<'s> Edges<'s> {
     /// `chains` are the images' chain IDs, in the snapshot's image order.
     pub fn new(snap: &Snapshot, gd: &'s State, chains: &[Vec<ChainId>]) -> Self {
         let layers: Vec<ChainId> = snap.layers.keys().copied().collect();
-        let dirs: Vec<&str> = gd.dirs.keys().map(String::as_str).collect();
+        let dirs: Vec<&str> = gd.dirs.keys().map(|d| d.as_str()).collect();
         let layer_key = |c: &ChainId| position(&layers, c);
         let dir_key = |d: &str| position(&dirs, &d);
         let layer_of = |c: &ChainId| layer_key(c).unwrap_or(NONE);

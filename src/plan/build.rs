@@ -5,7 +5,7 @@
 use super::*;
 use crate::graph::Graph;
 use crate::holds::{Holder, HolderId};
-use crate::ids::{CacheId, ChainId, ImageId};
+use crate::ids::{CacheId, ChainId, DirName, ImageId};
 use crate::leftovers::{self, Leftover, OrphanKind, Subject};
 use crate::policy::Selection;
 use crate::reach::Node;
@@ -407,7 +407,7 @@ fn layers_to_remove(
             // deletes the layer; the plan only names it (and keeps "its" dir).
             let cache_id = match g.gd.cache_id(&c) {
                 Some(id) => id.clone(),
-                None if snap.source == crate::store::Source::Api => CacheId(String::new()),
+                None if snap.source == crate::store::Source::Api => CacheId(DirName::new()),
                 None => return None,
             };
             let dir_stays = cache_id.0.is_empty()

@@ -273,7 +273,7 @@ fn driver_dir_checks(g: &Graph, l: &Layer, cache: &str, out: &mut Vec<Finding>) 
                 paths.link(link),
                 format!("l/{link} is missing"),
             )),
-            Some(lk) if lk.target != LinkTarget::DriverDir(cache.to_string()) => out.push(lf(
+            Some(lk) if lk.target != LinkTarget::DriverDir(cache.into()) => out.push(lf(
                 Check::DriverDir,
                 paths.link(link),
                 format!("l/{link} does not point to ../{cache}/diff"),
@@ -365,7 +365,11 @@ fn mount_checks(g: &Graph, present: &HashSet<ImageId>, out: &mut Vec<Finding>) {
         let mf = |path: PathBuf, msg: String| {
             finding(Check::Mounts, SubjectKind::Mount, m.name.clone(), path, msg)
         };
-        let has = |id: &MountId| gd.dirs.get(&id.0).is_some_and(|d| d.is_dir && d.has_diff);
+        let has = |id: &MountId| {
+            gd.dirs
+                .get(id.0.as_str())
+                .is_some_and(|d| d.is_dir && d.has_diff)
+        };
         if !has(&m.mount_id) {
             out.push(mf(
                 paths.dir(&m.mount_id.0),
@@ -451,7 +455,7 @@ fn mount_checks(g: &Graph, present: &HashSet<ImageId>, out: &mut Vec<Finding>) {
 
 /// The RW layer `mount` exists with its dirs, on a parent layer that loads.
 fn starts_without_image(g: &Graph, mount: &str) -> bool {
-    let has = |id: &crate::ids::MountId| g.gd.dirs.get(&id.0).is_some_and(|d| d.has_diff);
+    let has = |id: &crate::ids::MountId| g.gd.dirs.get(id.0.as_str()).is_some_and(|d| d.has_diff);
     g.gd.mounts.get(mount).is_some_and(|m| {
         has(&m.mount_id)
             && m.init_id.as_ref().is_none_or(has)
@@ -604,15 +608,15 @@ mod tests {
         for (i, c) in chain.iter().enumerate() {
             let name = c.hex();
             let link = format!("LINK{i}");
-            let d = gd(&mut s).dirs.get_mut(&name).unwrap();
-            d.link = Some(link.clone());
+            let d = gd(&mut s).dirs.get_mut(name.as_str()).unwrap();
+            d.link = Some(link.as_str().into());
             if i > 0 {
                 d.lower = Some(Box::new(Lower::parse("l/LINK0")));
             }
             gd(&mut s).links.insert(
-                link,
+                link.as_str().into(),
                 Link {
-                    target: LinkTarget::DriverDir(name.clone()),
+                    target: LinkTarget::DriverDir(name.as_str().into()),
                     resolves: true,
                 },
             );
@@ -648,23 +652,29 @@ mod tests {
         assert_eq!(checks_of(&s), vec![(Check::ChainId, chain[1].to_string())]);
 
         let mut s = s0.clone();
-        gd(&mut s).dirs.remove(&chain[0].hex());
+        gd(&mut s).dirs.remove(chain[0].hex().as_str());
         assert_eq!(
             checks_of(&s),
             vec![(Check::DriverDir, chain[0].to_string())]
         );
 
         let mut s = s0.clone();
-        gd(&mut s).dirs.get_mut(&chain[1].hex()).unwrap().lower =
-            Some(Box::new(Lower::parse("l/WRONG")));
+        gd(&mut s)
+            .dirs
+            .get_mut(chain[1].hex().as_str())
+            .unwrap()
+            .lower = Some(Box::new(Lower::parse("l/WRONG")));
         assert_eq!(
             checks_of(&s),
             vec![(Check::DriverDir, chain[1].to_string())]
         );
 
         let mut s = s0.clone();
-        gd(&mut s).dirs.get_mut(&chain[1].hex()).unwrap().lower =
-            Some(Box::new(Lower::parse("l/LINK0:l/EXTRA")));
+        gd(&mut s)
+            .dirs
+            .get_mut(chain[1].hex().as_str())
+            .unwrap()
+            .lower = Some(Box::new(Lower::parse("l/LINK0:l/EXTRA")));
         assert_eq!(
             checks_of(&s),
             vec![(Check::DriverDir, chain[1].to_string())]
@@ -711,7 +721,7 @@ mod tests {
             .mount_id
             .0
             .clone();
-        gd(&mut s).dirs.remove(&m);
+        gd(&mut s).dirs.remove(m.as_str());
         let got = checks_of(&s);
         assert_eq!(got.len(), 1);
         assert_eq!(got[0].0, Check::Mounts);
@@ -737,7 +747,7 @@ mod tests {
     fn leftovers_are_warnings() {
         let (mut s, _) = healthy();
         let orphan = "9".repeat(64);
-        gd(&mut s).dirs.insert(orphan.clone(), dir(&orphan));
+        gd(&mut s).dirs.insert(orphan.as_str().into(), dir(&orphan));
         gd(&mut s)
             .write_sets
             .push("/r/image/overlay2/layerdb/tmp/write-set-1".into());
@@ -766,7 +776,7 @@ mod tests {
         let (mut s, img) = healthy();
         let other = add_image(&mut s, &[1, 7], 10, None);
         let chain = ChainId::chain(&s.images[&img].diff_ids);
-        gd(&mut s).dirs.remove(&chain[0].hex());
+        gd(&mut s).dirs.remove(chain[0].hex().as_str());
         let g = Graph::build(&s);
         let r = crate::verify::run(
             &g,

@@ -336,7 +336,7 @@ fn snapshots(
         }
         let dir = b.id.to_string();
         let data = s.paths.snapshot_data(sn, &dir);
-        let present = match snr.dirs.get(&dir) {
+        let present = match snr.dirs.get(dir.as_str()) {
             Some(d) if *sn == "overlayfs" => d.has_fs,
             Some(d) => d.is_dir,
             None => false,

@@ -349,7 +349,7 @@ fn sweep_snapshotter(
                 bytes: 0,
                 reason: "its snapshot record goes".into(),
             });
-            if sn.dirs.contains_key(&dir) {
+            if sn.dirs.contains_key(dir.as_str()) {
                 sweep.collectable.push(Item {
                     kind: ItemKind::SnapshotDir,
                     id: dir.clone(),

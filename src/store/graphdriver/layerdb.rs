@@ -3,7 +3,7 @@
 //! (moby `daemon/internal/layer/filestore.go`, `layer_store.go`).
 
 use super::{BrokenLayer, Mount, Paths, RemovingLayer};
-use crate::ids::{CacheId, ChainId, DiffId, MountId, is_hex64};
+use crate::ids::{CacheId, ChainId, DiffId, DirName, MountId, is_hex64};
 use crate::store::fsread::{
     EntryFiles, NOT_UTF8, SharedListings, list_dir_opt_shared, open_listed,
 };
@@ -209,8 +209,8 @@ pub fn read_entry(files: &EntryFiles<'_>, name: &str, is_dir: bool) -> Entry {
 fn cache_id_of(read: Result<Option<String>, String>) -> Option<CacheId> {
     read.ok()
         .flatten()
-        .map(|s| s.trim().to_string())
-        .filter(|s| !s.is_empty())
+        .map(|s| s.trim().into())
+        .filter(|s: &DirName| !s.is_empty())
         .map(CacheId)
 }
 
@@ -270,7 +270,7 @@ fn read_layer_with(
             size,
             parent,
         },
-        CacheId(cache),
+        CacheId(cache.into()),
     ))
 }
 

@@ -45,8 +45,8 @@ pub fn read(root: &Path, layout: Layout, opts: &LoadOptions) -> Snapshot {
     );
 
     let buildkit = buildkit::read(&paths, || {
-        (home.dirs.keys().cloned())
-            .chain(ldb.cache_ids.values().map(|c| c.0.clone()))
+        (home.dirs.keys().map(|d| d.to_string()))
+            .chain(ldb.cache_ids.values().map(|c| c.0.to_string()))
             .chain(ldb.layers.keys().map(|c| c.hex()))
             .collect()
     });

@@ -2,6 +2,7 @@
 //! (moby `daemon/graphdriver/overlay2/overlay.go`).
 
 use super::{DriverDir, Link, LinkTarget, Lower, Paths};
+use crate::ids::{DirName, LinkName};
 use crate::store::fsread::{Dir, EntryFiles, SharedListings, open_listed};
 use crate::store::{Anomaly, AnomalyKind};
 use rayon::prelude::*;
@@ -10,8 +11,8 @@ use std::path::Path;
 
 #[derive(Default)]
 pub struct Home {
-    pub dirs: BTreeMap<String, DriverDir>,
-    pub links: BTreeMap<String, Link>,
+    pub dirs: BTreeMap<DirName, DriverDir>,
+    pub links: BTreeMap<LinkName, Link>,
     pub anomalies: Vec<Anomaly>,
 }
 
@@ -22,14 +23,14 @@ pub fn read(paths: &Paths, with_lower: bool, share: Option<&SharedListings>) -> 
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Home::default(),
         Err(e) => return Home::unlisted(&home, &e.to_string()),
     };
-    let entries: Vec<(String, DriverDir, Option<Anomaly>)> = listing
+    let entries: Vec<(DirName, DriverDir, Option<Anomaly>)> = listing
         .names
         .par_iter()
         .zip(listing.is_dir.par_iter())
         .filter(|(n, _)| n.as_str() != "l")
         .map(|(n, is_dir)| {
             let (d, a) = read_dir_entry(&dir.entry(n), n, *is_dir, with_lower);
-            (n.clone(), d, a)
+            (DirName::from(n.as_str()), d, a)
         })
         .collect();
     let links = match open_listed(&paths.links_dir(), share) {
@@ -38,7 +39,7 @@ pub fn read(paths: &Paths, with_lower: bool, share: Option<&SharedListings>) -> 
             .par_iter()
             .map(|name| {
                 let link = read_link(&d, name);
-                (name.clone(), link)
+                (LinkName::from(name.as_str()), link)
             })
             .collect()),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
@@ -67,8 +68,8 @@ impl Home {
 pub fn assemble(
     paths: &Paths,
     odd_names: &[std::ffi::OsString],
-    entries: Vec<(String, DriverDir, Option<Anomaly>)>,
-    links: Result<Vec<(String, Link)>, String>,
+    entries: Vec<(DirName, DriverDir, Option<Anomaly>)>,
+    links: Result<Vec<(LinkName, Link)>, String>,
 ) -> Home {
     let home = paths.home();
     let mut anomalies = Vec::new();
@@ -81,14 +82,14 @@ pub fn assemble(
     }
     // Collected, not inserted one by one: a map built from an iterator packs
     // its nodes full, where in-order inserts leave each about 60% used.
-    let dirs: BTreeMap<String, DriverDir> = entries
+    let dirs: BTreeMap<DirName, DriverDir> = entries
         .into_iter()
         .map(|(name, d, a)| {
             anomalies.extend(a);
             (name, d)
         })
         .collect();
-    let mut links: BTreeMap<String, Link> = match links {
+    let mut links: BTreeMap<LinkName, Link> = match links {
         Ok(l) => l.into_iter().collect(),
         Err(e) => {
             anomalies.push(Anomaly {
@@ -103,7 +104,7 @@ pub fn assemble(
     // which saves a stat per link (tens of thousands on big hosts).
     for l in links.values_mut() {
         if let LinkTarget::DriverDir(d) = &l.target {
-            l.resolves = dirs.get(d).is_some_and(|d| d.has_diff);
+            l.resolves = dirs.get(d.as_str()).is_some_and(|d| d.has_diff);
         }
     }
     Home {
@@ -132,7 +133,7 @@ pub fn read_dir_entry(
     let mut anomaly = None;
     d.has_diff = files.is_dir("diff");
     match files.read_text("link") {
-        Ok(l) => d.link = l.map(|s| s.trim().to_string()),
+        Ok(l) => d.link = l.map(|s| s.trim().into()),
         Err(e) => {
             anomaly = Some(Anomaly {
                 kind: AnomalyKind::DriverDir,
@@ -163,7 +164,7 @@ pub fn read_link(l: &Dir, name: &str) -> Link {
                 .and_then(|x| x.strip_suffix("/diff"))
                 .filter(|d| !d.is_empty() && !d.contains('/'))
             {
-                Some(dir) => LinkTarget::DriverDir(dir.to_string()),
+                Some(dir) => LinkTarget::DriverDir(dir.into()),
                 None => LinkTarget::Other(t.into_owned()),
             }
         }

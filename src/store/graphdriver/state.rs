@@ -4,7 +4,7 @@
 
 use super::Paths;
 pub use super::buildkit::Buildkit;
-use crate::ids::{CacheId, ChainId, MountId};
+use crate::ids::{CacheId, ChainId, DirName, LinkName, MountId};
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -17,9 +17,9 @@ pub struct State {
     /// `layerdb/mounts/<name>`.
     pub mounts: BTreeMap<String, Mount>,
     /// Entries of the graphdriver home (`<root>/overlay2/*`), except `l/`.
-    pub dirs: BTreeMap<String, DriverDir>,
+    pub dirs: BTreeMap<DirName, DriverDir>,
     /// Entries of `<root>/overlay2/l/`.
-    pub links: BTreeMap<String, Link>,
+    pub links: BTreeMap<LinkName, Link>,
     /// `layerdb/sha256/<hex>-<64hex>-removing`: interrupted layer deletions.
     pub removing: Vec<RemovingLayer>,
     /// layerdb entries the daemon cannot load (see the anomalies), with the
@@ -39,7 +39,7 @@ impl State {
     /// The driver dir of a layer, if the layer has one on record and it exists.
     pub fn layer_dir(&self, c: &ChainId) -> Option<(&str, &DriverDir)> {
         let id = self.cache_ids.get(c)?;
-        self.dirs.get(&id.0).map(|d| (id.0.as_str(), d))
+        self.dirs.get(id.0.as_str()).map(|d| (id.0.as_str(), d))
     }
 }
 
@@ -58,7 +58,7 @@ pub struct DriverDir {
     pub is_dir: bool,
     pub has_diff: bool,
     /// Contents of `<dir>/link` (short link ID), if present.
-    pub link: Option<String>,
+    pub link: Option<LinkName>,
     /// Read only when asked for (`LoadOptions::lower`): only verify needs it.
     /// Boxed: `df` has 30,000 dirs and reads `lower` of a few BuildKit ones.
     pub lower: Option<Box<Lower>>,
@@ -109,7 +109,7 @@ pub struct Link {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub enum LinkTarget {
     /// `../<dir>/diff`, the only shape overlay2 writes.
-    DriverDir(String),
+    DriverDir(DirName),
     /// A symlink with any other target.
     Other(String),
     /// Not a symlink at all.
