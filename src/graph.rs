@@ -607,6 +607,28 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn an_image_chain_is_its_chain_ids_with_or_without_its_layers() {
+        let mut s = empty_snapshot();
+        let whole = add_image(&mut s, &[1, 2, 3], 10, None);
+        let holed = add_image(&mut s, &[4, 5, 6], 10, None);
+        let bare = add_image(&mut s, &[7, 8], 10, None);
+        // holed loses a middle layer, bare every layer.
+        let holed_chain = ChainId::chain(&s.images[&holed].diff_ids);
+        s.layers.remove(&holed_chain[1]);
+        for c in ChainId::chain(&s.images[&bare].diff_ids) {
+            s.layers.remove(&c);
+        }
+        let g = Graph::build(&s);
+        for id in [whole, holed, bare] {
+            assert_eq!(g.chain(&id), ChainId::chain(&s.images[&id].diff_ids));
+        }
+        assert_eq!(g.edges.image_layer_keys(&holed).len(), 2);
+        assert!(g.edges.image_layer_keys(&bare).is_empty());
+        let unknown = ImageId(Digest::of_bytes(b"no such image"));
+        assert!(g.chain(&unknown).is_empty());
+    }
+
+    #[test]
     fn parent_cycles_are_unloadable_not_a_hang() {
         let mut s = empty_snapshot();
         let a = add_image(&mut s, &[1, 2], 10, None);

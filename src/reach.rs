@@ -192,6 +192,9 @@ mod tests {
         let r = reachable(&Ring, [Node::new(Kind::Layer, 3)]);
         assert_eq!(r, vec![Node::new(Kind::Layer, 3), Node::new(Kind::Dir, 3)]);
         assert!(reachable(&Ring, []).is_empty());
+        // Roots that overlap: each node once, whichever root reached it first.
+        let r = reachable(&Ring, [2, 3, 0].map(|k| Node::new(Kind::Layer, k)));
+        assert_eq!(r.len(), 8, "four layers and their dirs: {r:?}");
         // A key past the table is ignored, not a panic.
         assert!(reachable(&Ring, [Node::new(Kind::Image, 0)]).is_empty());
     }
