@@ -90,7 +90,7 @@ impl<'s> Graph<'s> {
         // of the layer store: computed while its parent chains are checked.
         // Kept only until the edges hold each chain as layer keys: as chain
         // IDs they would be 4 MB at df's memory peak on 10,000 images.
-        let (loadable, chains) = rayon::join(
+        let ((layers, loadable), chains) = rayon::join(
             || loadable_layers(snap),
             || -> Vec<Vec<ChainId>> {
                 (snap.images.values())
@@ -104,7 +104,9 @@ impl<'s> Graph<'s> {
                 .os
                 .as_deref()
                 .is_none_or(|o| o.is_empty() || o == HOST_OS);
-            let top_ok = chain.last().is_none_or(|top| loadable.contains(top));
+            let top_ok = chain
+                .last()
+                .is_none_or(|top| loadable.contains(&layers, top));
             if os_ok && top_ok {
                 loaded.insert(*id);
             }
@@ -145,7 +147,7 @@ impl<'s> Graph<'s> {
                 mount_owners.insert(m.as_str(), c.id.clone());
             }
         }
-        let edges = Edges::new(snap, gd, &chains);
+        let edges = Edges::new(snap, gd, &chains, layers);
         drop(chains);
         let (holds, holders) =
             crate::holds::graphdriver::build(snap, gd, &edges, &mount_owners, extra);
@@ -219,6 +221,11 @@ impl<'s> Graph<'s> {
         }
     }
 
+    /// The daemon loads this layer at start (see [`Loadable`]).
+    pub fn is_loadable(&self, c: &ChainId) -> bool {
+        self.loadable.contains(&self.edges.layers, c)
+    }
+
     /// The layer node of a chain ID.
     pub fn layer_node(&self, c: &ChainId) -> Option<Node> {
         self.edges.layer(c)
@@ -252,7 +259,8 @@ impl<'s> Graph<'s> {
 
 /// Mirrors `loadLayer`'s recursion: a layer loads only if its parent loads.
 /// A missing parent or a `parent` cycle makes the whole subtree unloadable.
-fn loadable_layers(snap: &Snapshot) -> Loadable {
+/// Returns the store's layers (sorted; the graph's layer nodes) beside.
+fn loadable_layers(snap: &Snapshot) -> (Vec<ChainId>, Loadable) {
     const UNSEEN: u8 = 0;
     const VISITING: u8 = 1;
     const OK: u8 = 2;
@@ -291,24 +299,22 @@ fn loadable_layers(snap: &Snapshot) -> Loadable {
             state[i] = verdict;
         }
     }
-    Loadable {
-        ok: state.iter().map(|&s| s == OK).collect(),
-        layers,
-    }
+    let ok = state.iter().map(|&s| s == OK).collect();
+    (layers, Loadable { ok })
 }
 
 /// The layers the daemon loads at start: each with its whole parent chain
 /// on record and no cycle (moby `layer_store.go` `loadLayer`).
 #[derive(Debug)]
 pub struct Loadable {
-    /// Every layer of the store, sorted, and whether it loads.
-    layers: Vec<ChainId>,
+    /// Whether each layer of the store (in chain ID order) loads.
     ok: Vec<bool>,
 }
 
 impl Loadable {
-    pub fn contains(&self, c: &ChainId) -> bool {
-        self.layers.binary_search(c).is_ok_and(|i| self.ok[i])
+    /// `layers`: the store's layers, sorted (the graph's `edges.layers`).
+    fn contains(&self, layers: &[ChainId], c: &ChainId) -> bool {
+        layers.binary_search(c).is_ok_and(|i| self.ok[i])
     }
 
     pub fn is_empty(&self) -> bool {
@@ -600,10 +606,7 @@ pub(crate) mod tests {
         let g = Graph::build(&s);
         assert!(g.loaded.contains(&a));
         assert!(!g.loaded.contains(&b) && !g.loaded.contains(&c));
-        assert!(
-            !g.loadable
-                .contains(&ChainId::chain(&s.images[&c].diff_ids)[2])
-        );
+        assert!(!g.is_loadable(&ChainId::chain(&s.images[&c].diff_ids)[2]));
     }
 
     #[test]

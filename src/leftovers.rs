@@ -174,7 +174,7 @@ fn layers(g: &Graph, out: &mut Vec<Leftover>) {
         {
             continue;
         }
-        let (kind, reason) = if g.loadable.contains(c) {
+        let (kind, reason) = if g.is_loadable(c) {
             (OrphanKind::UnreferencedLayer, REASON_LAYER)
         } else {
             (OrphanKind::BrokenLayer, REASON_UNLOADABLE)

@@ -308,9 +308,10 @@ fn exclusive_size(g: &Graph, id: &ImageId) -> u64 {
 }
 
 fn freed_bytes<'a>(g: &Graph, images: impl IntoIterator<Item = &'a ImageId>) -> u64 {
-    g.freed_layers(g.image_holders(images))
-        .iter()
-        .map(|(_, size)| size)
+    // Summed as found, not listed first: `prune -a` frees every layer.
+    (g.holds.freed(g.image_holders(images)).into_iter())
+        .filter_map(|n| g.edges.chain_id(n))
+        .map(|c| g.snap.layers.get(&c).map_or(0, |l| l.size))
         .sum()
 }
 
@@ -516,7 +517,7 @@ fn not_loaded(g: &Graph) -> Vec<Anomaly> {
         .filter(|i| !g.loaded.contains(&i.id))
         .map(|i| {
             let chain = g.chain(&i.id);
-            let message = match chain.iter().find(|c| !g.loadable.contains(c)) {
+            let message = match chain.iter().find(|c| !g.is_loadable(c)) {
                 Some(c) if snap.layers.contains_key(c) => {
                     format!("layer {c} cannot be loaded; the daemon does not restore this image")
                 }

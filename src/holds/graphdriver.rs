@@ -45,9 +45,15 @@ pub struct Edges<'s> {
 }
 
 impl<'s> Edges<'s> {
-    /// `chains` are the images' chain IDs, in the snapshot's image order.
-    pub fn new(snap: &Snapshot, gd: &'s State, chains: &[Vec<ChainId>]) -> Self {
-        let layers: Vec<ChainId> = snap.layers.keys().copied().collect();
+    /// `chains` are the images' chain IDs, in the snapshot's image order;
+    /// `layers` the snapshot's layers, in its order.
+    pub fn new(
+        snap: &Snapshot,
+        gd: &'s State,
+        chains: &[Vec<ChainId>],
+        layers: Vec<ChainId>,
+    ) -> Self {
+        debug_assert!(layers.iter().eq(snap.layers.keys()));
         let dirs: Vec<&str> = gd.dirs.keys().map(|d| d.as_str()).collect();
         let layer_key = |c: &ChainId| position(&layers, c);
         let dir_key = |d: &str| position(&dirs, &d);

@@ -459,7 +459,7 @@ fn starts_without_image(g: &Graph, mount: &str) -> bool {
     g.gd.mounts.get(mount).is_some_and(|m| {
         has(&m.mount_id)
             && m.init_id.as_ref().is_none_or(has)
-            && m.parent.is_none_or(|p| g.loadable.contains(&p))
+            && m.parent.is_none_or(|p| g.is_loadable(&p))
     })
 }
 
